@@ -1,0 +1,112 @@
+//! The JetStream stream both sides agree on.
+//!
+//! The SDK creates it if missing (so a renderer can start before any collector), and
+//! the collector does the same before attaching its consumer. Both call
+//! [`StreamSpec::config`], so the definition lives in one place.
+
+use std::time::Duration;
+
+use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy, StorageType};
+
+use crate::subjects::Subjects;
+
+/// Default stream name (`TELEMETRY_STREAM`).
+pub const DEFAULT_STREAM: &str = "TELEMETRY";
+/// How long the broker remembers a `Nats-Msg-Id`: a retried publish within this window
+/// is stored once. It must outlast the SDK's longest retry of one event while the
+/// broker is reachable; two minutes is the broker's own default.
+pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// How long messages stay in the stream: long enough to replay a database after an
+/// outage or rebuild one from scratch.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Cap on the stream's disk use; the oldest messages go first when it is reached.
+pub const DEFAULT_MAX_BYTES: i64 = 8 * 1024 * 1024 * 1024;
+/// Largest message the stream accepts. The SDK's own payload limits keep envelopes
+/// far below it.
+pub const DEFAULT_MAX_MESSAGE_SIZE: i32 = 1024 * 1024;
+
+/// Name, subjects and limits of the telemetry stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSpec {
+    /// Stream name; tests use a random one.
+    pub name: String,
+    /// Subjects bound by the stream: `{prefix}.v1.>`.
+    pub subjects: Subjects,
+    /// See [`DEFAULT_DUPLICATE_WINDOW`].
+    pub duplicate_window: Duration,
+    /// See [`DEFAULT_MAX_AGE`].
+    pub max_age: Duration,
+    /// See [`DEFAULT_MAX_BYTES`].
+    pub max_bytes: i64,
+    /// Replicas (1 on one server, 3 on a cluster).
+    pub replicas: usize,
+}
+
+impl StreamSpec {
+    /// The default limits for a stream `name` over `subjects`.
+    pub fn new(name: impl Into<String>, subjects: Subjects) -> Self {
+        Self {
+            name: name.into(),
+            subjects,
+            duplicate_window: DEFAULT_DUPLICATE_WINDOW,
+            max_age: DEFAULT_MAX_AGE,
+            max_bytes: DEFAULT_MAX_BYTES,
+            replicas: 1,
+        }
+    }
+
+    /// The JetStream configuration: file storage, limits retention, discard old.
+    pub fn config(&self) -> Config {
+        Config {
+            name: self.name.clone(),
+            subjects: vec![self.subjects.wildcard()],
+            storage: StorageType::File,
+            retention: RetentionPolicy::Limits,
+            discard: DiscardPolicy::Old,
+            duplicate_window: self.duplicate_window,
+            max_age: self.max_age,
+            max_bytes: self.max_bytes,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            num_replicas: self.replicas,
+            description: Some("render telemetry (telemetry.v1 envelopes)".to_owned()),
+            ..Default::default()
+        }
+    }
+}
+
+/// Checks a stream name the way the broker would, so a bad `TELEMETRY_STREAM` fails at
+/// start-up with a reason instead of at the first publish.
+pub fn validate_stream_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
+    {
+        return Err(format!(
+            "invalid stream name {name:?}: no spaces, '.', '*', '>', '/' or '\\'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_binds_every_subject_of_its_prefix_on_disk() {
+        let spec = StreamSpec::new("T", Subjects::new("p").unwrap());
+        let config = spec.config();
+        assert_eq!(config.subjects, vec!["p.v1.>".to_owned()]);
+        assert_eq!(config.storage, StorageType::File);
+        assert_eq!(config.duplicate_window, DEFAULT_DUPLICATE_WINDOW);
+        assert_eq!(config.max_age, DEFAULT_MAX_AGE);
+    }
+
+    #[test]
+    fn stream_names_are_checked() {
+        assert!(validate_stream_name("TELEMETRY").is_ok());
+        assert!(validate_stream_name("a.b").is_err());
+        assert!(validate_stream_name("").is_err());
+    }
+}

@@ -1,0 +1,280 @@
+//! Helpers every integration test uses, so each one isolates itself the same way:
+//!
+//! - [`shared_nats_url`]: the machine's NATS (JetStream) server, checked, with a failing
+//!   message that says how to start it (tests never skip).
+//! - [`Isolation`]: a random subject prefix and stream name; the stream is deleted when
+//!   the value drops.
+//! - [`NatsServer`]: a private `nats-server -js` on a free port with its own store, for
+//!   tests that kill and restart the broker. Killed on drop.
+//! - [`PgDatabase`]: a fresh Postgres database, dropped on drop.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+/// Default URL of the shared NATS server, overridable with `TEST_NATS_URL`.
+pub const DEFAULT_TEST_NATS_URL: &str = "nats://127.0.0.1:4222";
+/// Default admin URL of Postgres, overridable with `TEST_POSTGRES_URL`.
+pub const DEFAULT_TEST_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A short random lowercase token, for names.
+pub fn random_token() -> String {
+    let mut rng = rand::rng();
+    (0..10)
+        .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+        .collect()
+}
+
+fn host_port(url: &str) -> String {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let rest = rest.rsplit('@').next().unwrap_or(rest);
+    rest.split('/').next().unwrap_or(rest).to_owned()
+}
+
+/// The shared NATS server's URL, after checking it answers. Panics (fails the test)
+/// with the command that starts it when it does not.
+pub fn shared_nats_url() -> String {
+    let url = std::env::var("TEST_NATS_URL").unwrap_or_else(|_| DEFAULT_TEST_NATS_URL.to_owned());
+    let addr = host_port(&url);
+    if TcpStream::connect(&addr).is_err() {
+        panic!(
+            "NATS is not reachable at {url}. Start it with JetStream: \
+             `nats-server -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server &` \
+             (or run `bash scripts/services.sh`), or point TEST_NATS_URL at one."
+        );
+    }
+    url
+}
+
+/// A random subject prefix and stream name for one test. Deletes the stream on drop.
+#[derive(Debug)]
+pub struct Isolation {
+    /// NATS URL the stream lives on.
+    pub nats_url: String,
+    /// Subject prefix, e.g. `t_abcdefghij`.
+    pub prefix: String,
+    /// Stream name, e.g. `T_ABCDEFGHIJ`.
+    pub stream: String,
+}
+
+impl Isolation {
+    /// Fresh names on the shared server.
+    pub fn new() -> Self {
+        Self::on(shared_nats_url())
+    }
+
+    /// Fresh names on the server at `nats_url`.
+    pub fn on(nats_url: String) -> Self {
+        let token = random_token();
+        Self {
+            nats_url,
+            prefix: format!("t_{token}"),
+            stream: format!("T_{}", token.to_uppercase()),
+        }
+    }
+}
+
+impl Default for Isolation {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Isolation {
+    fn drop(&mut self) {
+        let url = self.nats_url.clone();
+        let stream = self.stream.clone();
+        // Drop cannot await; a short-lived runtime on its own thread can.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let client =
+                    tokio::time::timeout(Duration::from_secs(2), async_nats::connect(url.as_str()))
+                        .await
+                        .ok()?
+                        .ok()?;
+                let js = async_nats::jetstream::new(client);
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), js.delete_stream(&stream)).await;
+                Some(())
+            })
+        })
+        .join();
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// A private `nats-server -js` on a free port, with its own store directory that
+/// survives [`NatsServer::kill`] so a restart keeps the JetStream data.
+pub struct NatsServer {
+    port: u16,
+    store: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// Picks a port and a store directory but does not start the server yet.
+    pub fn unstarted() -> Self {
+        Self {
+            port: free_port(),
+            store: tempfile::tempdir().expect("temp dir for the JetStream store"),
+            child: None,
+        }
+    }
+
+    /// Starts a server and waits until it accepts connections.
+    pub fn start() -> Self {
+        let mut server = Self::unstarted();
+        server.restart();
+        server
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The JetStream store directory.
+    pub fn store_dir(&self) -> PathBuf {
+        self.store.path().to_owned()
+    }
+
+    /// (Re)starts the server on the same port and store, waiting until it listens.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!(
+                    "cannot run `nats-server` ({err}). Install it (`apt-get install nats-server`) \
+                     or run `bash scripts/services.sh`."
+                )
+            });
+        self.child = Some(child);
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "nats-server did not start listening on port {} within 10 s",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether the server process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A fresh Postgres database, dropped (with its connections) on drop.
+#[derive(Debug)]
+pub struct PgDatabase {
+    admin_url: String,
+    /// Database name.
+    pub name: String,
+    /// URL of the new database.
+    pub url: String,
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_TEST_POSTGRES_URL.to_owned())
+}
+
+fn with_database(admin_url: &str, name: &str) -> String {
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("postgres URL has a database path");
+    format!("{base}/{name}")
+}
+
+impl PgDatabase {
+    /// Creates `test_<random>`. Panics with how to start Postgres when it is not up.
+    pub async fn create() -> Self {
+        use sqlx::Connection;
+        let admin_url = postgres_admin_url();
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|err| {
+                panic!(
+                    "Postgres is not reachable at {admin_url} ({err}). Start it with \
+                 `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
+                 (or run `bash scripts/services.sh`), or point TEST_POSTGRES_URL at one."
+                )
+            });
+        let name = format!("test_{}", random_token());
+        sqlx::query(&format!(r#"CREATE DATABASE "{name}""#))
+            .execute(&mut admin)
+            .await
+            .expect("create a test database");
+        let _ = admin.close().await;
+        let url = with_database(&admin_url, &name);
+        Self {
+            admin_url,
+            name,
+            url,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                use sqlx::Connection;
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await.ok()?;
+                sqlx::query(&format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#))
+                    .execute(&mut admin)
+                    .await
+                    .ok()?;
+                Some(())
+            })
+        })
+        .join();
+    }
+}
