@@ -1,0 +1,367 @@
+//! Settings: the command line (clap, every flag backed by an environment variable) and
+//! the plain [`Settings`] value tests build directly. Every bound has a named default
+//! and a knob; [`Settings::validate`] refuses values that cannot work with one line
+//! naming the setting.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use telemetry::config::NatsArgs;
+use telemetry::NatsConfig;
+use telemetry_proto::stream::{validate_stream_name, DEFAULT_STREAM};
+use telemetry_proto::subjects::DEFAULT_PREFIX;
+use telemetry_proto::{StreamSpec, Subjects};
+
+use crate::store::{
+    StoreOptions, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_BUSY_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+};
+
+/// Default database (`DATABASE_URL`).
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://telemetry.db";
+/// Default HTTP address (`COLLECTOR_ADDR`).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+/// Default durable consumer name (`COLLECTOR_CONSUMER`); collectors sharing it share
+/// the work.
+pub const DEFAULT_CONSUMER: &str = "telemetry-collector";
+/// Most messages in one batch (one transaction).
+pub const DEFAULT_BATCH_SIZE: usize = 1_000;
+/// Upper bound for the batch size knob.
+pub const MAX_BATCH_SIZE: usize = 10_000;
+/// How long a partial batch waits for more messages before it is written.
+pub const DEFAULT_BATCH_LINGER: Duration = Duration::from_millis(50);
+/// How long the broker waits for an ack before redelivering. Long batches extend it
+/// with in-progress acks while retrying.
+pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
+/// Messages delivered but not yet acked, per consumer (all collectors together).
+pub const DEFAULT_MAX_ACK_PENDING: i64 = 20_000;
+/// First delay after a database error; doubles up to [`DEFAULT_MAX_BACKOFF`].
+pub const DEFAULT_MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest delay between retries of a failed batch.
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Largest request body the HTTP API accepts (it only serves GETs).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A value that cannot work, named so start-up fails with one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid collector setting {setting}: {reason}")]
+pub struct ConfigError {
+    /// Environment variable (or flag) name.
+    pub setting: &'static str,
+    /// Why.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(setting: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            setting,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Everything a collector needs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the broker is.
+    pub nats: NatsConfig,
+    /// Subject prefix (`TELEMETRY_SUBJECT_PREFIX`).
+    pub subject_prefix: String,
+    /// Stream name (`TELEMETRY_STREAM`).
+    pub stream: String,
+    /// Durable consumer name (`COLLECTOR_CONSUMER`).
+    pub consumer: String,
+    /// `sqlite://PATH` or `postgres://...` (`DATABASE_URL`).
+    pub database_url: String,
+    /// HTTP address (`COLLECTOR_ADDR`); `None` ingests without serving HTTP. Port 0
+    /// picks a free port ([`crate::Application::port`]).
+    pub http_addr: Option<SocketAddr>,
+    /// Run the ingest loop (off only for a read-only API).
+    pub ingest: bool,
+    /// See [`DEFAULT_BATCH_SIZE`].
+    pub batch_size: usize,
+    /// See [`DEFAULT_BATCH_LINGER`].
+    pub batch_linger: Duration,
+    /// See [`DEFAULT_ACK_WAIT`].
+    pub ack_wait: Duration,
+    /// See [`DEFAULT_MAX_ACK_PENDING`].
+    pub max_ack_pending: i64,
+    /// See [`DEFAULT_MIN_BACKOFF`].
+    pub min_backoff: Duration,
+    /// See [`DEFAULT_MAX_BACKOFF`].
+    pub max_backoff: Duration,
+    /// See [`DEFAULT_MAX_BODY_BYTES`].
+    pub max_body_bytes: usize,
+    /// Pool sizes and timeouts.
+    pub store: StoreOptions,
+}
+
+impl Settings {
+    /// Defaults for everything but where things are: what tests start from.
+    pub fn new(nats_url: &str, subject_prefix: &str, stream: &str, database_url: &str) -> Self {
+        Self {
+            nats: NatsConfig {
+                url: nats_url.to_owned(),
+                connection_name: "telemetry-collector".to_owned(),
+                ..NatsConfig::default()
+            },
+            subject_prefix: subject_prefix.to_owned(),
+            stream: stream.to_owned(),
+            consumer: DEFAULT_CONSUMER.to_owned(),
+            database_url: database_url.to_owned(),
+            http_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            ingest: true,
+            batch_size: DEFAULT_BATCH_SIZE,
+            batch_linger: DEFAULT_BATCH_LINGER,
+            ack_wait: DEFAULT_ACK_WAIT,
+            max_ack_pending: DEFAULT_MAX_ACK_PENDING,
+            min_backoff: DEFAULT_MIN_BACKOFF,
+            max_backoff: DEFAULT_MAX_BACKOFF,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            store: StoreOptions::default(),
+        }
+    }
+
+    /// Checks every value and derives the subjects and stream definition.
+    pub fn validate(&self) -> Result<(Subjects, StreamSpec), ConfigError> {
+        self.nats
+            .validate()
+            .map_err(|err| ConfigError::new(err.setting, err.reason))?;
+        let subjects = Subjects::new(&self.subject_prefix)
+            .map_err(|err| ConfigError::new("TELEMETRY_SUBJECT_PREFIX", err.to_string()))?;
+        validate_stream_name(&self.stream)
+            .map_err(|reason| ConfigError::new("TELEMETRY_STREAM", reason))?;
+        validate_stream_name(&self.consumer)
+            .map_err(|reason| ConfigError::new("COLLECTOR_CONSUMER", reason))?;
+        let scheme_ok = ["sqlite:", "postgres:", "postgresql:"]
+            .iter()
+            .any(|scheme| self.database_url.starts_with(scheme));
+        if !scheme_ok {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                format!(
+                    "{:?} must start with sqlite:// or postgres://",
+                    self.database_url
+                ),
+            ));
+        }
+        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
+            return Err(ConfigError::new(
+                "COLLECTOR_BATCH_SIZE",
+                format!("must be between 1 and {MAX_BATCH_SIZE}"),
+            ));
+        }
+        if self.batch_linger.is_zero() || self.batch_linger > Duration::from_secs(10) {
+            return Err(ConfigError::new(
+                "COLLECTOR_BATCH_LINGER_MS",
+                "must be between 1 ms and 10 s",
+            ));
+        }
+        if self.ack_wait < Duration::from_secs(1) {
+            return Err(ConfigError::new(
+                "COLLECTOR_ACK_WAIT_SECS",
+                "must be at least 1 s",
+            ));
+        }
+        if self.max_ack_pending < self.batch_size as i64 {
+            return Err(ConfigError::new(
+                "COLLECTOR_MAX_ACK_PENDING",
+                "must be at least the batch size",
+            ));
+        }
+        if self.store.max_connections == 0 {
+            return Err(ConfigError::new(
+                "DATABASE_MAX_CONNECTIONS",
+                "must be at least 1",
+            ));
+        }
+        let stream = StreamSpec::new(self.stream.clone(), subjects.clone());
+        Ok((subjects, stream))
+    }
+}
+
+/// `telemetry-collector`: drains render telemetry into SQLite or Postgres.
+#[derive(Debug, clap::Parser)]
+#[command(name = "telemetry-collector", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Ingest from the stream and serve HTTP (health, metrics, JSON API).
+    Serve(ServeArgs),
+    /// Ingest only (no HTTP).
+    Ingest(IngestArgs),
+    /// Apply the database migrations and exit.
+    Migrate(DatabaseArgs),
+}
+
+/// Database flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// `sqlite://PATH` (created if missing) or `postgres://USER@HOST/DB`.
+    #[arg(long = "database-url", env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// Pool size (Postgres) or readers (SQLite).
+    #[arg(long = "database-max-connections", env = "DATABASE_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: u32,
+    /// SQLite busy timeout in milliseconds.
+    #[arg(long = "database-busy-timeout-ms", env = "DATABASE_BUSY_TIMEOUT_MS", default_value_t = DEFAULT_BUSY_TIMEOUT.as_millis() as u64)]
+    pub busy_timeout_ms: u64,
+}
+
+/// Ingest flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestArgs {
+    /// NATS connection, subject prefix and stream.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Durable consumer name; collectors sharing it share the work.
+    #[arg(long = "consumer", env = "COLLECTOR_CONSUMER", default_value = DEFAULT_CONSUMER)]
+    pub consumer: String,
+    /// Most messages per batch (one transaction).
+    #[arg(long = "batch-size", env = "COLLECTOR_BATCH_SIZE", default_value_t = DEFAULT_BATCH_SIZE)]
+    pub batch_size: usize,
+    /// Milliseconds a partial batch waits for more messages.
+    #[arg(long = "batch-linger-ms", env = "COLLECTOR_BATCH_LINGER_MS", default_value_t = DEFAULT_BATCH_LINGER.as_millis() as u64)]
+    pub batch_linger_ms: u64,
+    /// Seconds before the broker redelivers an unacked message.
+    #[arg(long = "ack-wait-secs", env = "COLLECTOR_ACK_WAIT_SECS", default_value_t = DEFAULT_ACK_WAIT.as_secs())]
+    pub ack_wait_secs: u64,
+    /// Unacked messages the consumer allows (all collectors together).
+    #[arg(long = "max-ack-pending", env = "COLLECTOR_MAX_ACK_PENDING", default_value_t = DEFAULT_MAX_ACK_PENDING)]
+    pub max_ack_pending: i64,
+}
+
+/// `serve` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Ingest flags.
+    #[command(flatten)]
+    pub ingest: IngestArgs,
+    /// HTTP listen address.
+    #[arg(long = "addr", env = "COLLECTOR_ADDR", default_value = DEFAULT_ADDR)]
+    pub addr: String,
+}
+
+impl DatabaseArgs {
+    fn apply(&self, settings: &mut Settings) {
+        settings.database_url = self.database_url.clone();
+        settings.store.max_connections = self.max_connections;
+        settings.store.busy_timeout = Duration::from_millis(self.busy_timeout_ms);
+        settings.store.acquire_timeout = DEFAULT_ACQUIRE_TIMEOUT;
+    }
+
+    /// Settings for `migrate`.
+    pub fn settings(&self) -> Settings {
+        let mut settings = Settings::new(
+            telemetry::config::DEFAULT_NATS_URL,
+            DEFAULT_PREFIX,
+            DEFAULT_STREAM,
+            &self.database_url,
+        );
+        self.apply(&mut settings);
+        settings
+    }
+}
+
+impl IngestArgs {
+    /// Settings for `ingest` (no HTTP).
+    pub fn settings(&self) -> Settings {
+        let mut settings = Settings::new(
+            &self.nats.nats_url,
+            &self.nats.subject_prefix,
+            &self.nats.stream,
+            &self.database.database_url,
+        );
+        settings.nats = self.nats.nats_config("telemetry-collector");
+        self.database.apply(&mut settings);
+        settings.http_addr = None;
+        settings.consumer = self.consumer.clone();
+        settings.batch_size = self.batch_size;
+        settings.batch_linger = Duration::from_millis(self.batch_linger_ms);
+        settings.ack_wait = Duration::from_secs(self.ack_wait_secs);
+        settings.max_ack_pending = self.max_ack_pending;
+        settings
+    }
+}
+
+impl ServeArgs {
+    /// Settings for `serve`.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let mut settings = self.ingest.settings();
+        let addr = self.addr.parse().map_err(|_| {
+            ConfigError::new(
+                "COLLECTOR_ADDR",
+                format!("{:?} is not an address like 127.0.0.1:8080", self.addr),
+            )
+        })?;
+        settings.http_addr = Some(addr);
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Settings {
+        Settings::new(
+            "nats://127.0.0.1:4222",
+            "telemetry",
+            "TELEMETRY",
+            "sqlite://x.db",
+        )
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        valid().validate().unwrap();
+    }
+
+    #[test]
+    fn wrong_values_name_their_setting() {
+        type Change = Box<dyn Fn(&mut Settings)>;
+        let cases: Vec<(Change, &str)> = vec![
+            (
+                Box::new(|s| s.database_url = "mysql://x".into()),
+                "DATABASE_URL",
+            ),
+            (Box::new(|s| s.batch_size = 0), "COLLECTOR_BATCH_SIZE"),
+            (
+                Box::new(|s| s.batch_linger = Duration::ZERO),
+                "COLLECTOR_BATCH_LINGER_MS",
+            ),
+            (
+                Box::new(|s| s.consumer = "a.b".into()),
+                "COLLECTOR_CONSUMER",
+            ),
+            (
+                Box::new(|s| s.subject_prefix = "a b".into()),
+                "TELEMETRY_SUBJECT_PREFIX",
+            ),
+            (
+                Box::new(|s| s.nats.url = "nats://h:port".into()),
+                "NATS_URL",
+            ),
+            (
+                Box::new(|s| s.max_ack_pending = 1),
+                "COLLECTOR_MAX_ACK_PENDING",
+            ),
+        ];
+        for (change, setting) in cases {
+            let mut settings = valid();
+            change(&mut settings);
+            let err = settings.validate().unwrap_err();
+            assert_eq!(err.setting, setting, "{err}");
+            assert!(!err.to_string().contains('\n'));
+        }
+    }
+}

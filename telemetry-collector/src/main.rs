@@ -1,0 +1,70 @@
+//! `telemetry-collector serve | ingest | migrate`: parse, init tracing, build, run.
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use telemetry_collector::config::{Cli, Command};
+use telemetry_collector::{store, Application};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    if let Err(err) = run(Cli::parse()).await {
+        eprintln!("telemetry-collector: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = match cli.command {
+        Command::Serve(args) => args.settings()?,
+        Command::Ingest(args) => args.settings(),
+        Command::Migrate(args) => {
+            let settings = args.settings();
+            let store = store::connect(&settings.database_url, &settings.store)
+                .await
+                .context("DATABASE_URL")?;
+            store.migrate().await.context("DATABASE_URL")?;
+            store.close().await;
+            tracing::info!("migrations applied");
+            return Ok(());
+        }
+    };
+    let app = Application::build(settings).await?;
+    if app.port() != 0 {
+        tracing::info!(port = app.port(), "listening");
+    }
+    let handle = app.shutdown_handle();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing the batch in flight");
+        handle.shutdown();
+    });
+    app.run_until_stopped().await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

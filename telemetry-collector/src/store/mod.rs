@@ -1,0 +1,367 @@
+//! Storage: one small store per SQL dialect behind the [`Store`] trait, chosen by the
+//! database URL's scheme ([`connect`]).
+//!
+//! A [`Batch`] is written in ONE transaction: events (`INSERT .. ON CONFLICT DO
+//! NOTHING`), the order-free projection into `render_runs` / `variant_results`
+//! ([`projection`]), the loss ledger in `producers`, and dead letters. Only rows that
+//! were new count as stored, so a redelivered batch changes nothing.
+
+mod postgres;
+pub(crate) mod projection;
+mod sqlite;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::domain::{DeadLetter, Fact};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Default connections in a pool (Postgres), or readers (SQLite; it has one writer).
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 4;
+/// Default SQLite busy timeout: how long a write waits for a lock held elsewhere.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default wait for a pooled connection (also bounds a connect to a dead server).
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most runs one API page returns.
+pub const MAX_PAGE_SIZE: i64 = 500;
+/// Most events a run's detail includes.
+pub const MAX_RUN_EVENTS: i64 = 1_000;
+
+/// A database failure. Never a dead letter: the batch is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL is neither `sqlite:` nor `postgres:`, or does not parse.
+    #[error("unsupported DATABASE_URL {0:?}: use sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    /// Anything the driver reports.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Pool sizes and timeouts.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// See [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: u32,
+    /// See [`DEFAULT_BUSY_TIMEOUT`].
+    pub busy_timeout: Duration,
+    /// See [`DEFAULT_ACQUIRE_TIMEOUT`].
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+        }
+    }
+}
+
+/// What one batch holds: parsed facts and dead letters, from one stream.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// Stream name (dead letters are unique per stream and sequence).
+    pub stream: String,
+    /// When the collector took the batch, unix ms.
+    pub received_at: i64,
+    /// Good envelopes.
+    pub facts: Vec<Fact>,
+    /// Refused messages.
+    pub dead: Vec<DeadLetter>,
+}
+
+/// What writing a batch changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteReport {
+    /// Envelopes stored for the first time.
+    pub stored: u64,
+    /// Envelopes already stored (redelivery, duplicates).
+    pub duplicates: u64,
+    /// Dead letters stored for the first time.
+    pub dead_letters: u64,
+}
+
+/// Filters and cursor of `GET /api/v1/runs`.
+#[derive(Debug, Clone, Default)]
+pub struct RunQuery {
+    pub shop_id: Option<String>,
+    pub status: Option<String>,
+    pub model: Option<String>,
+    pub prompt_pack_version: Option<String>,
+    /// `started_at >= from` (unix ms).
+    pub from: Option<i64>,
+    /// `started_at < to` (unix ms).
+    pub to: Option<i64>,
+    /// Keyset cursor: rows strictly before `(started_at, run_id)` in newest-first order.
+    pub before: Option<(i64, String)>,
+    /// Page size, capped at [`MAX_PAGE_SIZE`].
+    pub limit: i64,
+}
+
+/// A `render_runs` row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub shop_id: String,
+    pub request_id: String,
+    pub product_asset_id: Option<String>,
+    pub room_session_id: Option<String>,
+    pub prompt_pack_version: Option<String>,
+    pub model: Option<String>,
+    pub product_image_hash: Option<String>,
+    pub product_image_width: Option<i64>,
+    pub product_image_height: Option<i64>,
+    pub product_image_format: Option<String>,
+    pub product_image_bytes: Option<i64>,
+    pub room_image_hash: Option<String>,
+    pub room_image_width: Option<i64>,
+    pub room_image_height: Option<i64>,
+    pub room_image_format: Option<String>,
+    pub room_image_bytes: Option<i64>,
+    pub resolved_facts_hash: Option<String>,
+    pub resolved_facts_json: Option<String>,
+    pub prompt_pack_hash: Option<String>,
+    pub prompt_pack_json: Option<String>,
+    pub variant_count: Option<i64>,
+    pub started_at: i64,
+    pub started_event_id: Option<String>,
+    pub status: String,
+    pub total_duration_ms: Option<i64>,
+    pub success_count: Option<i64>,
+    pub fail_count: Option<i64>,
+    pub timeout_count: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub completed_event_id: Option<String>,
+}
+
+/// A `variant_results` row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct VariantRecord {
+    pub run_id: String,
+    pub variant_id: String,
+    pub shop_id: String,
+    pub request_id: String,
+    pub started_at: Option<i64>,
+    pub started_event_id: Option<String>,
+    pub status: String,
+    pub final_prompt_hash: Option<String>,
+    pub latency_ms: Option<i64>,
+    pub output_image_key: Option<String>,
+    pub output_image_hash: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub finished_at: Option<i64>,
+    pub result_event_id: Option<String>,
+}
+
+/// A `monitor_events` row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct EventRecord {
+    pub event_id: String,
+    pub kind: String,
+    pub event_type: String,
+    pub source: Option<String>,
+    pub shop_id: String,
+    pub request_id: String,
+    pub run_id: Option<String>,
+    pub variant_id: Option<String>,
+    pub producer: String,
+    pub producer_seq: i64,
+    pub occurred_at: i64,
+    pub received_at: i64,
+    pub stream_seq: i64,
+    pub subject: String,
+    pub payload: Option<String>,
+}
+
+/// A `dead_letters` row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct DeadLetterRecord {
+    pub id: i64,
+    pub stream: String,
+    pub stream_seq: i64,
+    pub subject: String,
+    pub reason: String,
+    #[serde(skip)]
+    pub raw: Vec<u8>,
+    pub received_at: i64,
+}
+
+/// A `producers` row: the loss ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct ProducerRecord {
+    pub producer: String,
+    pub service: Option<String>,
+    pub emitted: Option<i64>,
+    pub published: Option<i64>,
+    pub dropped: Option<i64>,
+    pub dropped_by_reason: Option<String>,
+    pub publish_failures: Option<i64>,
+    pub queue_depth: Option<i64>,
+    pub started_at: Option<i64>,
+    #[sqlx(rename = "final")]
+    pub is_final: Option<bool>,
+    pub stats_event_id: Option<String>,
+    pub last_seen_at: i64,
+    pub stored_events: i64,
+}
+
+/// A run with its variants and the events of its request (or of the run).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunDetail {
+    pub run: RunRecord,
+    pub variants: Vec<VariantRecord>,
+    pub events: Vec<EventRecord>,
+}
+
+/// One dialect's store.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn dialect(&self) -> &'static str;
+    /// Applies the embedded migrations.
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// Writes a batch in one transaction.
+    async fn write(&self, batch: &Batch) -> Result<WriteReport, StoreError>;
+    /// A cheap round trip, for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// A page of runs, newest first.
+    async fn runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError>;
+    /// One run with its variants and events.
+    async fn run(&self, run_id: &str) -> Result<Option<RunDetail>, StoreError>;
+    /// Every producer's ledger.
+    async fn producers(&self) -> Result<Vec<ProducerRecord>, StoreError>;
+    /// Dead letters, oldest first.
+    async fn dead_letters(&self, limit: i64) -> Result<Vec<DeadLetterRecord>, StoreError>;
+    /// How many envelopes are stored.
+    async fn event_count(&self) -> Result<i64, StoreError>;
+    /// Closes the pools.
+    async fn close(&self);
+}
+
+/// Opens the store the URL names (without migrating).
+pub async fn connect(
+    url: &str,
+    options: &StoreOptions,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(
+            SqliteStore::connect(url, options).await?,
+        ))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(std::sync::Arc::new(
+            PostgresStore::connect(url, options).await?,
+        ))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+}
+
+/// Read queries shared by both dialects (`$n` placeholders work in both). Expanded in
+/// each dialect's `impl` so each gets its own pool type.
+macro_rules! read_queries {
+    () => {
+        async fn read_runs(
+            &self,
+            query: &$crate::store::RunQuery,
+        ) -> Result<Vec<$crate::store::RunRecord>, $crate::store::StoreError> {
+            let (before_at, before_id) = match &query.before {
+                Some((at, id)) => (Some(*at), Some(id.clone())),
+                None => (None, None),
+            };
+            let rows = sqlx::query_as(
+                "SELECT * FROM render_runs \
+                 WHERE ($1 IS NULL OR shop_id = $1) AND ($2 IS NULL OR status = $2) \
+                 AND ($3 IS NULL OR model = $3) AND ($4 IS NULL OR prompt_pack_version = $4) \
+                 AND ($5 IS NULL OR started_at >= $5) AND ($6 IS NULL OR started_at < $6) \
+                 AND ($7 IS NULL OR started_at < $7 OR (started_at = $7 AND run_id < $8)) \
+                 ORDER BY started_at DESC, run_id DESC LIMIT $9",
+            )
+            .bind(&query.shop_id)
+            .bind(&query.status)
+            .bind(&query.model)
+            .bind(&query.prompt_pack_version)
+            .bind(query.from)
+            .bind(query.to)
+            .bind(before_at)
+            .bind(before_id)
+            .bind(query.limit.clamp(1, $crate::store::MAX_PAGE_SIZE))
+            .fetch_all(&self.reader)
+            .await?;
+            Ok(rows)
+        }
+
+        async fn read_run(
+            &self,
+            run_id: &str,
+        ) -> Result<Option<$crate::store::RunDetail>, $crate::store::StoreError> {
+            let run: Option<$crate::store::RunRecord> =
+                sqlx::query_as("SELECT * FROM render_runs WHERE run_id = $1")
+                    .bind(run_id)
+                    .fetch_optional(&self.reader)
+                    .await?;
+            let Some(run) = run else {
+                return Ok(None);
+            };
+            let variants = sqlx::query_as(
+                "SELECT * FROM variant_results WHERE run_id = $1 ORDER BY variant_id",
+            )
+            .bind(run_id)
+            .fetch_all(&self.reader)
+            .await?;
+            let events = sqlx::query_as(
+                "SELECT * FROM monitor_events WHERE request_id = $1 AND request_id <> '' \
+                 UNION SELECT * FROM monitor_events WHERE run_id = $2 \
+                 ORDER BY occurred_at, event_id LIMIT $3",
+            )
+            .bind(&run.request_id)
+            .bind(run_id)
+            .bind($crate::store::MAX_RUN_EVENTS)
+            .fetch_all(&self.reader)
+            .await?;
+            Ok(Some($crate::store::RunDetail {
+                run,
+                variants,
+                events,
+            }))
+        }
+
+        async fn read_producers(
+            &self,
+        ) -> Result<Vec<$crate::store::ProducerRecord>, $crate::store::StoreError> {
+            Ok(
+                sqlx::query_as("SELECT * FROM producers ORDER BY last_seen_at DESC, producer")
+                    .fetch_all(&self.reader)
+                    .await?,
+            )
+        }
+
+        async fn read_dead_letters(
+            &self,
+            limit: i64,
+        ) -> Result<Vec<$crate::store::DeadLetterRecord>, $crate::store::StoreError> {
+            Ok(
+                sqlx::query_as("SELECT * FROM dead_letters ORDER BY id LIMIT $1")
+                    .bind(limit)
+                    .fetch_all(&self.reader)
+                    .await?,
+            )
+        }
+
+        async fn read_event_count(&self) -> Result<i64, $crate::store::StoreError> {
+            let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM monitor_events")
+                .fetch_one(&self.reader)
+                .await?;
+            Ok(count)
+        }
+    };
+}
+pub(crate) use read_queries;

@@ -1,0 +1,321 @@
+//! Postgres: a pool, and batches written as one `INSERT .. SELECT FROM UNNEST(arrays)`
+//! per table, so a batch of any size is a handful of statements with one parameter per
+//! column (no bind-count limit, one plan per table).
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::projection::{self, Prepared};
+use super::{
+    read_queries, Batch, DeadLetterRecord, ProducerRecord, RunDetail, RunQuery, RunRecord, Store,
+    StoreError, StoreOptions, WriteReport,
+};
+use crate::domain::{RunStart, VariantOutcome};
+
+/// The Postgres store.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    reader: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects a pool to `url`. The first connection is made now, so a wrong URL or
+    /// a server that is down fails start-up.
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        let connect = PgConnectOptions::from_str(url)?.application_name("telemetry-collector");
+        let reader = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        Ok(Self { reader })
+    }
+
+    read_queries!();
+}
+
+/// `INSERT INTO table (columns) SELECT * FROM UNNEST($1::type[], ...)`.
+fn unnest_insert(table: &str, columns: &[&str], types: &[&str]) -> String {
+    debug_assert_eq!(columns.len(), types.len());
+    let arrays: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| format!("${}::{ty}[]", i + 1))
+        .collect();
+    format!(
+        "INSERT INTO {table} ({}) SELECT * FROM UNNEST({})",
+        columns.join(", "),
+        arrays.join(", ")
+    )
+}
+
+const T: &str = "text";
+const B: &str = "bigint";
+
+const EVENT_TYPES: &[&str] = &[T, T, T, T, T, T, T, T, T, B, B, B, B, T, T];
+const RUN_TYPES: &[&str] = &[
+    T, T, T, B, T, T, T, T, T, B, B, T, B, T, B, B, T, B, T, T, T, T, B, T, T, B, B, B, B, B, T,
+];
+const VARIANT_TYPES: &[&str] = &[T, T, T, T, B, T, T, T, B, T, T, T, T, B, T];
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    fn dialect(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("../migrations/postgres")
+            .run(&self.reader)
+            .await?;
+        Ok(())
+    }
+
+    async fn write(&self, batch: &Batch) -> Result<WriteReport, StoreError> {
+        let mut prepared = Prepared::from_batch(batch);
+        let mut report = WriteReport::default();
+        let mut tx = self.reader.begin().await?;
+
+        if !prepared.events.is_empty() {
+            let events = &prepared.events;
+            let payloads: Vec<Option<String>> = events.iter().map(|f| f.payload()).collect();
+            let sql = format!(
+                "{} ON CONFLICT (event_id) DO NOTHING RETURNING producer, kind",
+                unnest_insert("monitor_events", projection::EVENT_COLUMNS, EVENT_TYPES)
+            );
+            let inserted: Vec<(String, String)> = sqlx::query_as(&sql)
+                .bind(column(events, |f| f.meta.event_id.as_str()))
+                .bind(column(events, |f| f.kind().as_str()))
+                .bind(column(events, |f| f.event_type()))
+                .bind(column(events, |f| f.source()))
+                .bind(column(events, |f| f.meta.shop_id.as_str()))
+                .bind(column(events, |f| f.meta.request_id.as_str()))
+                .bind(column(events, |f| f.run_id()))
+                .bind(column(events, |f| f.variant_id()))
+                .bind(column(events, |f| f.meta.producer.as_str()))
+                .bind(column(events, |f| f.meta.producer_seq))
+                .bind(column(events, |f| f.meta.occurred_at))
+                .bind(column(events, |_| batch.received_at))
+                .bind(column(events, |f| seq(f.origin.stream_seq)))
+                .bind(column(events, |f| f.origin.subject.as_str()))
+                .bind(payloads)
+                .fetch_all(&mut *tx)
+                .await?;
+            report.stored = inserted.len() as u64;
+            report.duplicates = prepared.events.len() as u64 - report.stored;
+            prepared.count_stored(inserted.iter().map(|(p, k)| (p.as_str(), k.as_str())));
+        }
+
+        if !prepared.runs.is_empty() {
+            let runs = &prepared.runs;
+            let product_meta =
+                |r: &projection::RunRow<'_>| start(r).and_then(|s| s.product_image.meta.clone());
+            let room_meta =
+                |r: &projection::RunRow<'_>| start(r).and_then(|s| s.room_image.meta.clone());
+            let sql = format!(
+                "{} {}",
+                unnest_insert("render_runs", projection::RUN_COLUMNS, RUN_TYPES),
+                projection::runs_conflict()
+            );
+            sqlx::query(&sql)
+                .bind(column(runs, |r| r.run_id))
+                .bind(column(runs, |r| r.ident().shop_id.to_owned()))
+                .bind(column(runs, |r| r.ident().request_id.to_owned()))
+                .bind(column(runs, |r| r.ident().occurred_at))
+                .bind(column(runs, |r| {
+                    start(r).map(|s| s.product_asset_id.as_str())
+                }))
+                .bind(column(runs, |r| {
+                    start(r).map(|s| s.room_session_id.as_str())
+                }))
+                .bind(column(runs, |r| {
+                    start(r).map(|s| s.prompt_pack_version.as_str())
+                }))
+                .bind(column(runs, |r| start(r).map(|s| s.model.as_str())))
+                .bind(column(runs, |r| {
+                    start(r).map(|s| s.product_image.hash.as_str())
+                }))
+                .bind(column(runs, |r| product_meta(r).map(|m| m.width)))
+                .bind(column(runs, |r| product_meta(r).map(|m| m.height)))
+                .bind(column(runs, |r| product_meta(r).map(|m| m.format)))
+                .bind(column(runs, |r| product_meta(r).map(|m| m.bytes)))
+                .bind(column(runs, |r| {
+                    start(r).map(|s| s.room_image.hash.as_str())
+                }))
+                .bind(column(runs, |r| room_meta(r).map(|m| m.width)))
+                .bind(column(runs, |r| room_meta(r).map(|m| m.height)))
+                .bind(column(runs, |r| room_meta(r).map(|m| m.format)))
+                .bind(column(runs, |r| room_meta(r).map(|m| m.bytes)))
+                .bind(column(runs, |r| {
+                    start(r).map(|s| s.resolved_facts_hash.as_str())
+                }))
+                .bind(column(runs, |r| {
+                    start(r).and_then(|s| s.resolved_facts_json.as_deref())
+                }))
+                .bind(column(runs, |r| {
+                    start(r).map(|s| s.prompt_pack_hash.as_str())
+                }))
+                .bind(column(runs, |r| {
+                    start(r).and_then(|s| s.prompt_pack_json.as_deref())
+                }))
+                .bind(column(runs, |r| start(r).map(|s| s.variant_count)))
+                .bind(column(runs, |r| r.start.as_ref().map(|(i, _)| i.event_id)))
+                .bind(column(runs, |r| r.status().to_owned()))
+                .bind(column(runs, |r| {
+                    r.done.as_ref().map(|(_, d)| d.total_duration_ms)
+                }))
+                .bind(column(runs, |r| {
+                    r.done.as_ref().map(|(_, d)| d.success_count)
+                }))
+                .bind(column(runs, |r| r.done.as_ref().map(|(_, d)| d.fail_count)))
+                .bind(column(runs, |r| {
+                    r.done.as_ref().map(|(_, d)| d.timeout_count)
+                }))
+                .bind(column(runs, |r| {
+                    r.done.as_ref().map(|(i, _)| i.occurred_at)
+                }))
+                .bind(column(runs, |r| r.done.as_ref().map(|(i, _)| i.event_id)))
+                .execute(&mut *tx)
+                .await?;
+        }
+
+        if !prepared.variants.is_empty() {
+            let variants = &prepared.variants;
+            let sql = format!(
+                "{} {}",
+                unnest_insert(
+                    "variant_results",
+                    projection::VARIANT_COLUMNS,
+                    VARIANT_TYPES
+                ),
+                projection::variants_conflict()
+            );
+            sqlx::query(&sql)
+                .bind(column(variants, |v| v.run_id))
+                .bind(column(variants, |v| v.variant_id))
+                .bind(column(variants, |v| v.ident().shop_id.to_owned()))
+                .bind(column(variants, |v| v.ident().request_id.to_owned()))
+                .bind(column(variants, |v| {
+                    v.start.as_ref().map(|i| i.occurred_at)
+                }))
+                .bind(column(variants, |v| v.start.as_ref().map(|i| i.event_id)))
+                .bind(column(variants, |v| v.status().to_owned()))
+                .bind(column(variants, |v| {
+                    result(v).map(|r| r.final_prompt_hash.as_str())
+                }))
+                .bind(column(variants, |v| result(v).map(|r| r.latency_ms)))
+                .bind(column(variants, |v| {
+                    result(v).map(|r| r.output_image_key.as_str())
+                }))
+                .bind(column(variants, |v| {
+                    result(v).map(|r| r.output_image_hash.as_str())
+                }))
+                .bind(column(variants, |v| {
+                    result(v).map(|r| r.error_code.as_str())
+                }))
+                .bind(column(variants, |v| {
+                    result(v).map(|r| r.error_message.as_str())
+                }))
+                .bind(column(variants, |v| {
+                    v.result.as_ref().map(|(i, _)| i.occurred_at)
+                }))
+                .bind(column(variants, |v| {
+                    v.result.as_ref().map(|(i, _)| i.event_id)
+                }))
+                .execute(&mut *tx)
+                .await?;
+        }
+
+        let producers_sql = format!(
+            "INSERT INTO producers ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) {}",
+            projection::PRODUCER_COLUMNS.join(", "),
+            projection::producers_conflict("GREATEST")
+        );
+        for (producer, p) in &prepared.producers {
+            let stats = p.stats.map(|(_, s)| s);
+            sqlx::query(&producers_sql)
+                .bind(*producer)
+                .bind(stats.map(|s| s.service.as_str()))
+                .bind(stats.map(|s| s.emitted))
+                .bind(stats.map(|s| s.published))
+                .bind(stats.map(|s| s.dropped))
+                .bind(stats.map(|s| s.dropped_by_reason.as_str()))
+                .bind(stats.map(|s| s.publish_failures))
+                .bind(stats.map(|s| s.queue_depth))
+                .bind(stats.map(|s| s.started_at))
+                .bind(stats.map(|s| s.is_final))
+                .bind(p.stats.map(|(id, _)| id))
+                .bind(p.last_seen_at)
+                .bind(p.stored_events)
+                .execute(&mut *tx)
+                .await?;
+        }
+
+        for dead in &batch.dead {
+            let done = sqlx::query(
+                "INSERT INTO dead_letters (stream, stream_seq, subject, reason, raw, received_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (stream, stream_seq) DO NOTHING",
+            )
+            .bind(&batch.stream)
+            .bind(seq(dead.origin.stream_seq))
+            .bind(&dead.origin.subject)
+            .bind(dead.reason.to_string())
+            .bind(dead.raw.as_ref())
+            .bind(batch.received_at)
+            .execute(&mut *tx)
+            .await?;
+            report.dead_letters += done.rows_affected();
+        }
+
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
+        self.read_runs(query).await
+    }
+
+    async fn run(&self, run_id: &str) -> Result<Option<RunDetail>, StoreError> {
+        self.read_run(run_id).await
+    }
+
+    async fn producers(&self) -> Result<Vec<ProducerRecord>, StoreError> {
+        self.read_producers().await
+    }
+
+    async fn dead_letters(&self, limit: i64) -> Result<Vec<DeadLetterRecord>, StoreError> {
+        self.read_dead_letters(limit).await
+    }
+
+    async fn event_count(&self) -> Result<i64, StoreError> {
+        self.read_event_count().await
+    }
+
+    async fn close(&self) {
+        self.reader.close().await;
+    }
+}
+
+fn start<'a>(row: &projection::RunRow<'a>) -> Option<&'a RunStart> {
+    row.start.as_ref().map(|(_, s)| *s)
+}
+
+fn result<'a>(row: &projection::VariantRow<'a>) -> Option<&'a VariantOutcome> {
+    row.result.as_ref().map(|(_, r)| *r)
+}
+
+/// One column of a batch, for an `UNNEST` array parameter.
+fn column<'a, R, T>(rows: &'a [R], f: impl Fn(&'a R) -> T) -> Vec<T> {
+    rows.iter().map(f).collect()
+}
+
+/// Stream sequences fit in i64 for any stream that fits on a disk.
+fn seq(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
