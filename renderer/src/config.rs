@@ -1,0 +1,418 @@
+//! Settings: the command line (each flag with an environment variable behind it) and
+//! the validated [`Settings`] the rest of the crate uses.
+//!
+//! Every bound has a named default here and a flag. A wrong value fails at start-up
+//! with one line naming the setting ([`ConfigError`]), never later inside a request.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use telemetry::config::NatsArgs;
+use telemetry::TelemetryConfig;
+
+/// Default listen address (`RENDERER_ADDR`).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8081";
+/// Default image store directory (`IMAGE_STORE_DIR`).
+pub const DEFAULT_IMAGE_STORE_DIR: &str = "data/images";
+/// How long one variant may render before it is reported as TIMEOUT. Image models take
+/// tens of seconds; past a minute the shopper has left.
+pub const DEFAULT_VARIANT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Variants of one request rendered at once: a prompt pack usually has 4, and a provider
+/// rate limit is per key, so one request should not take every slot.
+pub const DEFAULT_VARIANT_CONCURRENCY: usize = 4;
+/// Largest request body. Two base64 photos of a few MiB each fit.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Largest decoded input image file (bytes after base64).
+pub const DEFAULT_MAX_IMAGE_BYTES: usize = 12 * 1024 * 1024;
+/// Most pixels (width x height) an input image may have: decoding is width x height x 4
+/// bytes of memory, so this caps one request's memory.
+pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 40_000_000;
+/// Most variants in one prompt pack.
+pub const DEFAULT_MAX_VARIANTS: usize = 8;
+/// How long shutdown waits for the telemetry queue to drain.
+pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+/// Default Gemini model (`GEMINI_MODEL`).
+pub const DEFAULT_GEMINI_MODEL: &str = "gemini-2.5-flash-image";
+/// Default Gemini API base URL (`GEMINI_BASE_URL`).
+pub const DEFAULT_GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com";
+/// Model name reported for the local compositor.
+pub const LOCAL_MODEL: &str = "local-composite";
+
+/// A setting with a wrong value: printed as one line at start-up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting {setting}: {reason}")]
+pub struct ConfigError {
+    /// The flag's environment variable name.
+    pub setting: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(setting: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            setting,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Which image model renders variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderKind {
+    /// Composites the product into the room locally (no network): demos, tests, load.
+    Local,
+    /// Google Gemini image generation over HTTP.
+    Gemini,
+}
+
+/// The command line. Flags are parsed here and checked by [`Cli::settings`].
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "renderer", version, about = "See It Now render service")]
+pub struct Cli {
+    /// Address to listen on.
+    #[arg(long, env = "RENDERER_ADDR", default_value = DEFAULT_ADDR)]
+    pub addr: String,
+    /// NATS connection and telemetry subjects.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Send telemetry (`on`) or not (`off`).
+    #[arg(long, env = "TELEMETRY", default_value = "on")]
+    pub telemetry: String,
+    /// Image provider.
+    #[arg(long, env = "RENDER_PROVIDER", value_enum, default_value = "local")]
+    pub provider: ProviderKind,
+    /// Local provider: added latency per variant, in milliseconds.
+    #[arg(long, env = "LOCAL_LATENCY_MS", default_value_t = 0)]
+    pub local_latency_ms: u64,
+    /// Local provider: share of variants that fail (0..=1).
+    #[arg(long, env = "LOCAL_FAILURE_RATE", default_value_t = 0.0)]
+    pub local_failure_rate: f64,
+    /// Local provider: share of variants that hang until the variant timeout (0..=1).
+    #[arg(long, env = "LOCAL_TIMEOUT_RATE", default_value_t = 0.0)]
+    pub local_timeout_rate: f64,
+    /// Local provider: seed of the injected faults (same seed, same faults).
+    #[arg(long, env = "LOCAL_FAULT_SEED", default_value_t = 0)]
+    pub local_fault_seed: u64,
+    /// Gemini model name.
+    #[arg(long, env = "GEMINI_MODEL", default_value = DEFAULT_GEMINI_MODEL)]
+    pub gemini_model: String,
+    /// Gemini API key (required with `--provider gemini`).
+    #[arg(long, env = "GEMINI_API_KEY", hide_env_values = true)]
+    pub gemini_api_key: Option<String>,
+    /// Gemini API base URL.
+    #[arg(long, env = "GEMINI_BASE_URL", default_value = DEFAULT_GEMINI_BASE_URL)]
+    pub gemini_base_url: String,
+    /// Directory of the image store.
+    #[arg(long, env = "IMAGE_STORE_DIR", default_value = DEFAULT_IMAGE_STORE_DIR)]
+    pub image_store_dir: PathBuf,
+    /// Per-variant timeout, in milliseconds.
+    #[arg(long, env = "VARIANT_TIMEOUT_MS", default_value_t = DEFAULT_VARIANT_TIMEOUT.as_millis() as u64)]
+    pub variant_timeout_ms: u64,
+    /// Variants of one request rendered at once.
+    #[arg(long, env = "VARIANT_CONCURRENCY", default_value_t = DEFAULT_VARIANT_CONCURRENCY)]
+    pub variant_concurrency: usize,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// Largest input image, in bytes.
+    #[arg(long, env = "MAX_IMAGE_BYTES", default_value_t = DEFAULT_MAX_IMAGE_BYTES)]
+    pub max_image_bytes: usize,
+    /// Most pixels of an input image.
+    #[arg(long, env = "MAX_IMAGE_PIXELS", default_value_t = DEFAULT_MAX_IMAGE_PIXELS)]
+    pub max_image_pixels: u64,
+    /// Most variants in one request.
+    #[arg(long, env = "MAX_VARIANTS", default_value_t = DEFAULT_MAX_VARIANTS)]
+    pub max_variants: usize,
+    /// Shopify app secret: when set, requests must carry a valid app-proxy signature.
+    #[arg(long, env = "SHOPIFY_API_SECRET", hide_env_values = true)]
+    pub shopify_api_secret: Option<String>,
+    /// How long shutdown waits for queued telemetry, in milliseconds.
+    #[arg(long, env = "SHUTDOWN_DEADLINE_MS", default_value_t = DEFAULT_SHUTDOWN_DEADLINE.as_millis() as u64)]
+    pub shutdown_deadline_ms: u64,
+}
+
+/// Local provider settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalSettings {
+    /// Added latency per variant.
+    pub latency: Duration,
+    /// Share of variants that fail with a provider error.
+    pub failure_rate: f64,
+    /// Share of variants that never finish (and so hit the variant timeout).
+    pub timeout_rate: f64,
+    /// Seed of the fault draw.
+    pub seed: u64,
+}
+
+impl Default for LocalSettings {
+    fn default() -> Self {
+        Self {
+            latency: Duration::ZERO,
+            failure_rate: 0.0,
+            timeout_rate: 0.0,
+            seed: 0,
+        }
+    }
+}
+
+/// Gemini provider settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeminiSettings {
+    /// Model name, e.g. `gemini-2.5-flash-image`.
+    pub model: String,
+    /// API key, sent as `x-goog-api-key`.
+    pub api_key: String,
+    /// Base URL, without a trailing slash.
+    pub base_url: String,
+}
+
+/// The provider and its settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProviderSettings {
+    /// See [`ProviderKind::Local`].
+    Local(LocalSettings),
+    /// See [`ProviderKind::Gemini`].
+    Gemini(GeminiSettings),
+}
+
+/// Bounds on one render request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// See [`DEFAULT_MAX_BODY_BYTES`].
+    pub max_body_bytes: usize,
+    /// See [`DEFAULT_MAX_IMAGE_BYTES`].
+    pub max_image_bytes: usize,
+    /// See [`DEFAULT_MAX_IMAGE_PIXELS`].
+    pub max_image_pixels: u64,
+    /// See [`DEFAULT_MAX_VARIANTS`].
+    pub max_variants: usize,
+    /// See [`DEFAULT_VARIANT_TIMEOUT`].
+    pub variant_timeout: Duration,
+    /// See [`DEFAULT_VARIANT_CONCURRENCY`].
+    pub variant_concurrency: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_image_bytes: DEFAULT_MAX_IMAGE_BYTES,
+            max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
+            max_variants: DEFAULT_MAX_VARIANTS,
+            variant_timeout: DEFAULT_VARIANT_TIMEOUT,
+            variant_concurrency: DEFAULT_VARIANT_CONCURRENCY,
+        }
+    }
+}
+
+/// Everything [`crate::Application::build`] needs, already checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where to listen; port 0 picks a free one (tests).
+    pub addr: SocketAddr,
+    /// `None` switches telemetry off.
+    pub telemetry: Option<TelemetryConfig>,
+    /// The image model.
+    pub provider: ProviderSettings,
+    /// Image store root.
+    pub image_store_dir: PathBuf,
+    /// Request bounds.
+    pub limits: Limits,
+    /// Shopify app secret; `None` accepts unsigned requests (local development).
+    pub shopify_api_secret: Option<String>,
+    /// See [`DEFAULT_SHUTDOWN_DEADLINE`].
+    pub shutdown_deadline: Duration,
+}
+
+impl Settings {
+    /// Settings for a local run on `addr` with the local provider: the defaults, no
+    /// telemetry, no secret. Tests start from this and change what they need.
+    pub fn local(addr: SocketAddr, image_store_dir: PathBuf) -> Self {
+        Self {
+            addr,
+            telemetry: None,
+            provider: ProviderSettings::Local(LocalSettings::default()),
+            image_store_dir,
+            limits: Limits::default(),
+            shopify_api_secret: None,
+            shutdown_deadline: DEFAULT_SHUTDOWN_DEADLINE,
+        }
+    }
+
+    /// Checks values the types cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let limits = &self.limits;
+        for (setting, value) in [
+            ("MAX_BODY_BYTES", limits.max_body_bytes),
+            ("MAX_IMAGE_BYTES", limits.max_image_bytes),
+            ("MAX_VARIANTS", limits.max_variants),
+            ("VARIANT_CONCURRENCY", limits.variant_concurrency),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(setting, "must be at least 1"));
+            }
+        }
+        if limits.max_image_pixels == 0 {
+            return Err(ConfigError::new("MAX_IMAGE_PIXELS", "must be at least 1"));
+        }
+        if limits.variant_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "VARIANT_TIMEOUT_MS",
+                "must be greater than zero",
+            ));
+        }
+        if let ProviderSettings::Local(local) = &self.provider {
+            for (setting, rate) in [
+                ("LOCAL_FAILURE_RATE", local.failure_rate),
+                ("LOCAL_TIMEOUT_RATE", local.timeout_rate),
+            ] {
+                if !(0.0..=1.0).contains(&rate) {
+                    return Err(ConfigError::new(setting, "must be between 0 and 1"));
+                }
+            }
+            if local.failure_rate + local.timeout_rate > 1.0 {
+                return Err(ConfigError::new(
+                    "LOCAL_FAILURE_RATE/LOCAL_TIMEOUT_RATE",
+                    "their sum must be at most 1",
+                ));
+            }
+        }
+        if let ProviderSettings::Gemini(gemini) = &self.provider {
+            if gemini.api_key.is_empty() {
+                return Err(ConfigError::new("GEMINI_API_KEY", "must not be empty"));
+            }
+            if gemini.model.is_empty() || gemini.model.contains(['/', '?', '#', ' ']) {
+                return Err(ConfigError::new(
+                    "GEMINI_MODEL",
+                    format!("{:?} is not a model name", gemini.model),
+                ));
+            }
+            reqwest::Url::parse(&gemini.base_url)
+                .map_err(|err| ConfigError::new("GEMINI_BASE_URL", err.to_string()))?;
+        }
+        if matches!(&self.shopify_api_secret, Some(secret) if secret.is_empty()) {
+            return Err(ConfigError::new(
+                "SHOPIFY_API_SECRET",
+                "must not be empty when set",
+            ));
+        }
+        if let Some(telemetry) = &self.telemetry {
+            telemetry.validate().map_err(|err| ConfigError {
+                setting: err.setting,
+                reason: err.reason,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl Cli {
+    /// Turns the flags into checked [`Settings`].
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let addr = self
+            .addr
+            .parse()
+            .map_err(|err| ConfigError::new("RENDERER_ADDR", format!("{:?}: {err}", self.addr)))?;
+        let telemetry = match self.telemetry.to_ascii_lowercase().as_str() {
+            "on" | "true" | "1" => Some(TelemetryConfig {
+                nats: self.nats.nats_config("renderer"),
+                subject_prefix: self.nats.subject_prefix.clone(),
+                stream: self.nats.stream.clone(),
+                service: "renderer".into(),
+                ..Default::default()
+            }),
+            "off" | "false" | "0" => None,
+            other => {
+                return Err(ConfigError::new(
+                    "TELEMETRY",
+                    format!("{other:?}: expected on or off"),
+                ))
+            }
+        };
+        let provider = match self.provider {
+            ProviderKind::Local => ProviderSettings::Local(LocalSettings {
+                latency: Duration::from_millis(self.local_latency_ms),
+                failure_rate: self.local_failure_rate,
+                timeout_rate: self.local_timeout_rate,
+                seed: self.local_fault_seed,
+            }),
+            ProviderKind::Gemini => ProviderSettings::Gemini(GeminiSettings {
+                model: self.gemini_model.clone(),
+                api_key: self.gemini_api_key.clone().ok_or_else(|| {
+                    ConfigError::new("GEMINI_API_KEY", "required with RENDER_PROVIDER=gemini")
+                })?,
+                base_url: self.gemini_base_url.trim_end_matches('/').to_owned(),
+            }),
+        };
+        let settings = Settings {
+            addr,
+            telemetry,
+            provider,
+            image_store_dir: self.image_store_dir.clone(),
+            limits: Limits {
+                max_body_bytes: self.max_body_bytes,
+                max_image_bytes: self.max_image_bytes,
+                max_image_pixels: self.max_image_pixels,
+                max_variants: self.max_variants,
+                variant_timeout: Duration::from_millis(self.variant_timeout_ms),
+                variant_concurrency: self.variant_concurrency,
+            },
+            shopify_api_secret: self.shopify_api_secret.clone(),
+            shutdown_deadline: Duration::from_millis(self.shutdown_deadline_ms),
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, ConfigError> {
+        let mut argv = vec!["renderer"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap().settings()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let settings = parse(&[]).unwrap();
+        assert_eq!(settings.addr.to_string(), DEFAULT_ADDR);
+        assert!(settings.telemetry.is_some());
+        assert_eq!(settings.limits, Limits::default());
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        for (args, setting) in [
+            (vec!["--addr", "nowhere"], "RENDERER_ADDR"),
+            (vec!["--telemetry", "maybe"], "TELEMETRY"),
+            (vec!["--variant-concurrency", "0"], "VARIANT_CONCURRENCY"),
+            (vec!["--variant-timeout-ms", "0"], "VARIANT_TIMEOUT_MS"),
+            (vec!["--local-failure-rate", "1.5"], "LOCAL_FAILURE_RATE"),
+            (vec!["--provider", "gemini"], "GEMINI_API_KEY"),
+            (
+                vec![
+                    "--provider",
+                    "gemini",
+                    "--gemini-api-key",
+                    "k",
+                    "--gemini-base-url",
+                    "::",
+                ],
+                "GEMINI_BASE_URL",
+            ),
+            (vec!["--stream", "a.b"], "TELEMETRY_STREAM"),
+            (vec!["--shopify-api-secret", ""], "SHOPIFY_API_SECRET"),
+        ] {
+            let err = parse(&args).unwrap_err();
+            assert_eq!(err.setting, setting, "{args:?}: {err}");
+            assert!(!err.to_string().contains('\n'));
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! The HTTP surface. [`router`] is pure (state in, `Router` out) so tests can drive it
+//! with `oneshot` as well as over a socket.
+//!
+//! - `POST /app-proxy/see-it-now/render`: auth, parse, emit, render, answer.
+//! - `GET /images/{*key}`: stored renders.
+//! - `/healthz`, `/readyz`, `/metrics`.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use telemetry::{
+    EmitEvent, ErrorCode, EventSource, EventType, RunStatus, Telemetry, VariantStatus,
+};
+
+use crate::config::Limits;
+use crate::input::{self, InputError, RenderBody};
+use crate::metrics::{Metrics, RequestOutcome};
+use crate::render::{Renderer, RequestContext, RunOutcome};
+use crate::signature;
+use crate::store::{ImageStore, StoreError};
+
+/// The render route (the app proxy forwards `/apps/see-it-now/render` here).
+pub const RENDER_PATH: &str = "/app-proxy/see-it-now/render";
+/// Header carrying the request id, in and out.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The pipeline.
+    pub renderer: Arc<Renderer>,
+    /// The image store (served by `/images`).
+    pub store: ImageStore,
+    /// The SDK handle, for `/metrics` (disabled when telemetry is off or replaced).
+    pub telemetry: Telemetry,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Request bounds.
+    pub limits: Limits,
+    /// Shopify app secret; `None` accepts unsigned requests.
+    pub shopify_api_secret: Option<Arc<str>>,
+}
+
+/// The routes over `state`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(RENDER_PATH, post(render))
+        .route("/images/{*key}", get(image))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        // The render handler enforces its own (configurable) body limit, with a reason.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// An error answer: `{"error": reason, "message": ...}`.
+#[derive(Debug, Serialize)]
+struct ErrorAnswer {
+    error: &'static str,
+    message: String,
+}
+
+fn error_response(status: StatusCode, error: &'static str, message: String) -> Response {
+    (status, Json(ErrorAnswer { error, message })).into_response()
+}
+
+/// One variant in the answer.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct VariantAnswer {
+    variant_id: String,
+    status: &'static str,
+    latency_ms: u64,
+    error_code: Option<&'static str>,
+    error_message: Option<String>,
+    image_url: Option<String>,
+    image_key: Option<String>,
+    image_sha256: Option<String>,
+}
+
+/// The render answer.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RenderAnswer {
+    run_id: String,
+    request_id: String,
+    status: &'static str,
+    total_duration_ms: u64,
+    variants: Vec<VariantAnswer>,
+}
+
+fn run_status_name(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Complete => "complete",
+        RunStatus::Partial => "partial",
+        RunStatus::Failed => "failed",
+        RunStatus::Unspecified => "unknown",
+    }
+}
+
+fn variant_status_name(status: VariantStatus) -> &'static str {
+    match status {
+        VariantStatus::Success => "success",
+        VariantStatus::Failed => "failed",
+        VariantStatus::Timeout => "timeout",
+        VariantStatus::Unspecified => "unknown",
+    }
+}
+
+fn error_code_name(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::Timeout => "TIMEOUT",
+        ErrorCode::ProviderError => "PROVIDER_ERROR",
+        ErrorCode::InvalidInput => "INVALID_INPUT",
+        ErrorCode::StorageError => "STORAGE_ERROR",
+        ErrorCode::Internal => "INTERNAL",
+        ErrorCode::Unspecified => "UNSPECIFIED",
+    }
+}
+
+impl From<(RunOutcome, String)> for RenderAnswer {
+    fn from((outcome, request_id): (RunOutcome, String)) -> Self {
+        Self {
+            run_id: outcome.run_id,
+            request_id,
+            status: run_status_name(outcome.status),
+            total_duration_ms: outcome.total_duration_ms,
+            variants: outcome
+                .variants
+                .into_iter()
+                .map(|v| VariantAnswer {
+                    variant_id: v.variant_id,
+                    status: variant_status_name(v.status),
+                    latency_ms: v.latency_ms,
+                    error_code: v.error_code.map(error_code_name),
+                    error_message: v.error_message,
+                    image_url: v.image_key.as_ref().map(|key| format!("/images/{key}")),
+                    image_key: v.image_key,
+                    image_sha256: v.image_sha256,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The request id: the body's, else the header's, else a new UUIDv7. Oversized or
+/// non-printable ids are replaced rather than trusted.
+fn request_id(body: Option<&str>, headers: &HeaderMap) -> String {
+    let usable = |id: &str| {
+        !id.is_empty()
+            && id.len() <= input::MAX_ID_BYTES
+            && id.chars().all(|c| c.is_ascii_graphic())
+    };
+    body.filter(|id| usable(id))
+        .map(str::to_owned)
+        .or_else(|| {
+            headers
+                .get(REQUEST_ID_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .filter(|id| usable(id))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+fn with_request_id(mut response: Response, request_id: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+/// Emits SF_RENDER_REJECTED with the reason.
+async fn rejected(state: &AppState, ctx: &RequestContext, reason: &str, message: &str) {
+    let payload = serde_json::json!({ "reason": reason, "message": message });
+    state
+        .renderer
+        .recorder()
+        .emit(EmitEvent {
+            shop_id: ctx.shop_id.clone(),
+            request_id: ctx.request_id.clone(),
+            run_id: String::new(),
+            source: EventSource::AppProxy,
+            event_type: EventType::SfRenderRejected,
+            payload_json: payload.to_string(),
+        })
+        .await;
+}
+
+async fn bad_input(state: &AppState, ctx: &RequestContext, err: InputError) -> Response {
+    let message = err.to_string();
+    rejected(state, ctx, err.reason(), &message).await;
+    state.metrics.request(RequestOutcome::BadRequest);
+    with_request_id(
+        error_response(StatusCode::BAD_REQUEST, err.reason(), message),
+        &ctx.request_id,
+    )
+}
+
+/// `POST /app-proxy/see-it-now/render`.
+async fn render(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let query = query.unwrap_or_default();
+    // Auth first: an unsigned request gets no telemetry run, and no event either (the
+    // shop it claims cannot be trusted).
+    let shop_id = match &state.shopify_api_secret {
+        Some(secret) => match signature::verify(&query, secret) {
+            Ok(shop) => shop,
+            Err(err) => {
+                state.metrics.request(RequestOutcome::Unauthorized);
+                return error_response(StatusCode::UNAUTHORIZED, "unauthorized", err.to_string());
+            }
+        },
+        None => signature::unverified_shop(&query).unwrap_or_default(),
+    };
+    let mut ctx = RequestContext {
+        shop_id,
+        request_id: request_id(None, &headers),
+    };
+    let bytes: Bytes = match axum::body::to_bytes(body, state.limits.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            let message = format!(
+                "request body over the {}-byte limit or unreadable: {err}",
+                state.limits.max_body_bytes
+            );
+            rejected(&state, &ctx, "body_too_large", &message).await;
+            state.metrics.request(RequestOutcome::TooLarge);
+            return with_request_id(
+                error_response(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", message),
+                &ctx.request_id,
+            );
+        }
+    };
+    let body = match RenderBody::parse(&bytes) {
+        Ok(body) => body,
+        Err(err) => return bad_input(&state, &ctx, err).await,
+    };
+    if body.request_id.is_some() {
+        ctx.request_id = request_id(body.request_id.as_deref(), &headers);
+    }
+    let (product_id, room_session_id) = match input::ids(&body) {
+        Ok(ids) => ids,
+        Err(err) => return bad_input(&state, &ctx, err).await,
+    };
+    state
+        .renderer
+        .recorder()
+        .emit(EmitEvent {
+            shop_id: ctx.shop_id.clone(),
+            request_id: ctx.request_id.clone(),
+            run_id: String::new(),
+            source: EventSource::AppProxy,
+            event_type: EventType::SfRenderRequested,
+            payload_json: serde_json::json!({
+                "productId": product_id,
+                "roomSessionId": room_session_id,
+            })
+            .to_string(),
+        })
+        .await;
+    let limits = state.limits;
+    // Decoding images is CPU work: keep it off the async worker threads.
+    let checked = tokio::task::spawn_blocking(move || input::check(&body, &limits)).await;
+    let input = match checked {
+        Ok(Ok(input)) => input,
+        Ok(Err(err)) => return bad_input(&state, &ctx, err).await,
+        Err(err) => {
+            tracing::error!(error = %err, "input check task failed");
+            state.metrics.request(RequestOutcome::Error);
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error".into(),
+            );
+        }
+    };
+    // The run goes on in its own task even if the caller hangs up, so it always
+    // completes (and says so in telemetry).
+    let run = tokio::spawn(state.renderer.clone().run(ctx.clone(), input));
+    match run.await {
+        Ok(outcome) => {
+            state.metrics.request(RequestOutcome::Rendered);
+            let answer = RenderAnswer::from((outcome, ctx.request_id.clone()));
+            with_request_id(Json(answer).into_response(), &ctx.request_id)
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "render task failed");
+            state.metrics.request(RequestOutcome::Error);
+            with_request_id(
+                error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error".into(),
+                ),
+                &ctx.request_id,
+            )
+        }
+    }
+}
+
+/// `GET /images/{*key}`.
+async fn image(
+    State(state): State<AppState>,
+    axum::extract::Path(key): axum::extract::Path<String>,
+) -> Response {
+    match state.store.get(&key).await {
+        Ok(bytes) => (
+            [
+                (header::CONTENT_TYPE, "image/png"),
+                // Keys are unique per run: an image never changes.
+                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(StoreError::InvalidKey(_)) => error_response(
+            StatusCode::BAD_REQUEST,
+            "invalid_key",
+            "invalid image key".into(),
+        ),
+        Err(StoreError::NotFound(_)) => {
+            error_response(StatusCode::NOT_FOUND, "not_found", "no such image".into())
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "reading an image failed");
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error".into(),
+            )
+        }
+    }
+}
+
+/// `GET /readyz`: ready when the image store is usable. The broker is not a condition:
+/// the renderer renders without it (telemetry queues), which is the point of the design;
+/// its state is reported for operators.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let store_ok = tokio::fs::metadata(state.store.root())
+        .await
+        .map(|m| m.is_dir())
+        .unwrap_or(false);
+    let stats = state.telemetry.stats();
+    let body = serde_json::json!({
+        "ready": store_ok,
+        "imageStore": if store_ok { "ok" } else { "missing" },
+        "telemetry": {
+            "enabled": state.telemetry.is_enabled(),
+            "connected": stats.connected,
+            "queueDepth": stats.queue_depth,
+        },
+    });
+    let status = if store_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// `GET /metrics`.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let text = state
+        .metrics
+        .render(&state.telemetry.stats(), state.telemetry.is_enabled());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}

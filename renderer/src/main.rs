@@ -1,0 +1,30 @@
+//! `renderer`: parse flags, start tracing, build, serve until Ctrl-C or SIGTERM.
+
+use clap::Parser;
+use renderer::{Application, Cli};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let settings = match Cli::parse().settings() {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("renderer: {err}");
+            std::process::exit(2);
+        }
+    };
+    let app = Application::build(settings).await?;
+    let report = app.run_until_stopped().await?;
+    if report.left > 0 {
+        tracing::warn!(
+            left = report.left,
+            "telemetry events left unsent at shutdown"
+        );
+    }
+    Ok(())
+}

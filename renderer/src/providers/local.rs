@@ -1,0 +1,151 @@
+//! The local provider: places the product photo into the room photo.
+//!
+//! Placement and scale come from a hash of the variant id and prompt, so a variant
+//! always renders the same image (tests compare hashes) while different variants look
+//! different. Faults are drawn from a hash of the seed and the variant id, so they do
+//! not depend on the order variants run in: a test can know in advance which variant
+//! fails ([`LocalProvider::fault_for`]).
+
+use std::time::Duration;
+
+use image::imageops::{self, FilterType};
+use image::DynamicImage;
+use sha2::{Digest, Sha256};
+
+use super::{encode_png, Provider, ProviderError, RenderJob};
+use crate::config::{LocalSettings, LOCAL_MODEL};
+
+/// What the fault injection decided for a variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Render normally.
+    None,
+    /// Fail with a provider error.
+    Fail,
+    /// Never finish (the pipeline's timeout ends it).
+    Hang,
+}
+
+/// See the module docs.
+#[derive(Debug, Clone)]
+pub struct LocalProvider {
+    settings: LocalSettings,
+}
+
+impl LocalProvider {
+    /// A provider with these settings.
+    pub fn new(settings: LocalSettings) -> Self {
+        Self { settings }
+    }
+
+    /// The fault drawn for `variant_id` under this provider's seed and rates.
+    pub fn fault_for(&self, variant_id: &str) -> Fault {
+        let settings = &self.settings;
+        if settings.failure_rate <= 0.0 && settings.timeout_rate <= 0.0 {
+            return Fault::None;
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(settings.seed.to_le_bytes());
+        hasher.update(variant_id.as_bytes());
+        let digest = hasher.finalize();
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&digest[..8]);
+        let draw = u64::from_le_bytes(word) as f64 / (u64::MAX as f64 + 1.0);
+        if draw < settings.failure_rate {
+            Fault::Fail
+        } else if draw < settings.failure_rate + settings.timeout_rate {
+            Fault::Hang
+        } else {
+            Fault::None
+        }
+    }
+}
+
+/// Scale (share of the room's width) and position (share of the free space) of the
+/// product, from the variant.
+fn placement(job: &RenderJob) -> (f32, f32, f32) {
+    let digest = Sha256::digest(format!("{}\n{}", job.variant_id, job.prompt).as_bytes());
+    let unit = |byte: u8| f32::from(byte) / 255.0;
+    let scale = 0.25 + 0.25 * unit(digest[0]);
+    let x = unit(digest[1]);
+    // Products stand on the floor: keep them in the lower part of the room.
+    let y = 0.5 + 0.5 * unit(digest[2]);
+    (scale, x, y)
+}
+
+/// Composites `product` into `room`; pure CPU work.
+pub fn composite(room: &DynamicImage, product: &DynamicImage, job: &RenderJob) -> DynamicImage {
+    let (scale, fx, fy) = placement(job);
+    let mut canvas = room.to_rgba8();
+    let (room_w, room_h) = canvas.dimensions();
+    let (prod_w, prod_h) = (product.width().max(1), product.height().max(1));
+    let target_w = ((room_w as f32 * scale).round() as u32).clamp(1, room_w.max(1));
+    let target_h =
+        ((target_w as f32 * prod_h as f32 / prod_w as f32).round() as u32).clamp(1, room_h.max(1));
+    let scaled = imageops::resize(
+        &product.to_rgba8(),
+        target_w,
+        target_h,
+        FilterType::Triangle,
+    );
+    let x = ((room_w - scaled.width()) as f32 * fx).round() as i64;
+    let y = ((room_h - scaled.height()) as f32 * fy).round() as i64;
+    imageops::overlay(&mut canvas, &scaled, x, y);
+    DynamicImage::ImageRgba8(canvas)
+}
+
+#[async_trait::async_trait]
+impl Provider for LocalProvider {
+    fn model(&self) -> &str {
+        LOCAL_MODEL
+    }
+
+    async fn render(&self, job: &RenderJob) -> Result<Vec<u8>, ProviderError> {
+        if self.settings.latency > Duration::ZERO {
+            tokio::time::sleep(self.settings.latency).await;
+        }
+        match self.fault_for(&job.variant_id) {
+            Fault::None => {}
+            Fault::Fail => return Err(ProviderError::Injected),
+            Fault::Hang => std::future::pending::<()>().await,
+        }
+        let job = job.clone();
+        tokio::task::spawn_blocking(move || {
+            encode_png(&composite(&job.room.image, &job.product.image, &job))
+        })
+        .await
+        .map_err(|err| ProviderError::Task(err.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_follow_the_rates_and_the_seed() {
+        let provider = |failure_rate, timeout_rate, seed| {
+            LocalProvider::new(LocalSettings {
+                failure_rate,
+                timeout_rate,
+                seed,
+                ..Default::default()
+            })
+        };
+        assert_eq!(provider(1.0, 0.0, 1).fault_for("v"), Fault::Fail);
+        assert_eq!(provider(0.0, 1.0, 1).fault_for("v"), Fault::Hang);
+        assert_eq!(provider(0.0, 0.0, 1).fault_for("v"), Fault::None);
+        let mixed = provider(0.3, 0.3, 7);
+        let draws: Vec<_> = (0..1000)
+            .map(|i| mixed.fault_for(&format!("v{i}")))
+            .collect();
+        let fails = draws.iter().filter(|f| **f == Fault::Fail).count();
+        let hangs = draws.iter().filter(|f| **f == Fault::Hang).count();
+        assert!((200..400).contains(&fails), "{fails}");
+        assert!((200..400).contains(&hangs), "{hangs}");
+        let again: Vec<_> = (0..1000)
+            .map(|i| mixed.fault_for(&format!("v{i}")))
+            .collect();
+        assert_eq!(draws, again);
+    }
+}

@@ -1,0 +1,295 @@
+//! The render pipeline: one run of a prompt pack, instrumented exactly as the seed's
+//! step 12 describes.
+//!
+//! `start_run` with every field, then per variant (up to `variant_concurrency` at once)
+//! `record_variant_start`, render under the per-variant timeout, store the image,
+//! `record_variant_result`; then `complete_run` with the status and the three counts.
+//! The pipeline runs as its own task, so a shopper who closes the connection does not
+//! leave a run without its completion.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::join_all;
+use telemetry::{
+    hash_prompt, CompleteRun, ErrorCode, ImageInfo, RunStatus, StartRun, VariantResultRecord,
+    VariantStart, VariantStatus,
+};
+use tokio::sync::Semaphore;
+
+use crate::config::Limits;
+use crate::input::{InputImage, RenderInput, Variant};
+use crate::metrics::{Metrics, VariantOutcomeKind};
+use crate::providers::{Provider, RenderJob};
+use crate::recorder::RunRecorder;
+use crate::store::{variant_key, ImageStore};
+
+/// Who asked: the shop (from the signed query) and the request id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestContext {
+    /// The shop's domain; empty when unsigned and not given.
+    pub shop_id: String,
+    /// The request id (the caller's, or generated).
+    pub request_id: String,
+}
+
+/// How one variant ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariantOutcome {
+    /// The variant's id.
+    pub variant_id: String,
+    /// SUCCESS, FAILED or TIMEOUT.
+    pub status: VariantStatus,
+    /// Render and store time.
+    pub latency_ms: u64,
+    /// Set unless SUCCESS.
+    pub error_code: Option<ErrorCode>,
+    /// Set unless SUCCESS.
+    pub error_message: Option<String>,
+    /// Store key of the image, on SUCCESS.
+    pub image_key: Option<String>,
+    /// sha256 of the stored image, on SUCCESS.
+    pub image_sha256: Option<String>,
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    /// The run's id (UUIDv7).
+    pub run_id: String,
+    /// COMPLETE, PARTIAL or FAILED.
+    pub status: RunStatus,
+    /// Whole run, start to completion.
+    pub total_duration_ms: u64,
+    /// Per variant, in pack order.
+    pub variants: Vec<VariantOutcome>,
+}
+
+impl RunOutcome {
+    fn count(&self, status: VariantStatus) -> u32 {
+        self.variants.iter().filter(|v| v.status == status).count() as u32
+    }
+}
+
+/// The prompt actually sent for a variant: the variant's prompt followed by the resolved
+/// facts, so the model knows the product's real size and material. Its hash is the
+/// variant's `final_prompt_hash`.
+pub fn final_prompt(variant: &Variant, resolved_facts_json: &str) -> String {
+    format!(
+        "{}\n\nProduct facts: {resolved_facts_json}",
+        variant.prompt.trim()
+    )
+}
+
+/// Run status from the counts: all succeeded COMPLETE, some PARTIAL, none FAILED.
+pub fn run_status(success: u32, total: u32) -> RunStatus {
+    match success {
+        0 => RunStatus::Failed,
+        s if s == total => RunStatus::Complete,
+        _ => RunStatus::Partial,
+    }
+}
+
+fn image_info(image: &InputImage) -> ImageInfo {
+    ImageInfo {
+        hash: image.sha256.clone(),
+        meta: image.meta(),
+    }
+}
+
+/// Renders runs: the provider, the store and the recorder, shared by all requests.
+pub struct Renderer {
+    provider: Arc<dyn Provider>,
+    store: ImageStore,
+    recorder: Arc<dyn RunRecorder>,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+}
+
+impl Renderer {
+    /// Puts the parts together.
+    pub fn new(
+        provider: Arc<dyn Provider>,
+        store: ImageStore,
+        recorder: Arc<dyn RunRecorder>,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            provider,
+            store,
+            recorder,
+            limits,
+            metrics,
+        }
+    }
+
+    /// The recorder (the handler emits the request's events through it too).
+    pub fn recorder(&self) -> &dyn RunRecorder {
+        &*self.recorder
+    }
+
+    /// The provider's model name.
+    pub fn model(&self) -> &str {
+        self.provider.model()
+    }
+
+    /// Renders every variant of `input` and records the run.
+    pub async fn run(self: Arc<Self>, ctx: RequestContext, input: RenderInput) -> RunOutcome {
+        let started = Instant::now();
+        let run_id = uuid::Uuid::now_v7().to_string();
+        self.recorder
+            .start_run(StartRun {
+                run_id: run_id.clone(),
+                shop_id: ctx.shop_id.clone(),
+                request_id: ctx.request_id.clone(),
+                product_asset_id: input.product_asset_id.clone(),
+                room_session_id: input.room_session_id.clone(),
+                prompt_pack_version: input.prompt_pack_version.clone(),
+                model: self.model().to_owned(),
+                product_image: image_info(&input.product_image),
+                room_image: image_info(&input.room_image),
+                resolved_facts_hash: hash_prompt(&input.resolved_facts_json),
+                resolved_facts_json: input.resolved_facts_json.clone(),
+                prompt_pack_hash: hash_prompt(&input.prompt_pack_json),
+                prompt_pack_json: input.prompt_pack_json.clone(),
+                variant_count: input.variants.len() as u32,
+            })
+            .await;
+
+        let slots = Arc::new(Semaphore::new(self.limits.variant_concurrency));
+        let variants = input.variants.iter().map(|variant| {
+            let job = RenderJob {
+                run_id: run_id.clone(),
+                variant_id: variant.id.clone(),
+                prompt: final_prompt(variant, &input.resolved_facts_json),
+                product: input.product_image.clone(),
+                room: input.room_image.clone(),
+            };
+            let slots = slots.clone();
+            let ctx = &ctx;
+            let this = &self;
+            async move {
+                // The semaphore is never closed, so acquiring cannot fail.
+                let _slot = slots.acquire().await.expect("semaphore open");
+                this.variant(ctx, job).await
+            }
+        });
+        let variants = join_all(variants).await;
+
+        let success = variants
+            .iter()
+            .filter(|v| v.status == VariantStatus::Success)
+            .count() as u32;
+        let elapsed = started.elapsed();
+        let outcome = RunOutcome {
+            run_id,
+            status: run_status(success, variants.len() as u32),
+            total_duration_ms: elapsed.as_millis() as u64,
+            variants,
+        };
+        self.recorder
+            .complete_run(CompleteRun {
+                run_id: outcome.run_id.clone(),
+                request_id: ctx.request_id.clone(),
+                shop_id: ctx.shop_id.clone(),
+                status: outcome.status,
+                total_duration_ms: outcome.total_duration_ms,
+                success_count: outcome.count(VariantStatus::Success),
+                fail_count: outcome.count(VariantStatus::Failed),
+                timeout_count: outcome.count(VariantStatus::Timeout),
+            })
+            .await;
+        self.metrics.run(outcome.status, elapsed);
+        outcome
+    }
+
+    /// One variant: start, render under the timeout, store, result.
+    async fn variant(&self, ctx: &RequestContext, job: RenderJob) -> VariantOutcome {
+        self.recorder
+            .record_variant_start(VariantStart {
+                run_id: job.run_id.clone(),
+                variant_id: job.variant_id.clone(),
+                request_id: ctx.request_id.clone(),
+                shop_id: ctx.shop_id.clone(),
+            })
+            .await;
+        let started = Instant::now();
+        let rendered =
+            tokio::time::timeout(self.limits.variant_timeout, self.provider.render(&job)).await;
+        let key = variant_key(&job.run_id, &job.variant_id);
+        let (status, error_code, error_message, stored) = match rendered {
+            Err(_elapsed) => (
+                VariantStatus::Timeout,
+                Some(ErrorCode::Timeout),
+                Some(format!(
+                    "variant did not finish within {} ms",
+                    self.limits.variant_timeout.as_millis()
+                )),
+                None,
+            ),
+            Ok(Err(err)) => (
+                VariantStatus::Failed,
+                Some(ErrorCode::ProviderError),
+                Some(err.to_string()),
+                None,
+            ),
+            Ok(Ok(png)) => match self.store.put(&key, &png).await {
+                Ok(stored) => (VariantStatus::Success, None, None, Some(stored)),
+                Err(err) => {
+                    tracing::error!(error = %err, key, "storing a rendered image failed");
+                    (
+                        VariantStatus::Failed,
+                        Some(ErrorCode::StorageError),
+                        Some(err.to_string()),
+                        None,
+                    )
+                }
+            },
+        };
+        let latency = started.elapsed();
+        let outcome = VariantOutcome {
+            variant_id: job.variant_id.clone(),
+            status,
+            latency_ms: latency.as_millis() as u64,
+            error_code,
+            error_message,
+            image_key: stored.as_ref().map(|s| s.key.clone()),
+            image_sha256: stored.map(|s| s.sha256),
+        };
+        self.recorder
+            .record_variant_result(VariantResultRecord {
+                run_id: job.run_id.clone(),
+                variant_id: job.variant_id.clone(),
+                request_id: ctx.request_id.clone(),
+                shop_id: ctx.shop_id.clone(),
+                final_prompt_hash: hash_prompt(&job.prompt),
+                status: outcome.status,
+                latency_ms: outcome.latency_ms,
+                output_image_key: outcome.image_key.clone(),
+                output_image_hash: outcome.image_sha256.clone(),
+                error_code: outcome.error_code,
+                error_message: outcome.error_message.clone(),
+            })
+            .await;
+        let kind = match outcome.status {
+            VariantStatus::Success => VariantOutcomeKind::Success,
+            VariantStatus::Timeout => VariantOutcomeKind::Timeout,
+            _ => VariantOutcomeKind::Failed,
+        };
+        self.metrics.variant(kind, latency);
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_status_follows_the_counts() {
+        assert_eq!(run_status(4, 4), RunStatus::Complete);
+        assert_eq!(run_status(1, 4), RunStatus::Partial);
+        assert_eq!(run_status(0, 4), RunStatus::Failed);
+    }
+}

@@ -1,0 +1,185 @@
+//! [`Application`]: binds the listener, wires the parts, serves until stopped, and
+//! flushes telemetry on the way out.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use telemetry::{ShutdownReport, Telemetry};
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::http::{router, AppState};
+use crate::metrics::Metrics;
+use crate::providers::{self, ProviderError};
+use crate::recorder::RunRecorder;
+use crate::render::Renderer;
+use crate::store::{ImageStore, StoreError};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A setting is wrong.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The telemetry SDK refused its settings.
+    #[error(transparent)]
+    Telemetry(#[from] telemetry::ConfigError),
+    /// The image store directory cannot be created.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The provider cannot be built.
+    #[error("provider: {0}")]
+    Provider(#[from] ProviderError),
+    /// The address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A bound, wired renderer, ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+    settings: Settings,
+}
+
+impl Application {
+    /// Builds from settings with the SDK as recorder (or none when telemetry is off).
+    /// Must run inside a Tokio runtime (the SDK's publisher is a task).
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with_recorder(settings, None).await
+    }
+
+    /// Like [`Application::build`], with another recorder in place of the SDK (the
+    /// benchmark's database baseline). `settings.telemetry` is ignored when given.
+    pub async fn build_with_recorder(
+        settings: Settings,
+        recorder: Option<Arc<dyn RunRecorder>>,
+    ) -> Result<Self, StartupError> {
+        settings.validate()?;
+        let (telemetry, recorder) = match recorder {
+            Some(recorder) => (Telemetry::disabled(), recorder),
+            None => {
+                let telemetry = match &settings.telemetry {
+                    Some(config) => Telemetry::start(config.clone())?,
+                    None => Telemetry::disabled(),
+                };
+                let recorder: Arc<dyn RunRecorder> = Arc::new(telemetry.clone());
+                (telemetry, recorder)
+            }
+        };
+        let store = ImageStore::open(&settings.image_store_dir)?;
+        let provider = providers::from_settings(&settings.provider)?;
+        let metrics = Arc::new(Metrics::default());
+        let renderer = Arc::new(Renderer::new(
+            provider,
+            store.clone(),
+            recorder,
+            settings.limits,
+            metrics.clone(),
+        ));
+        let listener =
+            TcpListener::bind(settings.addr)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: settings.addr,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: settings.addr,
+            source,
+        })?;
+        let state = AppState {
+            renderer,
+            store,
+            telemetry,
+            metrics,
+            limits: settings.limits,
+            shopify_api_secret: settings.shopify_api_secret.as_deref().map(Arc::from),
+        };
+        Ok(Self {
+            listener,
+            addr,
+            state,
+            settings,
+        })
+    }
+
+    /// The bound address (the real port when built with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The SDK handle (disabled when telemetry is off or replaced).
+    pub fn telemetry(&self) -> Telemetry {
+        self.state.telemetry.clone()
+    }
+
+    /// Serves until Ctrl-C or SIGTERM, then flushes telemetry.
+    pub async fn run_until_stopped(self) -> std::io::Result<ShutdownReport> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `stop` resolves, lets in-flight requests finish, then flushes
+    /// telemetry within the shutdown deadline.
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<ShutdownReport> {
+        let telemetry = self.state.telemetry.clone();
+        let deadline = self.settings.shutdown_deadline;
+        tracing::info!(addr = %self.addr, "renderer listening");
+        axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(stop)
+            .await?;
+        let report = telemetry.shutdown(deadline).await;
+        tracing::info!(
+            emitted = report.emitted,
+            published = report.published,
+            dropped = report.dropped,
+            left = report.left,
+            "telemetry flushed"
+        );
+        Ok(report)
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received");
+}
