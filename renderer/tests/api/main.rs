@@ -1,0 +1,13 @@
+//! Integration tests against real services: each test runs its own renderer on a free
+//! port and isolates its telemetry in a random stream on the shared NATS server (or a
+//! private one), and fails with instructions when a service is missing.
+
+mod auth;
+mod bad_input;
+mod dependencies;
+mod faults;
+mod gemini;
+mod helpers;
+mod images;
+mod nats_down;
+mod render;

@@ -1,0 +1,55 @@
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::Value;
+use telemetry_proto::v1::envelope::Body;
+use test_support::{Isolation, NatsServer};
+
+use crate::helpers::{read_envelopes, records, request, spawn_app};
+
+#[tokio::test]
+async fn renders_succeed_while_nats_is_down_and_events_arrive_once_it_is_up() {
+    let mut server = NatsServer::unstarted();
+    let isolation = Isolation::on(server.url());
+    let app = spawn_app(Some(&isolation), |_| {}).await;
+
+    let mut run_ids = BTreeSet::new();
+    for i in 0..3 {
+        let response = app
+            .render(
+                &request(&["a", "b", "c", "d"]).body,
+                &format!("req-down-{i}"),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["status"], "complete", "{answer}");
+        run_ids.insert(answer["runId"].as_str().unwrap().to_owned());
+    }
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("telemetry_connected 0"), "{metrics}");
+    assert!(metrics.contains("telemetry_queue_depth 33"), "{metrics}");
+    assert!(metrics.contains("telemetry_dropped_total 0"), "{metrics}");
+
+    server.restart();
+    let envelopes = read_envelopes(
+        &server.url(),
+        &isolation.stream,
+        33,
+        Duration::from_secs(30),
+    )
+    .await;
+    let records = records(envelopes);
+    assert_eq!(records.len(), 33, "{records:#?}");
+    let completed: BTreeSet<_> = records
+        .iter()
+        .filter_map(|e| match &e.body {
+            Some(Body::RunCompleted(run)) => Some(run.run_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(completed, run_ids);
+    let report = app.stop().await;
+    assert_eq!(report.left, 0, "{report:?}");
+    assert_eq!(report.dropped, 0, "{report:?}");
+}
