@@ -16,8 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::Metrics;
 use crate::store::{RunQuery, RunRecord, Store, StoreError};
 
-/// Default page size of `GET /api/v1/runs`.
-pub const DEFAULT_PAGE_SIZE: i64 = 50;
+pub use crate::store::DEFAULT_PAGE_SIZE;
 /// How long `/readyz` waits for the database to answer.
 pub const READY_PING_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -25,6 +25,8 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 4;
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default wait for a pooled connection (also bounds a connect to a dead server).
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Runs one API page returns unless asked otherwise.
+pub const DEFAULT_PAGE_SIZE: i64 = 50;
 /// Most runs one API page returns.
 pub const MAX_PAGE_SIZE: i64 = 500;
 /// Most events a run's detail includes.
@@ -89,8 +91,9 @@ pub struct WriteReport {
     pub dead_letters: u64,
 }
 
-/// Filters and cursor of `GET /api/v1/runs`.
-#[derive(Debug, Clone, Default)]
+/// Filters and cursor of `GET /api/v1/runs`. The default is the first page of
+/// [`DEFAULT_PAGE_SIZE`] runs, unfiltered.
+#[derive(Debug, Clone)]
 pub struct RunQuery {
     pub shop_id: Option<String>,
     pub status: Option<String>,
@@ -104,6 +107,21 @@ pub struct RunQuery {
     pub before: Option<(i64, String)>,
     /// Page size, capped at [`MAX_PAGE_SIZE`].
     pub limit: i64,
+}
+
+impl Default for RunQuery {
+    fn default() -> Self {
+        Self {
+            shop_id: None,
+            status: None,
+            model: None,
+            prompt_pack_version: None,
+            from: None,
+            to: None,
+            before: None,
+            limit: DEFAULT_PAGE_SIZE,
+        }
+    }
 }
 
 /// A `render_runs` row.

@@ -1,0 +1,116 @@
+//! The database goes away mid-stream and comes back: `/readyz` says not ready while it
+//! is gone, nothing is acked, nothing is lost, nothing is stored twice.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    http_get, jetstream, pg_addr, publish_all, run_envelopes, settings, spawn, wait_for_events,
+    wait_until, Backend, TcpProxy, TestDb,
+};
+use sqlx::Connection as _;
+use telemetry_proto::v1;
+use test_support::Isolation;
+
+/// Makes the database unavailable to the collector until `restore` is called.
+enum Outage {
+    /// A cuttable TCP proxy between the collector and Postgres.
+    Proxy(TcpProxy),
+    /// Another connection holding `BEGIN EXCLUSIVE` on the SQLite file.
+    Lock(sqlx::SqliteConnection),
+}
+
+async fn the_database_going_away_loses_nothing_and_stores_nothing_twice(backend: Backend) {
+    let iso = Isolation::new();
+    let db = TestDb::new(backend).await;
+    let js = jetstream(&iso).await;
+    let reader = db.store().await;
+
+    let (collector_url, mut outage) = match backend {
+        Backend::Postgres => {
+            let proxy = TcpProxy::start(pg_addr(&db.url)).await;
+            let url = db
+                .url
+                .replace(&pg_addr(&db.url).to_string(), &proxy.addr.to_string());
+            assert_ne!(url, db.url, "collector goes through the proxy");
+            (url, Outage::Proxy(proxy))
+        }
+        Backend::Sqlite => {
+            let locker = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            (db.url.clone(), Outage::Lock(locker))
+        }
+    };
+    let mut s = settings(&iso, &collector_url);
+    s.store.busy_timeout = Duration::from_millis(200);
+    s.store.acquire_timeout = Duration::from_secs(1);
+    s.ack_wait = Duration::from_secs(3);
+    let collector = spawn(s).await;
+
+    let first: Vec<v1::Envelope> = (0..5)
+        .flat_map(|run| run_envelopes("renderer-e", run as u64 * 7, run))
+        .collect();
+    publish_all(&js, &iso, &first).await;
+    wait_for_events(&reader, first.len() as i64).await;
+    assert_eq!(http_get(collector.port, "/readyz").await.0, 200);
+
+    // The database goes away.
+    match &mut outage {
+        Outage::Proxy(proxy) => proxy.cut(),
+        Outage::Lock(locker) => {
+            sqlx::query("BEGIN EXCLUSIVE")
+                .execute(&mut *locker)
+                .await
+                .unwrap();
+        }
+    }
+    let second: Vec<v1::Envelope> = (5..10)
+        .flat_map(|run| run_envelopes("renderer-e", run as u64 * 7, run))
+        .collect();
+    publish_all(&js, &iso, &second).await;
+    let port = collector.port;
+    wait_until(
+        Duration::from_secs(20),
+        "/readyz reports the database",
+        || async {
+            let (status, body) = http_get(port, "/readyz").await;
+            status == 503 && body.contains("last batch write failed")
+        },
+    )
+    .await;
+    // Let it retry for longer than the ack wait: in-progress acks keep the batch ours.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(collector.metrics.db_errors() >= 2, "it kept retrying");
+    match &mut outage {
+        Outage::Lock(locker) => {
+            let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM monitor_events")
+                .fetch_one(&mut *locker)
+                .await
+                .unwrap();
+            assert_eq!(count, first.len() as i64, "nothing written while locked");
+        }
+        Outage::Proxy(_) => {
+            assert_eq!(reader.event_count().await.unwrap(), first.len() as i64);
+        }
+    }
+
+    // It comes back.
+    match &mut outage {
+        Outage::Proxy(proxy) => proxy.restore(),
+        Outage::Lock(locker) => {
+            sqlx::query("ROLLBACK").execute(&mut *locker).await.unwrap();
+        }
+    }
+    let total = (first.len() + second.len()) as i64;
+    wait_for_events(&reader, total).await;
+    wait_until(Duration::from_secs(20), "/readyz ready again", || async {
+        http_get(port, "/readyz").await.0 == 200
+    })
+    .await;
+    let producers = reader.producers().await.unwrap();
+    assert_eq!(producers[0].stored_events, total, "each event counted once");
+    assert_eq!(collector.metrics.events_stored(), total as u64);
+    assert_eq!(reader.runs(&Default::default()).await.unwrap().len(), 10);
+    collector.stop().await;
+}
+on_both_backends!(the_database_going_away_loses_nothing_and_stores_nothing_twice);
