@@ -1,1 +1,394 @@
-fn main() {}
+//! Load benchmark: the renderer over HTTP with the local provider (no injected latency),
+//! fixed concurrency, in three modes measured in one run:
+//!
+//! - `off`: telemetry switched off;
+//! - `sdk`: telemetry through the SDK (enqueue only) to NATS JetStream;
+//! - `baseline`: the original design, where the request awaits a Postgres write for the
+//!   run start, each variant result and the completion (this recorder exists only here).
+//!
+//! Each mode runs for `RENDER_BENCH_SECS` (default 10) and then again for the same time
+//! while Postgres is stalled for `RENDER_BENCH_STALL_SECS` (default 3) by a held
+//! `LOCK TABLE ... ACCESS EXCLUSIVE`. Prints p50, p99 and requests/s as a markdown table.
+//!
+//! `cargo bench -p renderer --bench render_load` (needs NATS on 127.0.0.1:4222 and
+//! Postgres on 127.0.0.1:5432, like the tests; `RENDER_BENCH_CONCURRENCY` sets the
+//! number of concurrent clients, default 16).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use image::{DynamicImage, ImageFormat, Rgba, RgbaImage};
+use renderer::config::Settings;
+use renderer::{Application, RunRecorder};
+use serde_json::{json, Value};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgPool};
+use telemetry::{
+    CompleteRun, EmitEvent, NatsConfig, StartRun, TelemetryConfig, VariantResultRecord,
+    VariantStart,
+};
+use test_support::{Isolation, PgDatabase};
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The original design: monitoring rows written (and awaited) inside the request.
+struct PgRecorder {
+    pool: PgPool,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE render_runs (
+    id TEXT PRIMARY KEY,
+    shop_id TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    product_asset_id TEXT NOT NULL,
+    room_session_id TEXT NOT NULL,
+    prompt_pack_version TEXT NOT NULL,
+    model TEXT NOT NULL,
+    product_image_hash TEXT NOT NULL,
+    product_image_meta JSONB NOT NULL,
+    room_image_hash TEXT NOT NULL,
+    room_image_meta JSONB NOT NULL,
+    resolved_facts_hash TEXT NOT NULL,
+    resolved_facts_json JSONB NOT NULL,
+    prompt_pack_hash TEXT NOT NULL,
+    prompt_pack_json JSONB NOT NULL,
+    status TEXT NOT NULL,
+    total_duration_ms BIGINT,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE variant_results (
+    render_run_id TEXT NOT NULL,
+    variant_id TEXT NOT NULL,
+    final_prompt_hash TEXT NOT NULL,
+    status TEXT NOT NULL,
+    latency_ms BIGINT NOT NULL,
+    output_image_key TEXT,
+    output_image_hash TEXT,
+    error_code TEXT,
+    error_message TEXT,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (render_run_id, variant_id)
+);
+"#;
+
+fn meta_json(meta: &telemetry::ImageMeta) -> String {
+    json!({"width": meta.width, "height": meta.height, "format": meta.format, "bytes": meta.bytes})
+        .to_string()
+}
+
+#[async_trait::async_trait]
+impl RunRecorder for PgRecorder {
+    async fn emit(&self, _event: EmitEvent) {}
+
+    async fn start_run(&self, run: StartRun) {
+        let result = sqlx::query(
+            "INSERT INTO render_runs (id, shop_id, request_id, product_asset_id, room_session_id, \
+             prompt_pack_version, model, product_image_hash, product_image_meta, room_image_hash, \
+             room_image_meta, resolved_facts_hash, resolved_facts_json, prompt_pack_hash, \
+             prompt_pack_json, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, \
+             $11::jsonb, $12, $13::jsonb, $14, $15::jsonb, 'running')",
+        )
+        .bind(&run.run_id)
+        .bind(&run.shop_id)
+        .bind(&run.request_id)
+        .bind(&run.product_asset_id)
+        .bind(&run.room_session_id)
+        .bind(&run.prompt_pack_version)
+        .bind(&run.model)
+        .bind(&run.product_image.hash)
+        .bind(meta_json(&run.product_image.meta))
+        .bind(&run.room_image.hash)
+        .bind(meta_json(&run.room_image.meta))
+        .bind(&run.resolved_facts_hash)
+        .bind(&run.resolved_facts_json)
+        .bind(&run.prompt_pack_hash)
+        .bind(&run.prompt_pack_json)
+        .execute(&self.pool)
+        .await;
+        if let Err(err) = result {
+            eprintln!("baseline start_run: {err}");
+        }
+    }
+
+    async fn record_variant_start(&self, _start: VariantStart) {}
+
+    async fn record_variant_result(&self, result: VariantResultRecord) {
+        let outcome = sqlx::query(
+            "INSERT INTO variant_results (render_run_id, variant_id, final_prompt_hash, status, \
+             latency_ms, output_image_key, output_image_hash, error_code, error_message) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&result.run_id)
+        .bind(&result.variant_id)
+        .bind(&result.final_prompt_hash)
+        .bind(result.status.as_str_name())
+        .bind(result.latency_ms as i64)
+        .bind(&result.output_image_key)
+        .bind(&result.output_image_hash)
+        .bind(result.error_code.map(|c| c.as_str_name()))
+        .bind(&result.error_message)
+        .execute(&self.pool)
+        .await;
+        if let Err(err) = outcome {
+            eprintln!("baseline record_variant_result: {err}");
+        }
+    }
+
+    async fn complete_run(&self, complete: CompleteRun) {
+        let result =
+            sqlx::query("UPDATE render_runs SET status = $2, total_duration_ms = $3 WHERE id = $1")
+                .bind(&complete.run_id)
+                .bind(complete.status.as_str_name())
+                .bind(complete.total_duration_ms as i64)
+                .execute(&self.pool)
+                .await;
+        if let Err(err) = result {
+            eprintln!("baseline complete_run: {err}");
+        }
+    }
+}
+
+fn image_b64(width: u32, height: u32, format: ImageFormat, color: [u8; 4]) -> String {
+    use base64::Engine as _;
+    let image = RgbaImage::from_fn(width, height, |x, y| {
+        if (x * 3 + y) % 7 == 0 {
+            Rgba([255, 255, 255, 255])
+        } else {
+            Rgba(color)
+        }
+    });
+    let image = match format {
+        ImageFormat::Jpeg => DynamicImage::ImageRgb8(DynamicImage::ImageRgba8(image).to_rgb8()),
+        _ => DynamicImage::ImageRgba8(image),
+    };
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, format).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(out.into_inner())
+}
+
+/// A storefront request: 4 variants, a small product PNG and room JPEG (the bench
+/// measures the service and its monitoring, not image sizes).
+fn body() -> String {
+    let variants: Vec<Value> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|id| json!({"id": id, "prompt": format!("variant {id}")}))
+        .collect();
+    json!({
+        "productId": "gid://shopify/Product/1",
+        "roomSessionId": "room-bench",
+        "productImage": image_b64(32, 24, ImageFormat::Png, [200, 40, 40, 255]),
+        "roomImage": image_b64(128, 96, ImageFormat::Jpeg, [40, 90, 160, 255]),
+        "resolvedFacts": {"widthCm": 80, "material": "oak"},
+        "promptPack": {"version": "bench-1", "variants": variants},
+    })
+    .to_string()
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    p50_ms: f64,
+    p99_ms: f64,
+    rps: f64,
+    errors: usize,
+}
+
+/// `concurrency` clients posting `body` in a loop for `duration`.
+async fn load(url: &str, body: &str, concurrency: usize, duration: Duration) -> Figures {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let client = client.clone();
+        let url = url.to_owned();
+        let body = body.to_owned();
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let ok = match client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                {
+                    Ok(response) => {
+                        let ok = response.status().is_success();
+                        let _ = response.bytes().await;
+                        ok
+                    }
+                    Err(_) => false,
+                };
+                if ok {
+                    latencies.push(sent.elapsed());
+                } else {
+                    errors += 1;
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for worker in workers {
+        let (l, e) = worker.await.unwrap();
+        latencies.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let pick = |q: f64| {
+        if latencies.is_empty() {
+            return f64::NAN;
+        }
+        let index = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
+        latencies[index].as_secs_f64() * 1000.0
+    };
+    Figures {
+        p50_ms: pick(0.50),
+        p99_ms: pick(0.99),
+        rps: latencies.len() as f64 / elapsed,
+        errors,
+    }
+}
+
+/// Holds an exclusive lock on the baseline's tables for `stall`, after `delay`.
+async fn stall_postgres(url: String, delay: Duration, stall: Duration) {
+    tokio::time::sleep(delay).await;
+    let mut conn = sqlx::PgConnection::connect(&url)
+        .await
+        .expect("stall connection");
+    let mut tx = conn.begin().await.unwrap();
+    sqlx::query("LOCK TABLE render_runs, variant_results IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tokio::time::sleep(stall).await;
+    tx.commit().await.unwrap();
+}
+
+async fn start(settings: Settings, recorder: Option<Arc<dyn RunRecorder>>) -> String {
+    let app = Application::build_with_recorder(settings, recorder)
+        .await
+        .expect("build renderer");
+    let url = format!("http://{}/app-proxy/see-it-now/render", app.local_addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    url
+}
+
+async fn run() {
+    let secs = env_u64("RENDER_BENCH_SECS", 10);
+    let stall_secs = env_u64("RENDER_BENCH_STALL_SECS", 3);
+    let concurrency = env_u64("RENDER_BENCH_CONCURRENCY", 16) as usize;
+    let duration = Duration::from_secs(secs);
+    let stall = Duration::from_secs(stall_secs);
+    let stall_window = duration.max(stall + Duration::from_secs(2));
+
+    let isolation = Isolation::new();
+    let database = PgDatabase::create().await;
+    let pool = PgPoolOptions::new()
+        .max_connections(concurrency as u32)
+        .connect(&database.url)
+        .await
+        .expect("connect to the bench database");
+    sqlx::raw_sql(SCHEMA).execute(&pool).await.unwrap();
+
+    let store = tempfile::tempdir().unwrap();
+    let settings = |name: &str| {
+        let mut settings = Settings::local("127.0.0.1:0".parse().unwrap(), store.path().join(name));
+        settings.limits.variant_concurrency = 4;
+        settings
+    };
+    let off = start(settings("off"), None).await;
+    let mut sdk_settings = settings("sdk");
+    sdk_settings.telemetry = Some(TelemetryConfig {
+        nats: NatsConfig {
+            url: isolation.nats_url.clone(),
+            ..Default::default()
+        },
+        subject_prefix: isolation.prefix.clone(),
+        stream: isolation.stream.clone(),
+        service: "renderer-bench".into(),
+        ..Default::default()
+    });
+    let sdk = start(sdk_settings, None).await;
+    let baseline = start(
+        settings("baseline"),
+        Some(Arc::new(PgRecorder { pool: pool.clone() })),
+    )
+    .await;
+
+    let body = body();
+    let modes = [
+        ("telemetry off", &off),
+        ("telemetry via SDK (NATS)", &sdk),
+        ("baseline: awaited Postgres writes", &baseline),
+    ];
+    eprintln!(
+        "render_load: {concurrency} clients, {secs} s a mode, 4 variants a request, \
+         then {}s windows with a {stall_secs} s Postgres stall",
+        stall_window.as_secs()
+    );
+    // Warm up every mode (connections, caches, the stream).
+    for (_, url) in &modes {
+        load(url, &body, concurrency, Duration::from_secs(1)).await;
+    }
+    let mut rows = Vec::new();
+    for (name, url) in &modes {
+        let figures = load(url, &body, concurrency, duration).await;
+        eprintln!("  {name}: {figures:?}");
+        rows.push((name.to_string(), "steady", figures));
+    }
+    for (name, url) in &modes {
+        let stalled = tokio::spawn(stall_postgres(
+            database.url.clone(),
+            Duration::from_secs(1),
+            stall,
+        ));
+        let figures = load(url, &body, concurrency, stall_window).await;
+        stalled.await.unwrap();
+        eprintln!("  {name} (stall): {figures:?}");
+        rows.push((name.to_string(), "Postgres stalled", figures));
+    }
+
+    println!();
+    println!(
+        "| mode | phase | p50 (ms) | p99 (ms) | req/s | errors |\n|---|---|---:|---:|---:|---:|"
+    );
+    for (name, phase, f) in &rows {
+        println!(
+            "| {name} | {phase} | {:.2} | {:.2} | {:.0} | {} |",
+            f.p50_ms, f.p99_ms, f.rps, f.errors
+        );
+    }
+    let p50 = |i: usize| rows[i].2.p50_ms;
+    println!(
+        "\nSDK p50 vs telemetry off: {:+.1}% (target within 3%)",
+        (p50(1) / p50(0) - 1.0) * 100.0
+    );
+    let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM render_runs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    println!("baseline rows written: {runs} runs");
+    pool.close().await;
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run());
+}
