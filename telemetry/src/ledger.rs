@@ -48,16 +48,32 @@ impl DropReason {
     }
 }
 
+/// Keeps a value on its own cache lines, so counters written by the caller's thread and
+/// by the publisher do not slow each other down (false sharing).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// Counters shared by the handle (writers on the hot path) and the publisher.
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
-    pub emitted: AtomicU64,
-    pub published: AtomicU64,
+    /// Written by every call.
+    pub emitted: Padded<AtomicU64>,
+    /// Bytes of events in the queue or in flight (bounded by `queue_max_bytes`); added
+    /// by calls, subtracted by the publisher.
+    pub queued_bytes: Padded<AtomicUsize>,
+    /// Written by the publisher.
+    pub published: Padded<AtomicU64>,
     pub publish_failures: AtomicU64,
-    dropped: [AtomicU64; DropReason::ALL.len()],
-    /// Bytes of events in the queue or in flight (bounded by `queue_max_bytes`).
-    pub queued_bytes: AtomicUsize,
     pub connected: AtomicBool,
+    dropped: [AtomicU64; DropReason::ALL.len()],
 }
 
 impl Ledger {

@@ -232,25 +232,45 @@ impl Publisher {
         flow.stream_ready = true;
     }
 
-    fn prepare(&mut self, queued: Queued) -> Prepared {
-        let kind = BodyKind::of(&queued.body);
-        let ms = queued.occurred_at_ms.max(0) as u64;
+    fn prepare(&self, queued: Queued) -> Prepared {
+        let (shop_id, request_id, body) = queued.item.into_parts(&self.config.limits);
+        self.encode(
+            queued.seq,
+            queued.occurred_at_ms,
+            shop_id,
+            request_id,
+            body,
+            queued.bytes,
+        )
+    }
+
+    fn encode(
+        &self,
+        seq: u64,
+        occurred_at_ms: i64,
+        shop_id: String,
+        request_id: String,
+        body: Body,
+        bytes: usize,
+    ) -> Prepared {
+        let kind = BodyKind::of(&body);
+        let ms = occurred_at_ms.max(0) as u64;
         let ts = Timestamp::from_unix(NoContext, ms / 1000, (ms % 1000) as u32 * 1_000_000);
         let event_id = Uuid::new_v7(ts).to_string();
         let envelope = Envelope {
             event_id: event_id.clone(),
-            occurred_at: queued.occurred_at_ms,
-            shop_id: queued.shop_id,
-            request_id: queued.request_id,
+            occurred_at: occurred_at_ms,
+            shop_id,
+            request_id,
             producer: self.producer.clone(),
-            producer_seq: queued.seq,
-            body: Some(queued.body),
+            producer_seq: seq,
+            body: Some(body),
         };
         Prepared {
             kind,
             event_id,
             payload: Bytes::from(envelope.encode_to_vec()),
-            bytes: queued.bytes,
+            bytes,
             attempts: 0,
         }
     }
@@ -331,14 +351,14 @@ impl Publisher {
             r#final: is_final,
             service: self.config.service.clone(),
         });
-        let prepared = self.prepare(Queued {
-            seq: stats.emitted,
-            occurred_at_ms: crate::handle::now_ms(),
-            shop_id: String::new(),
-            request_id: String::new(),
+        let prepared = self.encode(
+            stats.emitted,
+            crate::handle::now_ms(),
+            String::new(),
+            String::new(),
             body,
-            bytes: 0,
-        });
+            0,
+        );
         if js.client().connection_state() != State::Connected {
             return false;
         }

@@ -110,18 +110,22 @@ pub struct EmitEvent {
     pub payload_json: String,
 }
 
-/// An accepted call, checked and ready to queue.
-pub(crate) struct Checked {
-    pub shop_id: String,
-    pub request_id: String,
-    pub body: Body,
-    /// Approximate encoded size, for the queue's byte bound.
-    pub bytes: usize,
+/// An accepted call, queued as the caller's own struct: conversion to protobuf and
+/// encoding happen on the publisher, off the caller's thread. `StartRun` is boxed
+/// because it is four times the size of the others and comes once per run.
+pub(crate) enum Item {
+    RunStarted(Box<StartRun>),
+    VariantStarted(VariantStart),
+    VariantResult(VariantResultRecord),
+    RunCompleted(CompleteRun),
+    Event(EmitEvent),
 }
 
-/// A call input that can become an envelope body.
-pub(crate) trait Record {
-    fn check(self, limits: &Limits) -> Result<Checked, (EmitError, DropReason)>;
+/// A call input: checked by reference on the caller's thread, converted later.
+pub(crate) trait Record: Sized {
+    /// Enforces the limits; returns the approximate encoded size for the byte bound.
+    fn check(&self, limits: &Limits) -> Result<usize, (EmitError, DropReason)>;
+    fn into_item(self) -> Item;
 }
 
 /// Sums field sizes and enforces the limits. Kept tiny: it runs on the caller's thread.
@@ -130,36 +134,29 @@ struct Sizes<'a> {
     total: usize,
 }
 
+type Checked = Result<(), (EmitError, DropReason)>;
+
 impl<'a> Sizes<'a> {
     fn new(limits: &'a Limits) -> Self {
         Self { limits, total: 64 }
     }
 
-    fn short(&mut self, field: &'static str, value: &str) -> Result<(), (EmitError, DropReason)> {
+    fn short(&mut self, field: &'static str, value: &str) -> Checked {
         self.limit(field, value, self.limits.max_field_bytes)
     }
 
-    fn json(&mut self, field: &'static str, value: &str) -> Result<(), (EmitError, DropReason)> {
+    fn json(&mut self, field: &'static str, value: &str) -> Checked {
         self.limit(field, value, self.limits.max_json_bytes)
     }
 
-    fn required(
-        &mut self,
-        field: &'static str,
-        value: &str,
-    ) -> Result<(), (EmitError, DropReason)> {
+    fn required(&mut self, field: &'static str, value: &str) -> Checked {
         if value.is_empty() {
             return Err((EmitError::MissingField(field), DropReason::MissingField));
         }
         self.short(field, value)
     }
 
-    fn limit(
-        &mut self,
-        field: &'static str,
-        value: &str,
-        limit: usize,
-    ) -> Result<(), (EmitError, DropReason)> {
+    fn limit(&mut self, field: &'static str, value: &str, limit: usize) -> Checked {
         if value.len() > limit {
             return Err((
                 EmitError::TooLarge {
@@ -191,7 +188,7 @@ fn truncate_message(mut message: String, limit: usize) -> String {
 }
 
 impl Record for StartRun {
-    fn check(self, limits: &Limits) -> Result<Checked, (EmitError, DropReason)> {
+    fn check(&self, limits: &Limits) -> Result<usize, (EmitError, DropReason)> {
         let mut sizes = Sizes::new(limits);
         sizes.required("run_id", &self.run_id)?;
         for (field, value) in [
@@ -212,134 +209,161 @@ impl Record for StartRun {
         }
         sizes.json("resolved_facts_json", &self.resolved_facts_json)?;
         sizes.json("prompt_pack_json", &self.prompt_pack_json)?;
-        let body = Body::RunStarted(v1::RunStarted {
-            run_id: self.run_id,
-            product_asset_id: self.product_asset_id,
-            room_session_id: self.room_session_id,
-            prompt_pack_version: self.prompt_pack_version,
-            model: self.model,
-            product_image: Some(v1::ImageRef {
-                hash: self.product_image.hash,
-                meta: Some(self.product_image.meta),
-            }),
-            room_image: Some(v1::ImageRef {
-                hash: self.room_image.hash,
-                meta: Some(self.room_image.meta),
-            }),
-            resolved_facts_hash: self.resolved_facts_hash,
-            resolved_facts_json: self.resolved_facts_json,
-            prompt_pack_hash: self.prompt_pack_hash,
-            prompt_pack_json: self.prompt_pack_json,
-            variant_count: self.variant_count,
-        });
-        Ok(Checked {
-            shop_id: self.shop_id,
-            request_id: self.request_id,
-            body,
-            bytes: sizes.total,
-        })
+        Ok(sizes.total)
+    }
+
+    fn into_item(self) -> Item {
+        Item::RunStarted(Box::new(self))
     }
 }
 
 impl Record for VariantStart {
-    fn check(self, limits: &Limits) -> Result<Checked, (EmitError, DropReason)> {
+    fn check(&self, limits: &Limits) -> Result<usize, (EmitError, DropReason)> {
         let mut sizes = Sizes::new(limits);
         sizes.required("run_id", &self.run_id)?;
         sizes.required("variant_id", &self.variant_id)?;
         sizes.short("shop_id", &self.shop_id)?;
         sizes.short("request_id", &self.request_id)?;
-        Ok(Checked {
-            shop_id: self.shop_id,
-            request_id: self.request_id,
-            body: Body::VariantStarted(v1::VariantStarted {
-                run_id: self.run_id,
-                variant_id: self.variant_id,
-            }),
-            bytes: sizes.total,
-        })
+        Ok(sizes.total)
+    }
+
+    fn into_item(self) -> Item {
+        Item::VariantStarted(self)
     }
 }
 
 impl Record for VariantResultRecord {
-    fn check(self, limits: &Limits) -> Result<Checked, (EmitError, DropReason)> {
+    fn check(&self, limits: &Limits) -> Result<usize, (EmitError, DropReason)> {
         let mut sizes = Sizes::new(limits);
         sizes.required("run_id", &self.run_id)?;
         sizes.required("variant_id", &self.variant_id)?;
-        let output_image_key = self.output_image_key.unwrap_or_default();
-        let output_image_hash = self.output_image_hash.unwrap_or_default();
-        for (field, value) in [
-            ("shop_id", &self.shop_id),
-            ("request_id", &self.request_id),
-            ("final_prompt_hash", &self.final_prompt_hash),
-            ("output_image_key", &output_image_key),
-            ("output_image_hash", &output_image_hash),
-        ] {
-            sizes.short(field, value)?;
-        }
-        let error_message = truncate_message(
-            self.error_message.unwrap_or_default(),
-            limits.max_error_message_bytes,
-        );
-        sizes.total += error_message.len();
-        Ok(Checked {
-            shop_id: self.shop_id,
-            request_id: self.request_id,
-            body: Body::VariantResult(v1::VariantResult {
-                run_id: self.run_id,
-                variant_id: self.variant_id,
-                final_prompt_hash: self.final_prompt_hash,
-                status: self.status as i32,
-                latency_ms: self.latency_ms,
-                output_image_key,
-                output_image_hash,
-                error_code: self.error_code.unwrap_or(ErrorCode::Unspecified) as i32,
-                error_message,
-            }),
-            bytes: sizes.total,
-        })
+        sizes.short("shop_id", &self.shop_id)?;
+        sizes.short("request_id", &self.request_id)?;
+        sizes.short("final_prompt_hash", &self.final_prompt_hash)?;
+        sizes.short(
+            "output_image_key",
+            self.output_image_key.as_deref().unwrap_or(""),
+        )?;
+        sizes.short(
+            "output_image_hash",
+            self.output_image_hash.as_deref().unwrap_or(""),
+        )?;
+        // Truncated later rather than refused; counted at its capped size.
+        let message = self.error_message.as_deref().map_or(0, str::len);
+        Ok(sizes.total + message.min(limits.max_error_message_bytes))
+    }
+
+    fn into_item(self) -> Item {
+        Item::VariantResult(self)
     }
 }
 
 impl Record for CompleteRun {
-    fn check(self, limits: &Limits) -> Result<Checked, (EmitError, DropReason)> {
+    fn check(&self, limits: &Limits) -> Result<usize, (EmitError, DropReason)> {
         let mut sizes = Sizes::new(limits);
         sizes.required("run_id", &self.run_id)?;
         sizes.short("shop_id", &self.shop_id)?;
         sizes.short("request_id", &self.request_id)?;
-        Ok(Checked {
-            shop_id: self.shop_id,
-            request_id: self.request_id,
-            body: Body::RunCompleted(v1::RunCompleted {
-                run_id: self.run_id,
-                status: self.status as i32,
-                total_duration_ms: self.total_duration_ms,
-                success_count: self.success_count,
-                fail_count: self.fail_count,
-                timeout_count: self.timeout_count,
-            }),
-            bytes: sizes.total,
-        })
+        Ok(sizes.total)
+    }
+
+    fn into_item(self) -> Item {
+        Item::RunCompleted(self)
     }
 }
 
 impl Record for EmitEvent {
-    fn check(self, limits: &Limits) -> Result<Checked, (EmitError, DropReason)> {
+    fn check(&self, limits: &Limits) -> Result<usize, (EmitError, DropReason)> {
         let mut sizes = Sizes::new(limits);
         sizes.short("shop_id", &self.shop_id)?;
         sizes.short("request_id", &self.request_id)?;
         sizes.short("run_id", &self.run_id)?;
         sizes.json("payload_json", &self.payload_json)?;
-        Ok(Checked {
-            shop_id: self.shop_id,
-            request_id: self.request_id,
-            body: Body::Event(v1::Event {
-                source: self.source as i32,
-                r#type: self.event_type as i32,
-                payload_json: self.payload_json,
-                run_id: self.run_id,
-            }),
-            bytes: sizes.total,
-        })
+        Ok(sizes.total)
+    }
+
+    fn into_item(self) -> Item {
+        Item::Event(self)
+    }
+}
+
+impl Item {
+    /// The envelope's shop and request ids and its body (on the publisher).
+    pub(crate) fn into_parts(self, limits: &Limits) -> (String, String, Body) {
+        match self {
+            Item::RunStarted(run) => {
+                let run = *run;
+                let body = Body::RunStarted(v1::RunStarted {
+                    run_id: run.run_id,
+                    product_asset_id: run.product_asset_id,
+                    room_session_id: run.room_session_id,
+                    prompt_pack_version: run.prompt_pack_version,
+                    model: run.model,
+                    product_image: Some(v1::ImageRef {
+                        hash: run.product_image.hash,
+                        meta: Some(run.product_image.meta),
+                    }),
+                    room_image: Some(v1::ImageRef {
+                        hash: run.room_image.hash,
+                        meta: Some(run.room_image.meta),
+                    }),
+                    resolved_facts_hash: run.resolved_facts_hash,
+                    resolved_facts_json: run.resolved_facts_json,
+                    prompt_pack_hash: run.prompt_pack_hash,
+                    prompt_pack_json: run.prompt_pack_json,
+                    variant_count: run.variant_count,
+                });
+                (run.shop_id, run.request_id, body)
+            }
+            Item::VariantStarted(start) => (
+                start.shop_id,
+                start.request_id,
+                Body::VariantStarted(v1::VariantStarted {
+                    run_id: start.run_id,
+                    variant_id: start.variant_id,
+                }),
+            ),
+            Item::VariantResult(result) => (
+                result.shop_id,
+                result.request_id,
+                Body::VariantResult(v1::VariantResult {
+                    run_id: result.run_id,
+                    variant_id: result.variant_id,
+                    final_prompt_hash: result.final_prompt_hash,
+                    status: result.status as i32,
+                    latency_ms: result.latency_ms,
+                    output_image_key: result.output_image_key.unwrap_or_default(),
+                    output_image_hash: result.output_image_hash.unwrap_or_default(),
+                    error_code: result.error_code.unwrap_or(ErrorCode::Unspecified) as i32,
+                    error_message: truncate_message(
+                        result.error_message.unwrap_or_default(),
+                        limits.max_error_message_bytes,
+                    ),
+                }),
+            ),
+            Item::RunCompleted(complete) => (
+                complete.shop_id,
+                complete.request_id,
+                Body::RunCompleted(v1::RunCompleted {
+                    run_id: complete.run_id,
+                    status: complete.status as i32,
+                    total_duration_ms: complete.total_duration_ms,
+                    success_count: complete.success_count,
+                    fail_count: complete.fail_count,
+                    timeout_count: complete.timeout_count,
+                }),
+            ),
+            Item::Event(event) => (
+                event.shop_id,
+                event.request_id,
+                Body::Event(v1::Event {
+                    source: event.source as i32,
+                    r#type: event.event_type as i32,
+                    payload_json: event.payload_json,
+                    run_id: event.run_id,
+                }),
+            ),
+        }
     }
 }
 
@@ -370,12 +394,12 @@ mod tests {
             max_json_bytes: 8,
             ..Limits::default()
         };
-        let Err((err, reason)) = (StartRun {
+        let run = StartRun {
             run_id: "r".into(),
             resolved_facts_json: "{\"a\":\"0123456789\"}".into(),
             ..Default::default()
-        })
-        .check(&limits) else {
+        };
+        let Err((err, reason)) = run.check(&limits) else {
             panic!("accepted an oversized blob");
         };
         assert_eq!(reason, DropReason::PayloadTooLarge);

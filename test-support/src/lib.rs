@@ -278,3 +278,89 @@ impl Drop for PgDatabase {
         .join();
     }
 }
+
+/// One message read back from a stream.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    /// Subject it was published on.
+    pub subject: String,
+    /// Stream sequence.
+    pub sequence: u64,
+    /// The `Nats-Msg-Id` header, if any.
+    pub msg_id: Option<String>,
+    /// Raw payload.
+    pub payload: Vec<u8>,
+}
+
+/// Reads every message of `stream` (in stream order) with an ephemeral pull consumer,
+/// waiting up to `wait` for at least `at_least` messages to be there.
+pub async fn read_stream(
+    nats_url: &str,
+    stream: &str,
+    at_least: usize,
+    wait: Duration,
+) -> Vec<StoredMessage> {
+    use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+    use futures::StreamExt as _;
+    let client = async_nats::connect(nats_url)
+        .await
+        .unwrap_or_else(|err| panic!("connect to {nats_url}: {err}"));
+    let js = async_nats::jetstream::new(client);
+    let started = Instant::now();
+    let mut stream_handle = js
+        .get_stream(stream)
+        .await
+        .unwrap_or_else(|err| panic!("stream {stream}: {err}"));
+    loop {
+        let info = stream_handle.info().await.expect("stream info");
+        if info.state.messages as usize >= at_least || started.elapsed() >= wait {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let total = stream_handle
+        .info()
+        .await
+        .expect("stream info")
+        .state
+        .messages as usize;
+    let consumer = stream_handle
+        .create_consumer(pull::Config {
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::None,
+            inactive_threshold: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await
+        .expect("ephemeral consumer");
+    let mut out = Vec::with_capacity(total);
+    while out.len() < total {
+        let mut batch = consumer
+            .batch()
+            .max_messages(1000)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await
+            .expect("fetch a batch");
+        let before = out.len();
+        while let Some(message) = batch.next().await {
+            let message = message.expect("message");
+            let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+            let msg_id = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Msg-Id"))
+                .map(|v| v.to_string());
+            out.push(StoredMessage {
+                subject: message.subject.to_string(),
+                sequence,
+                msg_id,
+                payload: message.payload.to_vec(),
+            });
+        }
+        if out.len() == before && started.elapsed() > wait + Duration::from_secs(10) {
+            break;
+        }
+    }
+    out
+}
