@@ -1,1 +1,402 @@
-fn main() {}
+//! Ingest benchmark (prints figures; not a timed test).
+//!
+//! `cargo bench -p telemetry-collector --bench ingest` pre-fills an isolated stream with
+//! `BENCH_EVENTS` (default 200,000) realistic envelopes (per run: 1 RunStarted,
+//! 4 VariantStarted, 4 VariantResult, 1 RunCompleted, 1 Event), then measures in one
+//! run:
+//!
+//! 1. a bare consume-and-ack loop (no parsing, no database),
+//! 2. a bare batched insert of the same messages (parsed beforehand) into SQLite and
+//!    into Postgres, through the store's own `write`,
+//! 3. the collector binary (`telemetry-collector ingest`, a child process so its peak
+//!    RSS is its own) draining the stream into a fresh SQLite file and a fresh Postgres
+//!    database.
+//!
+//! The ratio compares the collector with "bare consume, then bare insert" done one
+//! after the other. Needs NATS on 127.0.0.1:4222 and Postgres on 127.0.0.1:5432 (see
+//! `test-support`).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
+use bytes::Bytes;
+use futures::StreamExt as _;
+use prost::Message as _;
+use telemetry_collector::domain::{self, Parsed};
+use telemetry_collector::store::{self, Batch, StoreOptions};
+use telemetry_proto::v1::{self, envelope::Body};
+use telemetry_proto::{BodyKind, StreamSpec, Subjects};
+use test_support::{Isolation, PgDatabase};
+
+/// Envelopes in the stream unless `BENCH_EVENTS` says otherwise.
+const DEFAULT_EVENTS: usize = 200_000;
+/// Envelopes per run.
+const PER_RUN: usize = 11;
+/// Batch size of the bare insert (the collector's default).
+const BATCH: usize = telemetry_collector::config::DEFAULT_BATCH_SIZE;
+/// Publishes in flight while pre-filling.
+const PUBLISH_WINDOW: usize = 2_000;
+
+struct Row {
+    what: String,
+    events: usize,
+    seconds: f64,
+    ratio: Option<f64>,
+    rss_mb: Option<f64>,
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(bench());
+}
+
+fn events_wanted() -> usize {
+    let wanted = std::env::var("BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(DEFAULT_EVENTS);
+    (wanted / PER_RUN).max(1) * PER_RUN
+}
+
+fn envelopes_of_run(run: usize, seq: &mut u64) -> Vec<v1::Envelope> {
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let request_id = format!("req-{}", uuid::Uuid::now_v7());
+    let shop = format!("shop-{}.myshopify.com", run % 50);
+    let now = 1_760_000_000_000 + run as i64 * 25;
+    let mut next = |body: Body| {
+        *seq += 1;
+        v1::Envelope {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            occurred_at: now + *seq as i64 % 20,
+            shop_id: shop.clone(),
+            request_id: request_id.clone(),
+            producer: "renderer-bench".to_owned(),
+            producer_seq: *seq,
+            body: Some(body),
+        }
+    };
+    let image = |hash: String, width| v1::ImageRef {
+        hash,
+        meta: Some(v1::ImageMeta {
+            width,
+            height: 1024,
+            format: "jpeg".into(),
+            bytes: 345_678,
+        }),
+    };
+    let facts = format!(
+        r##"{{"product":{{"id":"gid://shopify/Product/{run}","title":"Oak sideboard","dimensions_cm":{{"width":180,"depth":45,"height":80}},"materials":["oak","steel"]}},"room":{{"type":"living_room","wall_color":"#f4efe6","light":"daylight"}},"placement":{{"anchor":"floor","scale":1.0}}}}"##
+    );
+    let pack = r#"{"version":"v12","prompts":[{"id":"front","text":"Place the product against the back wall, matching perspective and light, keep scale."},{"id":"angle","text":"Place the product at a slight angle near the window, soft shadows."},{"id":"close","text":"Close-up of the product in the room, shallow depth of field."},{"id":"wide","text":"Wide shot of the room with the product in its natural place."}]}"#;
+    let mut out = vec![
+        next(Body::Event(v1::Event {
+            source: v1::EventSource::AppProxy as i32,
+            r#type: v1::EventType::SfRenderRequested as i32,
+            payload_json: format!(
+                r#"{{"productId":"gid://shopify/Product/{run}","variantCount":4,"ua":"Mozilla/5.0"}}"#
+            ),
+            run_id: String::new(),
+        })),
+        next(Body::RunStarted(v1::RunStarted {
+            run_id: run_id.clone(),
+            product_asset_id: format!("asset-{run}"),
+            room_session_id: format!("room-{run}"),
+            prompt_pack_version: "v12".into(),
+            model: "gemini-2.5-flash-image".into(),
+            product_image: Some(image(format!("{:064x}", run), 1200)),
+            room_image: Some(image(format!("{:064x}", run + 1), 2048)),
+            resolved_facts_hash: format!("{:064x}", run + 2),
+            resolved_facts_json: facts,
+            prompt_pack_hash: format!("{:064x}", 12),
+            prompt_pack_json: pack.to_owned(),
+            variant_count: 4,
+        })),
+    ];
+    for variant in ["front", "angle", "close", "wide"] {
+        out.push(next(Body::VariantStarted(v1::VariantStarted {
+            run_id: run_id.clone(),
+            variant_id: variant.into(),
+        })));
+    }
+    for (i, variant) in ["front", "angle", "close", "wide"].iter().enumerate() {
+        let ok = i != 3;
+        out.push(next(Body::VariantResult(v1::VariantResult {
+            run_id: run_id.clone(),
+            variant_id: (*variant).into(),
+            final_prompt_hash: format!("{:064x}", run * 4 + i),
+            status: if ok {
+                v1::VariantStatus::Success
+            } else {
+                v1::VariantStatus::Timeout
+            } as i32,
+            latency_ms: 8_000 + i as u64 * 300,
+            output_image_key: if ok {
+                format!("renders/{run_id}/{variant}.png")
+            } else {
+                String::new()
+            },
+            output_image_hash: if ok {
+                format!("{:064x}", run * 7 + i)
+            } else {
+                String::new()
+            },
+            error_code: if ok { 0 } else { v1::ErrorCode::Timeout as i32 },
+            error_message: if ok {
+                String::new()
+            } else {
+                "variant deadline of 30s exceeded".into()
+            },
+        })));
+    }
+    out.push(next(Body::RunCompleted(v1::RunCompleted {
+        run_id,
+        status: v1::RunStatus::Partial as i32,
+        total_duration_ms: 30_500,
+        success_count: 3,
+        fail_count: 0,
+        timeout_count: 1,
+    })));
+    out
+}
+
+fn vm_hwm_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+async fn consumer(js: &async_nats::jetstream::Context, stream: &str, name: &str) -> PullConsumer {
+    js.get_stream(stream)
+        .await
+        .expect("stream")
+        .get_or_create_consumer(
+            name,
+            pull::Config {
+                durable_name: Some(name.to_owned()),
+                ack_policy: AckPolicy::Explicit,
+                max_ack_pending: 20_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("consumer")
+}
+
+async fn bench() {
+    let total = events_wanted();
+    let iso = Isolation::new();
+    let client = async_nats::connect(iso.nats_url.as_str())
+        .await
+        .expect("connect to NATS");
+    let js = async_nats::jetstream::new(client);
+    let subjects = Subjects::new(&iso.prefix).unwrap();
+    let spec = StreamSpec::new(iso.stream.clone(), subjects.clone());
+    js.get_or_create_stream(spec.config())
+        .await
+        .expect("create stream");
+
+    // Pre-fill.
+    let started = Instant::now();
+    let mut seq = 0;
+    let mut acks = Vec::with_capacity(PUBLISH_WINDOW);
+    for run in 0..total / PER_RUN {
+        for envelope in envelopes_of_run(run, &mut seq) {
+            let kind = BodyKind::of(envelope.body.as_ref().unwrap());
+            let ack = js
+                .publish(
+                    subjects.for_kind(kind).to_owned(),
+                    envelope.encode_to_vec().into(),
+                )
+                .await
+                .expect("publish");
+            acks.push(ack);
+            if acks.len() == PUBLISH_WINDOW {
+                for ack in futures::future::join_all(
+                    acks.drain(..).map(std::future::IntoFuture::into_future),
+                )
+                .await
+                {
+                    ack.expect("publish ack");
+                }
+            }
+        }
+    }
+    for ack in
+        futures::future::join_all(acks.drain(..).map(std::future::IntoFuture::into_future)).await
+    {
+        ack.expect("publish ack");
+    }
+    let mut stream = js.get_stream(&iso.stream).await.unwrap();
+    let info = stream.info().await.unwrap().clone();
+    eprintln!(
+        "pre-filled {} envelopes ({:.1} MB) in {:.1}s",
+        info.state.messages,
+        info.state.bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(info.state.messages as usize, total);
+
+    let mut rows = Vec::new();
+
+    // 1. Bare consume-and-ack; keep the messages for the bare insert.
+    let bare = consumer(&js, &iso.stream, "bare").await;
+    let mut kept: Vec<(String, u64, Bytes)> = Vec::with_capacity(total);
+    let started = Instant::now();
+    let mut messages = bare
+        .stream()
+        .max_messages_per_batch(BATCH)
+        .messages()
+        .await
+        .expect("pull");
+    while kept.len() < total {
+        let message = messages
+            .next()
+            .await
+            .expect("stream open")
+            .expect("message");
+        message.ack().await.expect("ack");
+        let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+        kept.push((message.subject.to_string(), seq, message.payload.clone()));
+    }
+    let consume_secs = started.elapsed().as_secs_f64();
+    drop(messages);
+    rows.push(Row {
+        what: "bare consume + ack".into(),
+        events: total,
+        seconds: consume_secs,
+        ratio: None,
+        rss_mb: None,
+    });
+
+    let batches: Vec<Batch> = kept
+        .chunks(BATCH)
+        .map(|chunk| {
+            let mut batch = Batch {
+                stream: iso.stream.clone(),
+                received_at: 1,
+                ..Default::default()
+            };
+            for (subject, seq, payload) in chunk {
+                match domain::parse(&subjects, subject, *seq, payload.clone()) {
+                    Parsed::Fact(fact) => batch.facts.push(*fact),
+                    Parsed::Dead(dead) => panic!("bench envelope refused: {}", dead.reason),
+                }
+            }
+            batch
+        })
+        .collect();
+    drop(kept);
+
+    // 2. Bare batched insert into each backend.
+    let dir = tempfile::tempdir().unwrap();
+    let pg_bare = PgDatabase::create().await;
+    let sqlite_bare = format!("sqlite://{}", dir.path().join("bare.db").display());
+    let mut insert_secs = Vec::new();
+    for (name, url) in [
+        ("SQLite", sqlite_bare.as_str()),
+        ("Postgres", pg_bare.url.as_str()),
+    ] {
+        let store = store::connect(url, &StoreOptions::default()).await.unwrap();
+        store.migrate().await.unwrap();
+        let started = Instant::now();
+        for batch in &batches {
+            store.write(batch).await.expect("bare insert");
+        }
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(store.event_count().await.unwrap() as usize, total);
+        store.close().await;
+        insert_secs.push(secs);
+        rows.push(Row {
+            what: format!("bare batched insert, {name}"),
+            events: total,
+            seconds: secs,
+            ratio: None,
+            rss_mb: None,
+        });
+    }
+    drop(batches);
+
+    // 3. The collector binary draining into each backend.
+    let pg_drain = PgDatabase::create().await;
+    let sqlite_drain = format!("sqlite://{}", dir.path().join("drain.db").display());
+    for (i, (name, url)) in [
+        ("SQLite", sqlite_drain.as_str()),
+        ("Postgres", pg_drain.url.as_str()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let consumer_name = format!("drain-{}", name.to_lowercase());
+        let drain = consumer(&js, &iso.stream, &consumer_name).await;
+        let started = Instant::now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_telemetry-collector"))
+            .arg("ingest")
+            .env("NATS_URL", &iso.nats_url)
+            .env("TELEMETRY_SUBJECT_PREFIX", &iso.prefix)
+            .env("TELEMETRY_STREAM", &iso.stream)
+            .env("COLLECTOR_CONSUMER", &consumer_name)
+            .env("DATABASE_URL", url)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the collector binary");
+        let mut drain = drain;
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let info = drain.info().await.expect("consumer info");
+            if info.num_pending == 0
+                && info.num_ack_pending == 0
+                && info.ack_floor.stream_sequence as usize >= total
+            {
+                break;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the collector exited early"
+            );
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let rss = vm_hwm_mb(child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        let check = store::connect(url, &StoreOptions::default()).await.unwrap();
+        assert_eq!(
+            check.event_count().await.unwrap() as usize,
+            total,
+            "{name}: every event stored"
+        );
+        check.close().await;
+        let sequential = total as f64 / (consume_secs + insert_secs[i]);
+        rows.push(Row {
+            what: format!("collector drain, {name}"),
+            events: total,
+            seconds: secs,
+            ratio: Some(total as f64 / secs / sequential),
+            rss_mb: rss,
+        });
+    }
+
+    println!();
+    println!("| measurement | events | seconds | events/s | vs bare consume then bare insert | peak RSS |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for row in &rows {
+        println!(
+            "| {} | {} | {:.2} | {:.0} | {} | {} |",
+            row.what,
+            row.events,
+            row.seconds,
+            row.events as f64 / row.seconds,
+            row.ratio.map_or("".to_owned(), |r| format!("{r:.2}x")),
+            row.rss_mb.map_or("".to_owned(), |mb| format!("{mb:.0} MB")),
+        );
+    }
+    println!(
+        "\nbench process peak RSS (pre-fill, bare loops, kept messages): {:.0} MB",
+        vm_hwm_mb(std::process::id()).unwrap_or(0.0)
+    );
+}

@@ -28,6 +28,11 @@ use crate::store::{Batch, Store};
 
 /// How often the pull stream expects a heartbeat from the server while idle.
 pub const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
+/// Batches parsed and waiting for the writer: one, so the next batch is ready the
+/// moment the current commit ends, without holding more messages unacked than needed.
+pub const PIPELINE_DEPTH: usize = 1;
+/// A batch's messages (to ack) and what they parsed into.
+type Pending = (Vec<jetstream::Message>, Batch);
 /// How long one pull request stays open.
 pub const PULL_EXPIRES: Duration = Duration::from_secs(30);
 
@@ -133,16 +138,44 @@ impl Ingest {
             .map_err(|err| format!("cannot pull from consumer: {err}"))
     }
 
-    /// Takes batches from `messages` until it ends or shutdown.
+    /// Takes batches from `messages` until it ends or shutdown. Two stages joined by a
+    /// channel of [`PIPELINE_DEPTH`] batches: while one batch is being written, the
+    /// next is collected and parsed.
     async fn drain(&self, mut messages: MessageStream, shutdown: &CancellationToken) {
-        loop {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Pending>(PIPELINE_DEPTH);
+        let collect = async move {
+            while let Some(messages) = self.collect(&mut messages, shutdown).await {
+                let batch = self.parse(&messages);
+                if tx.send((messages, batch)).await.is_err() {
+                    return;
+                }
+            }
+        };
+        let write = async move {
+            while let Some((messages, batch)) = rx.recv().await {
+                if self.write_and_ack(messages, batch, shutdown).await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::join!(collect, write);
+    }
+
+    /// The next batch: waits for a first message, then up to the linger time or the
+    /// batch size. `None` when the stream ended, the consumer is gone, or on shutdown.
+    async fn collect(
+        &self,
+        messages: &mut MessageStream,
+        shutdown: &CancellationToken,
+    ) -> Option<Vec<jetstream::Message>> {
+        let mut batch = loop {
             let first = tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => return None,
                 next = messages.next() => next,
             };
-            let mut batch = match first {
-                None => return,
-                Some(Err(err)) => {
+            match first? {
+                Ok(message) => break vec![message],
+                Err(err) => {
                     tracing::warn!(error = %err, "pull stream error");
                     if matches!(
                         err.kind(),
@@ -150,37 +183,33 @@ impl Ingest {
                             | pull::MessagesErrorKind::PushBasedConsumer
                     ) {
                         self.metrics.set_consumer_attached(false);
-                        return;
+                        return None;
                     }
-                    continue;
-                }
-                Some(Ok(message)) => vec![message],
-            };
-            let deadline = tokio::time::Instant::now() + self.settings.batch_linger;
-            while batch.len() < self.settings.batch_size && !shutdown.is_cancelled() {
-                match tokio::time::timeout_at(deadline, messages.next()).await {
-                    Ok(Some(Ok(message))) => batch.push(message),
-                    Ok(Some(Err(err))) => {
-                        tracing::warn!(error = %err, "pull stream error");
-                        break;
-                    }
-                    Ok(None) | Err(_) => break,
                 }
             }
-            if self.process(batch, shutdown).await.is_err() {
-                return;
+        };
+        let deadline = tokio::time::Instant::now() + self.settings.batch_linger;
+        while batch.len() < self.settings.batch_size && !shutdown.is_cancelled() {
+            match tokio::time::timeout_at(deadline, messages.next()).await {
+                Ok(Some(Ok(message))) => batch.push(message),
+                Ok(Some(Err(err))) => {
+                    tracing::warn!(error = %err, "pull stream error");
+                    break;
+                }
+                Ok(None) | Err(_) => break,
             }
         }
+        Some(batch)
     }
 
-    /// Parses, writes (retrying until it commits) and acks one batch. `Err` only when
+    /// Writes one batch (retrying until it commits), then acks it. `Err` only when
     /// shutdown interrupted a retry: the batch stays unacked.
-    async fn process(
+    async fn write_and_ack(
         &self,
         messages: Vec<jetstream::Message>,
+        batch: Batch,
         shutdown: &CancellationToken,
     ) -> Result<(), ()> {
-        let batch = self.parse(&messages);
         let mut backoff = self.settings.min_backoff;
         let mut last_progress = Instant::now();
         let mut failures = 0u32;
