@@ -31,6 +31,9 @@ pub enum StartupError {
     /// The provider cannot be built.
     #[error("provider: {0}")]
     Provider(#[from] ProviderError),
+    /// The telemetry thread or its runtime cannot be started.
+    #[error("cannot start the telemetry thread: {0}")]
+    Runtime(std::io::Error),
     /// The address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -47,6 +50,59 @@ pub struct Application {
     addr: SocketAddr,
     state: AppState,
     settings: Settings,
+    /// Where the SDK's publisher runs; stopped after the final flush.
+    telemetry_thread: Option<TelemetryThread>,
+}
+
+/// The SDK's publisher on a thread and runtime of its own. Encoding and publishing
+/// thousands of events a second is real CPU work; on the server's runtime it would
+/// take turns with request handlers on the same worker threads and add to their
+/// latency. On its own thread it is scheduled by the OS beside them instead.
+struct TelemetryThread {
+    /// Dropping or sending ends the thread's runtime.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TelemetryThread {
+    fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts the SDK with its publisher on a [`TelemetryThread`].
+fn start_telemetry(
+    config: telemetry::TelemetryConfig,
+) -> Result<(Telemetry, TelemetryThread), StartupError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(StartupError::Runtime)?;
+    let telemetry = {
+        let _context = runtime.enter();
+        Telemetry::start(config)?
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("telemetry".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                let _ = stopped.await;
+            });
+        })
+        .map_err(StartupError::Runtime)?;
+    Ok((
+        telemetry,
+        TelemetryThread {
+            stop: Some(stop),
+            thread: Some(thread),
+        },
+    ))
 }
 
 impl Application {
@@ -63,11 +119,16 @@ impl Application {
         recorder: Option<Arc<dyn RunRecorder>>,
     ) -> Result<Self, StartupError> {
         settings.validate()?;
+        let mut telemetry_thread = None;
         let (telemetry, recorder) = match recorder {
             Some(recorder) => (Telemetry::disabled(), recorder),
             None => {
                 let telemetry = match &settings.telemetry {
-                    Some(config) => Telemetry::start(config.clone())?,
+                    Some(config) => {
+                        let (telemetry, thread) = start_telemetry(config.clone())?;
+                        telemetry_thread = Some(thread);
+                        telemetry
+                    }
                     None => Telemetry::disabled(),
                 };
                 let recorder: Arc<dyn RunRecorder> = Arc::new(telemetry.clone());
@@ -108,6 +169,7 @@ impl Application {
             addr,
             state,
             settings,
+            telemetry_thread,
         })
     }
 
@@ -139,11 +201,16 @@ impl Application {
     ) -> std::io::Result<ShutdownReport> {
         let telemetry = self.state.telemetry.clone();
         let deadline = self.settings.shutdown_deadline;
+        let telemetry_thread = self.telemetry_thread;
         tracing::info!(addr = %self.addr, "renderer listening");
         axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(stop)
             .await?;
         let report = telemetry.shutdown(deadline).await;
+        if let Some(thread) = telemetry_thread {
+            // The publisher has reported; joining is quick.
+            let _ = tokio::task::spawn_blocking(move || thread.stop()).await;
+        }
         tracing::info!(
             emitted = report.emitted,
             published = report.published,

@@ -4,6 +4,7 @@
 
 mod auth;
 mod bad_input;
+mod binary;
 mod dependencies;
 mod end_to_end;
 mod faults;

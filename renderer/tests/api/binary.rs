@@ -1,0 +1,102 @@
+//! The `renderer` binary: one-line start-up errors, and SIGTERM flushes telemetry.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use telemetry_proto::v1::envelope::Body;
+use test_support::{free_port, Isolation};
+
+use crate::helpers::{read_envelopes, records, request};
+
+fn renderer() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_renderer"));
+    for var in [
+        "SHOPIFY_API_SECRET",
+        "RENDER_PROVIDER",
+        "GEMINI_API_KEY",
+        "TELEMETRY",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+#[test]
+fn a_bad_setting_fails_start_up_with_one_line_naming_it() {
+    let output = renderer()
+        .env("VARIANT_CONCURRENCY", "0")
+        .output()
+        .expect("run the renderer binary");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("VARIANT_CONCURRENCY"), "{stderr}");
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_binary_after_flushing_telemetry() {
+    let isolation = Isolation::new();
+    let store = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = renderer()
+        .env("RENDERER_ADDR", &addr)
+        .env("NATS_URL", &isolation.nats_url)
+        .env("TELEMETRY_SUBJECT_PREFIX", &isolation.prefix)
+        .env("TELEMETRY_STREAM", &isolation.stream)
+        .env("IMAGE_STORE_DIR", store.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the renderer binary");
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    while client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "binary did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let response = client
+        .post(format!(
+            "http://{addr}/app-proxy/see-it-now/render?shop=bin.myshopify.com"
+        ))
+        .header("x-request-id", "req-binary")
+        .json(&request(&["a", "b"]).body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+
+    // Everything was published before exit: 1 event, run start, 2+2 variants, completion,
+    // and the final ProducerStats.
+    let envelopes = read_envelopes(
+        &isolation.nats_url,
+        &isolation.stream,
+        8,
+        Duration::from_secs(2),
+    )
+    .await;
+    let final_stats = envelopes.iter().any(|e| {
+        matches!(&e.body, Some(Body::ProducerStats(stats)) if stats.r#final && stats.dropped == 0)
+    });
+    assert!(final_stats, "no final ProducerStats: {envelopes:#?}");
+    let records = records(envelopes);
+    assert_eq!(records.len(), 7, "{records:#?}");
+    assert!(records.iter().all(|e| e.request_id == "req-binary"));
+}
