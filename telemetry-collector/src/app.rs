@@ -60,6 +60,7 @@ pub struct Application {
     ingest: Option<Ingest>,
     nats: Option<async_nats::Client>,
     max_body_bytes: usize,
+    retention: Option<crate::retention::Retention>,
     shutdown: CancellationToken,
 }
 
@@ -108,6 +109,7 @@ impl Application {
             ingest,
             nats,
             max_body_bytes: settings.max_body_bytes,
+            retention: settings.retention,
             shutdown: CancellationToken::new(),
         })
     }
@@ -154,6 +156,10 @@ impl Application {
                     .await
             })
         });
+        // Retention beside ingest: small transactions, stopped with everything else.
+        let retention = self
+            .retention
+            .map(|retention| tokio::spawn(retention.run(self.store.clone(), shutdown.clone())));
         let mut result = Ok(());
         if let Some(ingest) = ingest {
             if let Err(err) = ingest.await {
@@ -165,6 +171,9 @@ impl Application {
                 Ok(served) => served,
                 Err(err) => Err(std::io::Error::other(err)),
             };
+        }
+        if let Some(retention) = retention {
+            let _ = retention.await;
         }
         if let Some(client) = self.nats {
             let _ = client.flush().await;

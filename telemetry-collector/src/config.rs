@@ -90,6 +90,9 @@ pub struct Settings {
     pub min_backoff: Duration,
     /// See [`DEFAULT_MAX_BACKOFF`].
     pub max_backoff: Duration,
+    /// Periodic prune of old rows (`COLLECTOR_RETENTION`); `None` (the default) keeps
+    /// everything.
+    pub retention: Option<crate::retention::Retention>,
     /// See [`DEFAULT_MAX_BODY_BYTES`].
     pub max_body_bytes: usize,
     /// Pool sizes and timeouts.
@@ -117,6 +120,7 @@ impl Settings {
             max_ack_pending: DEFAULT_MAX_ACK_PENDING,
             min_backoff: DEFAULT_MIN_BACKOFF,
             max_backoff: DEFAULT_MAX_BACKOFF,
+            retention: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             store: StoreOptions::default(),
         }
@@ -169,6 +173,23 @@ impl Settings {
                 "must be at least the batch size",
             ));
         }
+        if let Some(retention) = &self.retention {
+            if retention.interval.is_zero() {
+                return Err(ConfigError::new(
+                    "COLLECTOR_RETENTION_INTERVAL",
+                    "must be greater than zero",
+                ));
+            }
+            if !(1..=crate::retention::MAX_PRUNE_BATCH).contains(&retention.batch) {
+                return Err(ConfigError::new(
+                    "COLLECTOR_PRUNE_BATCH_SIZE",
+                    format!(
+                        "must be between 1 and {}",
+                        crate::retention::MAX_PRUNE_BATCH
+                    ),
+                ));
+            }
+        }
         if self.store.max_connections == 0 {
             return Err(ConfigError::new(
                 "DATABASE_MAX_CONNECTIONS",
@@ -187,6 +208,15 @@ pub struct Cli {
     /// What to run.
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines as human-readable text or as one JSON object per line.
+    #[arg(
+        long = "log-format",
+        env = "LOG_FORMAT",
+        global = true,
+        value_enum,
+        default_value_t
+    )]
+    pub log_format: telemetry::config::LogFormat,
 }
 
 /// Subcommands.
@@ -198,6 +228,12 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Apply the database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Delete rows older than an age (dry run: count them per table).
+    Prune(crate::retention::PruneArgs),
+    /// Rebuild the database from what the stream still holds.
+    Replay(crate::replay::ReplayArgs),
+    /// List, show, requeue (re-decode) or purge dead letters.
+    DeadLetters(crate::dead_letters::DeadLetterArgs),
 }
 
 /// Database flags.
@@ -238,6 +274,15 @@ pub struct IngestArgs {
     /// Unacked messages the consumer allows (all collectors together).
     #[arg(long = "max-ack-pending", env = "COLLECTOR_MAX_ACK_PENDING", default_value_t = DEFAULT_MAX_ACK_PENDING)]
     pub max_ack_pending: i64,
+    /// Delete rows older than this age (30d, 12h, ...) periodically; off when unset.
+    #[arg(long = "retention", env = "COLLECTOR_RETENTION", value_parser = crate::retention::parse_age)]
+    pub retention: Option<Duration>,
+    /// Time between two retention prunes (1h, 10m, ...).
+    #[arg(long = "retention-interval", env = "COLLECTOR_RETENTION_INTERVAL", default_value = "1h", value_parser = crate::retention::parse_age)]
+    pub retention_interval: Duration,
+    /// Rows per table deleted in one retention transaction.
+    #[arg(long = "prune-batch-size", env = "COLLECTOR_PRUNE_BATCH_SIZE", default_value_t = crate::retention::DEFAULT_PRUNE_BATCH)]
+    pub prune_batch_size: i64,
 }
 
 /// `serve` flags.
@@ -289,6 +334,11 @@ impl IngestArgs {
         settings.batch_linger = Duration::from_millis(self.batch_linger_ms);
         settings.ack_wait = Duration::from_secs(self.ack_wait_secs);
         settings.max_ack_pending = self.max_ack_pending;
+        settings.retention = self.retention.map(|max_age| crate::retention::Retention {
+            max_age,
+            interval: self.retention_interval,
+            batch: self.prune_batch_size,
+        });
         settings
     }
 }

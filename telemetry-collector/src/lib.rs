@@ -33,13 +33,18 @@
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`, `/api/v1/...`.
 //! - [`metrics`]: counters and readiness state.
 //! - [`app`]: [`Application`]: build, run, shut down.
+//! - operations: [`retention`] (`prune`, `COLLECTOR_RETENTION`), [`replay`] (rebuild
+//!   from the stream), [`dead_letters`] (list, show, requeue, purge).
 
 pub mod app;
 pub mod config;
+pub mod dead_letters;
 pub mod domain;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod replay;
+pub mod retention;
 pub mod store;
 
 pub use app::{Application, RunningCollector, ShutdownHandle, StartError};

@@ -1,19 +1,26 @@
-//! `telemetry-collector serve | ingest | migrate`: parse, init tracing, build, run.
+//! `telemetry-collector serve | ingest | migrate | prune | replay | dead-letters`:
+//! parse, init tracing, build, run.
 
 use anyhow::Context as _;
 use clap::Parser as _;
+use telemetry::config::LogFormat;
 use telemetry_collector::config::{Cli, Command};
-use telemetry_collector::{store, Application};
+use telemetry_collector::{dead_letters, replay, retention, store, Application};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .init();
-    if let Err(err) = run(Cli::parse()).await {
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    if let Err(err) = run(cli).await {
         eprintln!("telemetry-collector: {err:#}");
         std::process::exit(1);
     }
@@ -31,6 +38,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store.migrate().await.context("DATABASE_URL")?;
             store.close().await;
             tracing::info!("migrations applied");
+            return Ok(());
+        }
+        Command::Prune(args) => {
+            retention::run_prune(&args).await.context("DATABASE_URL")?;
+            return Ok(());
+        }
+        Command::Replay(args) => {
+            replay::run(&args).await?;
+            return Ok(());
+        }
+        Command::DeadLetters(args) => {
+            dead_letters::run(&args).await?;
             return Ok(());
         }
     };

@@ -74,6 +74,11 @@ pub struct NatsConfig {
     /// PEM file of the CA that signed the server's certificate (`NATS_TLS_CA`); setting
     /// it requires TLS.
     pub tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate (`NATS_TLS_CERT`), for servers that verify clients; with
+    /// [`NatsConfig::tls_key_file`].
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of the client certificate (`NATS_TLS_KEY`).
+    pub tls_key_file: Option<PathBuf>,
     /// Name shown in the server's connection list.
     pub connection_name: String,
 }
@@ -87,6 +92,8 @@ impl Default for NatsConfig {
             password: None,
             token: None,
             tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
             connection_name: "telemetry".to_owned(),
         }
     }
@@ -98,9 +105,31 @@ impl NatsConfig {
         self.url.split(',').map(str::trim).collect()
     }
 
-    /// Checks what can be checked without a network: URL syntax and that credentials
-    /// are not contradictory.
+    /// Checks what can be checked without a network: URL syntax, that credentials
+    /// are not contradictory, and that the TLS files exist.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let files = [
+            ("NATS_TLS_CA", &self.tls_ca_file),
+            ("NATS_TLS_CERT", &self.tls_cert_file),
+            ("NATS_TLS_KEY", &self.tls_key_file),
+            ("NATS_CREDS", &self.creds_file),
+        ];
+        for (setting, file) in files {
+            if let Some(path) = file {
+                if !path.is_file() {
+                    return Err(ConfigError::new(
+                        setting,
+                        format!("{} is not a readable file", path.display()),
+                    ));
+                }
+            }
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(ConfigError::new(
+                "NATS_TLS_CERT/NATS_TLS_KEY",
+                "set both or neither",
+            ));
+        }
         for url in self.urls() {
             url.parse::<async_nats::ServerAddr>().map_err(|err| {
                 ConfigError::new("NATS_URL", format!("{url:?} is not a NATS URL: {err}"))
@@ -234,9 +263,15 @@ pub struct NatsArgs {
     /// NATS token.
     #[arg(long = "nats-token", env = "NATS_TOKEN", hide_env_values = true)]
     pub nats_token: Option<String>,
-    /// PEM CA file for a TLS connection to NATS.
+    /// PEM CA file for a TLS connection to NATS (requires TLS).
     #[arg(long = "nats-tls-ca", env = "NATS_TLS_CA")]
     pub nats_tls_ca: Option<PathBuf>,
+    /// PEM client certificate for NATS servers that verify clients (with --nats-tls-key).
+    #[arg(long = "nats-tls-cert", env = "NATS_TLS_CERT")]
+    pub nats_tls_cert: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    #[arg(long = "nats-tls-key", env = "NATS_TLS_KEY")]
+    pub nats_tls_key: Option<PathBuf>,
     /// Subject prefix of the telemetry subjects.
     #[arg(long = "subject-prefix", env = "TELEMETRY_SUBJECT_PREFIX", default_value = DEFAULT_PREFIX)]
     pub subject_prefix: String,
@@ -256,9 +291,23 @@ impl NatsArgs {
             password: self.nats_password.clone(),
             token: self.nats_token.clone(),
             tls_ca_file: self.nats_tls_ca.clone(),
+            tls_cert_file: self.nats_tls_cert.clone(),
+            tls_key_file: self.nats_tls_key.clone(),
             connection_name: connection_name.to_owned(),
         }
     }
+}
+
+/// How a binary writes its log lines (`--log-format`, `LOG_FORMAT`), the same for the
+/// renderer and the collector.
+#[cfg(feature = "cli")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 #[cfg(test)]
@@ -324,6 +373,29 @@ mod tests {
                 "NATS_USER/NATS_PASSWORD",
             ),
         ];
+        let missing = || Some(PathBuf::from("/nonexistent/ca.pem"));
+        let cases = cases.into_iter().chain([
+            (
+                TelemetryConfig {
+                    nats: NatsConfig {
+                        tls_ca_file: missing(),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                "NATS_TLS_CA",
+            ),
+            (
+                TelemetryConfig {
+                    nats: NatsConfig {
+                        tls_key_file: missing(),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                "NATS_TLS_KEY",
+            ),
+        ]);
         for (config, setting) in cases {
             let err = config.validate().unwrap_err();
             assert_eq!(err.setting, setting, "{err}");

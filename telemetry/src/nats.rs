@@ -51,6 +51,11 @@ pub async fn connect_options(config: &NatsConfig) -> Result<ConnectOptions, Conn
     if let Some(ca) = &config.tls_ca_file {
         options = options.add_root_certificates(ca.clone()).require_tls(true);
     }
+    if let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_key_file) {
+        options = options
+            .add_client_certificate(cert.clone(), key.clone())
+            .require_tls(true);
+    }
     Ok(options
         .name(&config.connection_name)
         .client_capacity(CLIENT_CAPACITY)

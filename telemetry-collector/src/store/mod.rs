@@ -6,6 +6,7 @@
 //! ([`projection`]), the loss ledger in `producers`, and dead letters. Only rows that
 //! were new count as stored, so a redelivered batch changes nothing.
 
+pub(crate) mod ops;
 mod postgres;
 pub(crate) mod projection;
 mod sqlite;
@@ -16,6 +17,7 @@ use serde::Serialize;
 
 use crate::domain::{DeadLetter, Fact};
 
+pub use ops::PruneCounts;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -263,6 +265,30 @@ pub trait Store: Send + Sync + 'static {
     async fn event_count(&self) -> Result<i64, StoreError>;
     /// Closes the pools.
     async fn close(&self);
+
+    // --- operations ---
+    /// Rows a prune with this cutoff (unix ms, exclusive) would delete, per table
+    /// (see `store::ops` for what "older" means per table).
+    async fn prune_counts(&self, cutoff: i64) -> Result<PruneCounts, StoreError>;
+    /// Deletes at most `limit` old rows per table in one short transaction.
+    async fn prune_step(&self, cutoff: i64, limit: i64) -> Result<PruneCounts, StoreError>;
+    /// One dead letter.
+    async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetterRecord>, StoreError>;
+    /// Dead letters with `id > after_id`, oldest first (keyset paging).
+    async fn dead_letters_after(
+        &self,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<DeadLetterRecord>, StoreError>;
+    /// In one transaction: removes the `resolved` dead letters and sets the reason of
+    /// the `failing` ones.
+    async fn settle_dead_letters(
+        &self,
+        resolved: &[i64],
+        failing: &[(i64, String)],
+    ) -> Result<(), StoreError>;
+    /// Deletes at most `limit` dead letters, oldest first; returns how many.
+    async fn purge_dead_letters(&self, limit: i64) -> Result<u64, StoreError>;
 }
 
 /// Opens the store the URL names (without migrating).

@@ -49,6 +49,7 @@ impl SqliteStore {
     }
 
     read_queries!();
+    super::ops::ops_queries!(writer);
 }
 
 fn chunk_rows(columns: usize) -> usize {
@@ -257,6 +258,39 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
+    }
+
+    // --- operations ---
+    async fn prune_counts(&self, cutoff: i64) -> Result<super::PruneCounts, StoreError> {
+        self.ops_prune_counts(cutoff).await
+    }
+
+    async fn prune_step(&self, cutoff: i64, limit: i64) -> Result<super::PruneCounts, StoreError> {
+        self.ops_prune_step(cutoff, limit).await
+    }
+
+    async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetterRecord>, StoreError> {
+        self.ops_dead_letter(id).await
+    }
+
+    async fn dead_letters_after(
+        &self,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<DeadLetterRecord>, StoreError> {
+        self.ops_dead_letters_after(after_id, limit).await
+    }
+
+    async fn settle_dead_letters(
+        &self,
+        resolved: &[i64],
+        failing: &[(i64, String)],
+    ) -> Result<(), StoreError> {
+        self.ops_settle_dead_letters(resolved, failing).await
+    }
+
+    async fn purge_dead_letters(&self, limit: i64) -> Result<u64, StoreError> {
+        self.ops_purge_dead_letters(limit).await
     }
 }
 

@@ -397,3 +397,99 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// Every row of the four tables, each table in a fixed order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllRows {
+    pub runs: Vec<store::RunRecord>,
+    pub variants: Vec<store::VariantRecord>,
+    pub events: Vec<store::EventRecord>,
+    pub dead_letters: Vec<store::DeadLetterRecord>,
+    pub producers: Vec<store::ProducerRecord>,
+}
+
+/// Reads every row of `render_runs`, `variant_results`, `monitor_events`,
+/// `dead_letters` and `producers` straight from the database (no API in between).
+pub async fn all_rows(db: &TestDb) -> AllRows {
+    const RUNS: &str = "SELECT * FROM render_runs ORDER BY run_id";
+    const VARIANTS: &str = "SELECT * FROM variant_results ORDER BY run_id, variant_id";
+    const EVENTS: &str = "SELECT * FROM monitor_events ORDER BY event_id";
+    const DEAD: &str = "SELECT * FROM dead_letters ORDER BY stream, stream_seq";
+    const PRODUCERS: &str = "SELECT * FROM producers ORDER BY producer";
+    match db.backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url)
+                .await
+                .expect("open SQLite");
+            let rows = AllRows {
+                runs: sqlx::query_as(RUNS).fetch_all(&pool).await.unwrap(),
+                variants: sqlx::query_as(VARIANTS).fetch_all(&pool).await.unwrap(),
+                events: sqlx::query_as(EVENTS).fetch_all(&pool).await.unwrap(),
+                dead_letters: sqlx::query_as(DEAD).fetch_all(&pool).await.unwrap(),
+                producers: sqlx::query_as(PRODUCERS).fetch_all(&pool).await.unwrap(),
+            };
+            pool.close().await;
+            rows
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.expect("open Postgres");
+            let rows = AllRows {
+                runs: sqlx::query_as(RUNS).fetch_all(&pool).await.unwrap(),
+                variants: sqlx::query_as(VARIANTS).fetch_all(&pool).await.unwrap(),
+                events: sqlx::query_as(EVENTS).fetch_all(&pool).await.unwrap(),
+                dead_letters: sqlx::query_as(DEAD).fetch_all(&pool).await.unwrap(),
+                producers: sqlx::query_as(PRODUCERS).fetch_all(&pool).await.unwrap(),
+            };
+            pool.close().await;
+            rows
+        }
+    }
+}
+
+/// Envelopes parsed by the collector's own parse edge into one batch received at
+/// `received_at`, each with the given stream sequence (1, 2, ... from `first_seq`).
+pub fn batch_of(
+    iso_prefix: &str,
+    envelopes: &[v1::Envelope],
+    first_seq: u64,
+    received_at: i64,
+) -> store::Batch {
+    use telemetry_collector::domain::{self, Parsed};
+    let subjects = Subjects::new(iso_prefix).expect("prefix");
+    let mut batch = store::Batch {
+        stream: "TELEMETRY".to_owned(),
+        received_at,
+        facts: Vec::new(),
+        dead: Vec::new(),
+    };
+    for (i, envelope) in envelopes.iter().enumerate() {
+        let kind = BodyKind::of(envelope.body.as_ref().expect("body"));
+        match domain::parse(
+            &subjects,
+            subjects.for_kind(kind),
+            first_seq + i as u64,
+            envelope.encode_to_vec().into(),
+        ) {
+            Parsed::Fact(fact) => batch.facts.push(*fact),
+            Parsed::Dead(dead) => batch.dead.push(dead),
+        }
+    }
+    batch
+}
+
+/// Runs the collector binary with `args` and `envs`; its exit status and stdout.
+pub fn run_binary(args: &[&str], envs: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_telemetry-collector"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the telemetry-collector binary");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "telemetry-collector {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status, stdout)
+}
