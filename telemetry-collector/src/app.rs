@@ -60,6 +60,7 @@ pub struct Application {
     ingest: Option<Ingest>,
     nats: Option<async_nats::Client>,
     max_body_bytes: usize,
+    monitor: crate::config::MonitorSettings,
     retention: Option<crate::retention::Retention>,
     shutdown: CancellationToken,
 }
@@ -109,6 +110,7 @@ impl Application {
             ingest,
             nats,
             max_body_bytes: settings.max_body_bytes,
+            monitor: settings.monitor.clone(),
             retention: settings.retention,
             shutdown: CancellationToken::new(),
         })
@@ -148,6 +150,7 @@ impl Application {
                 metrics: self.metrics.clone(),
                 nats: self.nats.clone(),
                 max_body_bytes: self.max_body_bytes,
+                monitor: crate::monitor::Monitor::new(&self.monitor, shutdown.clone()),
             };
             let token = shutdown.clone();
             tokio::spawn(async move {

@@ -97,6 +97,21 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Pool sizes and timeouts.
     pub store: StoreOptions,
+    /// Monitor access (`MONITOR_TOKEN`, `--insecure-no-auth`, `MONITOR_IMAGE_BASE_URL`).
+    pub monitor: MonitorSettings,
+}
+
+/// Who may read the monitor and the API, and where output images are served.
+#[derive(Debug, Clone, Default)]
+pub struct MonitorSettings {
+    /// When set, every `/monitor` page and `/api/v1` call needs it (bearer or login
+    /// cookie); `/healthz`, `/readyz`, `/metrics` stay open.
+    pub token: Option<String>,
+    /// Serve without a token on a non-loopback address (refused otherwise).
+    pub insecure_no_auth: bool,
+    /// Base URL of the renderer's images (`http://host:8081/images`): variants link
+    /// their output there. `None`: no link.
+    pub image_base_url: Option<String>,
 }
 
 impl Settings {
@@ -123,6 +138,7 @@ impl Settings {
             retention: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             store: StoreOptions::default(),
+            monitor: MonitorSettings::default(),
         }
     }
 
@@ -196,8 +212,40 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        self.validate_monitor()?;
         let stream = StreamSpec::new(self.stream.clone(), subjects.clone());
         Ok((subjects, stream))
+    }
+}
+
+impl Settings {
+    /// The monitor's rules: a token is not empty, a non-loopback address needs one
+    /// (or `--insecure-no-auth`), the image base URL is http(s).
+    fn validate_monitor(&self) -> Result<(), ConfigError> {
+        let monitor = &self.monitor;
+        if monitor
+            .token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err(ConfigError::new("MONITOR_TOKEN", "must not be empty"));
+        }
+        let exposed = self.http_addr.is_some_and(|addr| !addr.ip().is_loopback());
+        if exposed && monitor.token.is_none() && !monitor.insecure_no_auth {
+            return Err(ConfigError::new(
+                "MONITOR_TOKEN",
+                "required when COLLECTOR_ADDR is not a loopback address (or pass --insecure-no-auth)",
+            ));
+        }
+        if let Some(url) = &monitor.image_base_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::new(
+                    "MONITOR_IMAGE_BASE_URL",
+                    format!("{url:?} must start with http:// or https://"),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -294,6 +342,15 @@ pub struct ServeArgs {
     /// HTTP listen address.
     #[arg(long = "addr", env = "COLLECTOR_ADDR", default_value = DEFAULT_ADDR)]
     pub addr: String,
+    /// Token the monitor and API require (bearer header or login form).
+    #[arg(long = "monitor-token", env = "MONITOR_TOKEN", hide_env_values = true)]
+    pub monitor_token: Option<String>,
+    /// Serve the monitor without a token on a non-loopback address.
+    #[arg(long = "insecure-no-auth", env = "MONITOR_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// Base URL of output images (e.g. http://127.0.0.1:8081/images) for variant links.
+    #[arg(long = "image-base-url", env = "MONITOR_IMAGE_BASE_URL")]
+    pub image_base_url: Option<String>,
 }
 
 impl DatabaseArgs {
@@ -354,6 +411,11 @@ impl ServeArgs {
             )
         })?;
         settings.http_addr = Some(addr);
+        settings.monitor = MonitorSettings {
+            token: self.monitor_token.clone(),
+            insecure_no_auth: self.insecure_no_auth,
+            image_base_url: self.image_base_url.clone(),
+        };
         Ok(settings)
     }
 }
@@ -374,6 +436,17 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         valid().validate().unwrap();
+    }
+
+    #[test]
+    fn a_public_address_is_served_with_a_token_or_when_told_insecure() {
+        let mut settings = valid();
+        settings.http_addr = Some(SocketAddr::from(([0, 0, 0, 0], 8080)));
+        settings.monitor.token = Some("secret".into());
+        settings.validate().unwrap();
+        settings.monitor.token = None;
+        settings.monitor.insecure_no_auth = true;
+        settings.validate().unwrap();
     }
 
     #[test]
@@ -404,6 +477,18 @@ mod tests {
             (
                 Box::new(|s| s.max_ack_pending = 1),
                 "COLLECTOR_MAX_ACK_PENDING",
+            ),
+            (
+                Box::new(|s| s.http_addr = Some(SocketAddr::from(([0, 0, 0, 0], 8080)))),
+                "MONITOR_TOKEN",
+            ),
+            (
+                Box::new(|s| s.monitor.token = Some(" ".into())),
+                "MONITOR_TOKEN",
+            ),
+            (
+                Box::new(|s| s.monitor.image_base_url = Some("javascript:alert(1)".into())),
+                "MONITOR_IMAGE_BASE_URL",
             ),
         ];
         for (change, setting) in cases {

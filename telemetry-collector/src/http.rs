@@ -1,4 +1,5 @@
-//! The HTTP surface: health, readiness, Prometheus metrics and the JSON API.
+//! The HTTP surface: health, readiness, Prometheus metrics, and the monitor's pages
+//! and JSON API ([`crate::monitor`]).
 //! [`router`] is pure (state in, `Router` out) so tests can drive it with `oneshot`.
 //!
 //! Errors are opaque: a 500 says "internal error" and the cause is logged once here.
@@ -6,15 +7,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::metrics::Metrics;
-use crate::store::{RunQuery, RunRecord, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 pub use crate::store::DEFAULT_PAGE_SIZE;
 /// How long `/readyz` waits for the database to answer.
@@ -31,6 +32,8 @@ pub struct AppState {
     pub nats: Option<async_nats::Client>,
     /// See [`crate::config::DEFAULT_MAX_BODY_BYTES`].
     pub max_body_bytes: usize,
+    /// Monitor pages, API access and live updates.
+    pub monitor: crate::monitor::Monitor,
 }
 
 /// The routes.
@@ -40,10 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/api/v1/runs", get(list_runs))
-        .route("/api/v1/runs/{id}", get(get_run))
-        .route("/api/v1/producers", get(producers))
-        .route("/api/v1/dead-letters", get(dead_letters))
+        .merge(crate::monitor::router(state.clone()))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -134,91 +134,4 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
-}
-
-/// Query string of `GET /api/v1/runs`.
-#[derive(Debug, Default, Deserialize)]
-pub struct RunsParams {
-    shop: Option<String>,
-    status: Option<String>,
-    model: Option<String>,
-    prompt_pack_version: Option<String>,
-    /// Unix ms, inclusive.
-    from: Option<i64>,
-    /// Unix ms, exclusive.
-    to: Option<i64>,
-    limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-}
-
-/// A page of runs.
-#[derive(Debug, Serialize)]
-struct RunsPage {
-    runs: Vec<RunRecord>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    next_cursor: Option<String>,
-}
-
-fn parse_cursor(cursor: &str) -> Result<(i64, String), AppError> {
-    let (at, id) = cursor
-        .split_once(':')
-        .ok_or_else(|| AppError::BadRequest("bad cursor".to_owned()))?;
-    let at = at
-        .parse()
-        .map_err(|_| AppError::BadRequest("bad cursor".to_owned()))?;
-    Ok((at, id.to_owned()))
-}
-
-async fn list_runs(
-    State(state): State<AppState>,
-    Query(params): Query<RunsParams>,
-) -> Result<Json<RunsPage>, AppError> {
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE_SIZE);
-    if !(1..=crate::store::MAX_PAGE_SIZE).contains(&limit) {
-        return Err(AppError::BadRequest(format!(
-            "limit must be between 1 and {}",
-            crate::store::MAX_PAGE_SIZE
-        )));
-    }
-    let query = RunQuery {
-        shop_id: params.shop,
-        status: params.status,
-        model: params.model,
-        prompt_pack_version: params.prompt_pack_version,
-        from: params.from,
-        to: params.to,
-        before: params.cursor.as_deref().map(parse_cursor).transpose()?,
-        limit,
-    };
-    let runs = state.store.runs(&query).await?;
-    let next_cursor = if runs.len() as i64 == limit {
-        runs.last()
-            .map(|run| format!("{}:{}", run.started_at, run.run_id))
-    } else {
-        None
-    };
-    Ok(Json(RunsPage { runs, next_cursor }))
-}
-
-async fn get_run(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, AppError> {
-    let detail = state.store.run(&id).await?.ok_or(AppError::NotFound)?;
-    Ok(Json(detail).into_response())
-}
-
-async fn producers(State(state): State<AppState>) -> Result<Response, AppError> {
-    Ok(Json(state.store.producers().await?).into_response())
-}
-
-async fn dead_letters(State(state): State<AppState>) -> Result<Response, AppError> {
-    Ok(Json(
-        state
-            .store
-            .dead_letters(crate::store::MAX_PAGE_SIZE)
-            .await?,
-    )
-    .into_response())
 }

@@ -30,7 +30,8 @@
 //! - [`store`]: the [`store::Store`] trait, `sqlite` and `postgres` stores, and the
 //!   order-free projection both share.
 //! - [`ingest`]: consumer, batching, commit-then-ack, retry on database errors.
-//! - [`http`]: `/healthz`, `/readyz`, `/metrics`, `/api/v1/...`.
+//! - [`http`]: `/healthz`, `/readyz`, `/metrics`, merging [`monitor`].
+//! - [`monitor`]: `/monitor` pages, `/api/v1/...` JSON, SSE, token access.
 //! - [`metrics`]: counters and readiness state.
 //! - [`app`]: [`Application`]: build, run, shut down.
 //! - operations: [`retention`] (`prune`, `COLLECTOR_RETENTION`), [`replay`] (rebuild
@@ -43,6 +44,7 @@ pub mod domain;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod monitor;
 pub mod replay;
 pub mod retention;
 pub mod store;

@@ -6,6 +6,7 @@
 //! ([`projection`]), the loss ledger in `producers`, and dead letters. Only rows that
 //! were new count as stored, so a redelivered batch changes nothing.
 
+pub(crate) mod monitor_reads;
 pub(crate) mod ops;
 mod postgres;
 pub(crate) mod projection;
@@ -17,6 +18,9 @@ use serde::Serialize;
 
 use crate::domain::{DeadLetter, Fact};
 
+pub use monitor_reads::{
+    latency_bucket, EventFilter, GroupStats, RunFilter, Stats, StatsRow, LATENCY_BUCKET_SQL,
+};
 pub use ops::PruneCounts;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -265,6 +269,21 @@ pub trait Store: Send + Sync + 'static {
     async fn event_count(&self) -> Result<i64, StoreError>;
     /// Closes the pools.
     async fn close(&self);
+
+    // --- monitor reads ---
+    /// A filtered page of runs, newest first (the index of the filter serves it).
+    async fn monitor_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError>;
+    /// A filtered page of events, newest first.
+    async fn monitor_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError>;
+    /// A page of dead letters, newest first, with ids below `before`.
+    async fn monitor_dead_letters(
+        &self,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<DeadLetterRecord>, StoreError>;
+    /// Rates and latency percentiles per model and prompt pack over runs started in
+    /// `[from, to)`.
+    async fn monitor_stats(&self, from: i64, to: i64) -> Result<Stats, StoreError>;
 
     // --- operations ---
     /// Rows a prune with this cutoff (unix ms, exclusive) would delete, per table

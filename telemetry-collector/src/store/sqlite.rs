@@ -49,6 +49,7 @@ impl SqliteStore {
     }
 
     read_queries!();
+    super::monitor_reads::monitor_read_queries!(sqlx::Sqlite);
     super::ops::ops_queries!(writer);
 }
 
@@ -258,6 +259,30 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
+    }
+
+    // --- monitor reads ---
+    async fn monitor_runs(&self, filter: &super::RunFilter) -> Result<Vec<RunRecord>, StoreError> {
+        self.read_monitor_runs(filter).await
+    }
+
+    async fn monitor_events(
+        &self,
+        filter: &super::EventFilter,
+    ) -> Result<Vec<super::EventRecord>, StoreError> {
+        self.read_monitor_events(filter).await
+    }
+
+    async fn monitor_dead_letters(
+        &self,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<DeadLetterRecord>, StoreError> {
+        self.read_monitor_dead_letters(before, limit).await
+    }
+
+    async fn monitor_stats(&self, from: i64, to: i64) -> Result<super::Stats, StoreError> {
+        self.read_monitor_stats(from, to).await
     }
 
     // --- operations ---

@@ -1,0 +1,171 @@
+//! Access with `MONITOR_TOKEN`: an `Authorization: Bearer` header, or the login form,
+//! which sets an HttpOnly, SameSite=Strict cookie. The cookie holds a value derived
+//! from the token (a SHA-256 with a fixed label), never the token. Comparisons hash
+//! both sides first and compare in constant time. Without access: 401 for the API,
+//! a redirect to the login page for HTML.
+
+use askama::Template;
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Form, Json};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::http::AppState;
+
+/// Name of the login cookie.
+pub const SESSION_COOKIE: &str = "monitor_session";
+/// Longest token accepted from a request (longer ones are refused before hashing).
+pub const MAX_TOKEN_BYTES: usize = 4096;
+
+/// SHA-256 of a token.
+pub fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The login cookie's value for a token.
+pub fn session_value(token: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"telemetry-monitor-session\0");
+    hasher.update(token.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let (a, b): ([u8; 32], [u8; 32]) = (Sha256::digest(a).into(), Sha256::digest(b).into());
+    a.ct_eq(&b).into()
+}
+
+/// Whether the request carries the token (header) or the session (cookie).
+fn allowed(state: &AppState, headers: &HeaderMap) -> bool {
+    let monitor = &state.monitor.inner;
+    let Some(expected) = monitor.token_digest else {
+        return true;
+    };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|t| t.len() <= MAX_TOKEN_BYTES);
+    if let Some(token) = bearer {
+        if digest(token).ct_eq(&expected).into() {
+            return true;
+        }
+    }
+    let session = monitor.session.as_deref().unwrap_or_default();
+    cookies(headers)
+        .any(|(name, value)| name == SESSION_COOKIE && same(value.as_bytes(), session.as_bytes()))
+}
+
+fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+}
+
+/// Middleware on every monitor page and API route.
+pub async fn require_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if allowed(&state, request.headers()) {
+        return next.run(request).await;
+    }
+    let path = request.uri().path();
+    if path.starts_with("/api/") {
+        let mut response = (
+            StatusCode::UNAUTHORIZED,
+            Json(serde_json::json!({ "error": "unauthorized: send Authorization: Bearer <MONITOR_TOKEN>" })),
+        )
+            .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"monitor\""),
+        );
+        return response;
+    }
+    let next_path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/monitor");
+    let target: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("next", next_path)
+        .finish();
+    Redirect::to(&format!("/monitor/login?{target}")).into_response()
+}
+
+/// The login page.
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub next: String,
+    pub error: bool,
+}
+
+/// `?next=` of the login page.
+#[derive(Debug, Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+}
+
+/// The login form's fields.
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    token: String,
+    next: Option<String>,
+}
+
+/// Only a path inside the monitor is a place to go back to (no open redirect).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(next) if next.starts_with("/monitor") && !next.starts_with("/monitor/login") => {
+            next.to_owned()
+        }
+        _ => "/monitor".to_owned(),
+    }
+}
+
+pub async fn login_page(Query(query): Query<LoginQuery>) -> Response {
+    super::pages::render(&LoginPage {
+        next: safe_next(query.next.as_deref()),
+        error: false,
+    })
+}
+
+pub async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
+    let next = safe_next(form.next.as_deref());
+    let monitor = &state.monitor.inner;
+    let (Some(expected), Some(session)) = (monitor.token_digest, monitor.session.as_deref()) else {
+        return Redirect::to(&next).into_response();
+    };
+    let ok =
+        form.token.len() <= MAX_TOKEN_BYTES && bool::from(digest(&form.token).ct_eq(&expected));
+    if !ok {
+        let mut response = super::pages::render(&LoginPage { next, error: true });
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        return response;
+    }
+    let cookie = format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict");
+    let mut response = Redirect::to(&next).into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+pub async fn logout() -> Response {
+    let mut response = Redirect::to("/monitor/login").into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("monitor_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    response
+}

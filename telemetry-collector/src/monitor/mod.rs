@@ -1,0 +1,220 @@
+//! The monitor: server-rendered HTML pages (`/monitor/...`), the JSON API
+//! (`/api/v1/...`) over the same queries, live updates by SSE, token access and
+//! security headers.
+//!
+//! Every untrusted string (shop ids, payloads, error messages come from storefronts)
+//! reaches the page through askama's HTML escaping, or through [`views::escape`] in the
+//! server-drawn SVG; links are built from fixed prefixes plus percent-encoded values,
+//! so no stored value can become a `javascript:` URL. The only script is
+//! `static/monitor.js` (SSE), so the Content-Security-Policy forbids inline script.
+//!
+//! # Layout
+//! - [`auth`]: bearer header or login cookie, login and logout.
+//! - [`params`]: query strings → store filters; cursors.
+//! - [`views`]: rows as the templates show them (formatting, previews, links).
+//! - [`charts`]: the overview's SVG bar charts.
+//! - [`pages`]: the HTML handlers; [`api`]: the JSON handlers.
+//! - [`live`]: SSE streams that end on shutdown.
+
+pub mod api;
+pub mod auth;
+pub mod charts;
+pub mod live;
+pub mod pages;
+pub mod params;
+pub mod views;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::MonitorSettings;
+use crate::http::AppState;
+
+/// Most SSE streams open at once (each polls the database); more get 503.
+pub const MAX_SSE_CLIENTS: usize = 64;
+/// How often a live stream looks for changes.
+pub const LIVE_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Overview window when none is chosen.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// What the monitor's handlers share (inside [`AppState`]).
+#[derive(Clone)]
+pub struct Monitor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// SHA-256 of the token: compared in constant time, whatever the input length.
+    token_digest: Option<[u8; 32]>,
+    /// The login cookie's value (derived from the token, not the token itself).
+    session: Option<String>,
+    image_base_url: Option<String>,
+    csp: HeaderValue,
+    sse_slots: Arc<Semaphore>,
+    shutdown: CancellationToken,
+}
+
+impl Monitor {
+    /// From the settings; `shutdown` ends open SSE streams so graceful shutdown can finish.
+    pub fn new(settings: &MonitorSettings, shutdown: CancellationToken) -> Self {
+        let token_digest = settings.token.as_deref().map(auth::digest);
+        let session = settings.token.as_deref().map(auth::session_value);
+        let image_base_url = settings
+            .image_base_url
+            .as_deref()
+            .map(|url| url.trim_end_matches('/').to_owned());
+        let csp = content_security_policy(image_base_url.as_deref());
+        Self {
+            inner: Arc::new(Inner {
+                token_digest,
+                session,
+                image_base_url,
+                csp,
+                sse_slots: Arc::new(Semaphore::new(MAX_SSE_CLIENTS)),
+                shutdown,
+            }),
+        }
+    }
+
+    /// Whether a token is required.
+    pub fn auth_required(&self) -> bool {
+        self.inner.token_digest.is_some()
+    }
+
+    /// Base URL of output images, without a trailing slash.
+    pub fn image_base_url(&self) -> Option<&str> {
+        self.inner.image_base_url.as_deref()
+    }
+
+    /// Fires when the collector shuts down.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+}
+
+/// Scripts and styles from this origin only, no inline script, no framing; images
+/// also from the image server's origin when one is configured.
+fn content_security_policy(image_base_url: Option<&str>) -> HeaderValue {
+    let image_origin = image_base_url.and_then(origin).unwrap_or_default();
+    let policy = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' {image_origin}; \
+         connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    );
+    HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+         connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ))
+}
+
+/// `scheme://host[:port]` of an http(s) URL, if it has only plain host characters.
+fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split('/').next()?;
+    let plain = |c: char| c.is_ascii_alphanumeric() || ".-:[]".contains(c);
+    (matches!(scheme, "http" | "https") && !host.is_empty() && host.chars().all(plain))
+        .then(|| format!("{scheme}://{host}"))
+}
+
+/// The monitor's routes (pages, API, live streams, static files, login), with access
+/// control and security headers; merged into [`crate::http::router`].
+pub fn router(state: AppState) -> Router<AppState> {
+    let protected = Router::new()
+        .route("/monitor", get(pages::runs))
+        .route("/monitor/runs/{id}", get(pages::run))
+        .route("/monitor/events", get(pages::events))
+        .route("/monitor/dead-letters", get(pages::dead_letters))
+        .route("/monitor/producers", get(pages::producers))
+        .route("/monitor/overview", get(pages::overview))
+        .route("/monitor/live/runs", get(live::runs))
+        .route("/monitor/live/runs/{id}", get(live::run))
+        .route("/monitor/logout", post(auth::logout))
+        .route("/api/v1/runs", get(api::runs))
+        .route("/api/v1/runs/{id}", get(api::run))
+        .route("/api/v1/events", get(api::events))
+        .route("/api/v1/dead-letters", get(api::dead_letters))
+        .route("/api/v1/producers", get(api::producers))
+        .route("/api/v1/stats", get(api::stats))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .merge(protected)
+        .route("/monitor/login", get(auth::login_page).post(auth::login))
+        .route("/monitor/static/monitor.css", get(stylesheet))
+        .route("/monitor/static/monitor.js", get(script))
+        .layer(middleware::from_fn_with_state(state, security_headers))
+}
+
+/// CSP, no-sniff and frame-deny on every monitor and API response.
+async fn security_headers(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        state.monitor.inner.csp.clone(),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
+/// The stylesheet, embedded in the binary.
+pub const STYLESHEET: &str = include_str!("../../static/monitor.css");
+/// The live-update script, embedded in the binary.
+pub const SCRIPT: &str = include_str!("../../static/monitor.js");
+
+async fn stylesheet() -> Response {
+    static_file("text/css; charset=utf-8", STYLESHEET)
+}
+
+async fn script() -> Response {
+    static_file("text/javascript; charset=utf-8", SCRIPT)
+}
+
+fn static_file(content_type: &'static str, body: &'static str) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_image_origin_joins_the_policy_only_when_plain() {
+        assert_eq!(
+            origin("http://127.0.0.1:8081/images").as_deref(),
+            Some("http://127.0.0.1:8081")
+        );
+        assert_eq!(origin("http://evil; script-src *"), None);
+        assert_eq!(origin("javascript:alert(1)"), None);
+    }
+}

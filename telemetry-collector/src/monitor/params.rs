@@ -1,0 +1,295 @@
+//! Query strings of pages and API routes → store filters, and back (next-page and live
+//! links). Empty fields (what an HTML form sends) mean "no filter". Times are unix ms
+//! or `YYYY-MM-DDTHH:MM[:SS]` in UTC (what `<input type=datetime-local>` sends).
+
+use serde::Deserialize;
+
+use crate::http::AppError;
+use crate::store::{EventFilter, RunFilter, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+
+/// Query string of the runs list (page and API).
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct RunsParams {
+    pub shop: Option<String>,
+    pub status: Option<String>,
+    pub model: Option<String>,
+    pub prompt_pack_version: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// A run id or request id.
+    pub q: Option<String>,
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Query string of the events list (page and API).
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct EventsParams {
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    pub source: Option<String>,
+    pub shop: Option<String>,
+    pub request_id: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+/// Query string of the dead letters list.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct PageParams {
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+/// Query string of the overview: a named window (`1h`, `6h`, `24h`, `7d`, `30d`) or
+/// `from`/`to`.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct StatsParams {
+    pub window: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// The named windows the overview offers.
+pub const WINDOWS: [(&str, i64); 5] = [
+    ("1h", 3_600_000),
+    ("6h", 6 * 3_600_000),
+    ("24h", 24 * 3_600_000),
+    ("7d", 7 * 24 * 3_600_000),
+    ("30d", 30 * 24 * 3_600_000),
+];
+
+fn bad(reason: impl Into<String>) -> AppError {
+    AppError::BadRequest(reason.into())
+}
+
+/// `None` for a missing or blank field.
+pub fn present(value: &Option<String>) -> Option<String> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+fn limit(value: &Option<String>) -> Result<i64, AppError> {
+    match present(value) {
+        None => Ok(DEFAULT_PAGE_SIZE),
+        Some(text) => match text.parse::<i64>() {
+            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
+            _ => Err(bad(format!("limit must be between 1 and {MAX_PAGE_SIZE}"))),
+        },
+    }
+}
+
+/// Unix ms, or a UTC date-time `YYYY-MM-DDTHH:MM[:SS]` (a space may stand for `T`).
+pub fn parse_time(name: &str, value: &Option<String>) -> Result<Option<i64>, AppError> {
+    let Some(text) = present(value) else {
+        return Ok(None);
+    };
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(Some(ms));
+    }
+    parse_datetime(&text)
+        .map(Some)
+        .ok_or_else(|| bad(format!("{name} must be unix ms or YYYY-MM-DDTHH:MM in UTC")))
+}
+
+fn parse_datetime(text: &str) -> Option<i64> {
+    let text = text.trim_end_matches('Z');
+    let (date, time) = text.split_once(['T', ' '])?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, min) = (t.next()??, t.next()??);
+    let s = t.next().flatten().unwrap_or(0);
+    let valid = (1..=12).contains(&m)
+        && (1..=31).contains(&day)
+        && (0..24).contains(&h)
+        && (0..60).contains(&min)
+        && (0..60).contains(&s);
+    valid.then(|| ((days_from_civil(y, m, day) * 24 + h) * 60 + min) * 60_000 + s * 1000)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day count (inverse of [`days_from_civil`]).
+pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
+}
+
+/// `at:id` keyset cursor.
+pub fn parse_cursor(cursor: &Option<String>) -> Result<Option<(i64, String)>, AppError> {
+    let Some(cursor) = present(cursor) else {
+        return Ok(None);
+    };
+    let (at, id) = cursor.split_once(':').ok_or_else(|| bad("bad cursor"))?;
+    let at = at.parse().map_err(|_| bad("bad cursor"))?;
+    Ok(Some((at, id.to_owned())))
+}
+
+/// The cursor after a full page.
+pub fn next_cursor<T>(rows: &[T], limit: i64, key: impl Fn(&T) -> String) -> Option<String> {
+    (rows.len() as i64 == limit)
+        .then(|| rows.last().map(key))
+        .flatten()
+}
+
+impl RunsParams {
+    pub fn filter(&self) -> Result<RunFilter, AppError> {
+        Ok(RunFilter {
+            shop_id: present(&self.shop),
+            status: present(&self.status),
+            model: present(&self.model),
+            prompt_pack_version: present(&self.prompt_pack_version),
+            from: parse_time("from", &self.from)?,
+            to: parse_time("to", &self.to)?,
+            text: present(&self.q),
+            before: parse_cursor(&self.cursor)?,
+            limit: limit(&self.limit)?,
+        })
+    }
+
+    /// The filters (not the cursor) as a query string.
+    pub fn query_string(&self) -> String {
+        encode(&[
+            ("shop", &self.shop),
+            ("status", &self.status),
+            ("model", &self.model),
+            ("prompt_pack_version", &self.prompt_pack_version),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("q", &self.q),
+            ("limit", &self.limit),
+        ])
+    }
+}
+
+impl EventsParams {
+    pub fn filter(&self) -> Result<EventFilter, AppError> {
+        Ok(EventFilter {
+            event_type: present(&self.event_type),
+            source: present(&self.source),
+            shop_id: present(&self.shop),
+            request_id: present(&self.request_id),
+            from: parse_time("from", &self.from)?,
+            to: parse_time("to", &self.to)?,
+            before: parse_cursor(&self.cursor)?,
+            limit: limit(&self.limit)?,
+        })
+    }
+
+    pub fn query_string(&self) -> String {
+        encode(&[
+            ("type", &self.event_type),
+            ("source", &self.source),
+            ("shop", &self.shop),
+            ("request_id", &self.request_id),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("limit", &self.limit),
+        ])
+    }
+}
+
+impl PageParams {
+    /// Limit and the id cursor.
+    pub fn page(&self) -> Result<(Option<i64>, i64), AppError> {
+        let before = match present(&self.cursor) {
+            None => None,
+            Some(c) => Some(c.parse().map_err(|_| bad("bad cursor"))?),
+        };
+        Ok((before, limit(&self.limit)?))
+    }
+}
+
+impl StatsParams {
+    /// The window `[from, to)` at `now`, and the window's name when named.
+    pub fn window(&self, now: i64) -> Result<(i64, i64, String), AppError> {
+        let to = parse_time("to", &self.to)?.unwrap_or(now);
+        if let Some(from) = parse_time("from", &self.from)? {
+            return Ok((from, to, String::new()));
+        }
+        let name = present(&self.window).unwrap_or_else(|| "24h".to_owned());
+        let span = WINDOWS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, span)| *span)
+            .ok_or_else(|| bad("window must be one of 1h, 6h, 24h, 7d, 30d"))?;
+        Ok((to - span, to, name))
+    }
+}
+
+/// `a=1&b=2` of the fields that are set.
+pub fn encode(pairs: &[(&str, &Option<String>)]) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in pairs {
+        if let Some(value) = present(value) {
+            out.append_pair(name, &value);
+        }
+    }
+    out.finish()
+}
+
+/// Percent-encodes one path segment (everything but unreserved characters).
+pub fn path_segment(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_as_ms_or_utc_datetime() {
+        let t = |v: &str| parse_time("from", &Some(v.to_owned())).unwrap();
+        assert_eq!(t("1700000000000"), Some(1_700_000_000_000));
+        assert_eq!(t("2023-11-14T22:13:20"), Some(1_700_000_000_000));
+        assert_eq!(t("2023-11-14T22:13"), Some(1_699_999_980_000));
+        assert_eq!(t(" "), None);
+        assert!(parse_time("from", &Some("yesterday".into())).is_err());
+        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
+    }
+
+    #[test]
+    fn path_segments_cannot_escape_their_prefix() {
+        assert_eq!(path_segment("a/b?c"), "a%2Fb%3Fc");
+        assert_eq!(path_segment("javascript:x"), "javascript%3Ax");
+    }
+}

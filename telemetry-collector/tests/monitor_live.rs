@@ -1,0 +1,139 @@
+//! Live updates over a real listener: a new run reaches an open runs stream, a run's
+//! stream follows it to the end and closes, and open streams end on shutdown so the
+//! server's graceful shutdown finishes. On SQLite and Postgres.
+
+mod common;
+mod monitor_support;
+
+use std::time::Duration;
+
+use common::{Backend, TestDb};
+use monitor_support::*;
+use telemetry_collector::config::MonitorSettings;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// An open HTTP response read incrementally.
+struct Stream {
+    socket: TcpStream,
+    seen: String,
+}
+
+impl Stream {
+    async fn open(port: u16, path: &str) -> Self {
+        let mut socket = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n");
+        socket.write_all(request.as_bytes()).await.unwrap();
+        Self {
+            socket,
+            seen: String::new(),
+        }
+    }
+
+    /// Reads until `needle` has been seen after `from` (byte offset); returns where.
+    async fn wait_for(&mut self, needle: &str, from: usize, what: &str) -> usize {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(at) = self.seen[from.min(self.seen.len())..].find(needle) {
+                return from + at + needle.len();
+            }
+            let mut buf = [0u8; 8192];
+            let read = tokio::time::timeout_at(deadline, self.socket.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("timed out waiting for {what}; got {}", self.seen))
+                .unwrap();
+            assert!(read > 0, "stream ended before {what}; got {}", self.seen);
+            self.seen.push_str(&String::from_utf8_lossy(&buf[..read]));
+        }
+    }
+
+    /// Reads until the server closes the response (chunked end or EOF).
+    async fn wait_for_end(&mut self, what: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.seen.ends_with("\r\n0\r\n\r\n") {
+                return;
+            }
+            let mut buf = [0u8; 8192];
+            let read = tokio::time::timeout_at(deadline, self.socket.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("{what}: the stream did not end"))
+                .unwrap_or(0);
+            if read == 0 {
+                return;
+            }
+            self.seen.push_str(&String::from_utf8_lossy(&buf[..read]));
+        }
+    }
+}
+
+async fn live_streams_follow_the_store_and_end_on_shutdown(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let first = RunSpec::new(1, 1_700_000_000_000);
+    seed(&store, &first.envelopes(), &[]).await;
+    let shutdown = CancellationToken::new();
+    let app = app(store.clone(), MonitorSettings::default(), shutdown.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await
+        }
+    });
+
+    // A new run appears on an open runs stream.
+    let mut runs = Stream::open(port, "/monitor/live/runs").await;
+    let at = runs
+        .wait_for("event: fragment", 0, "the first fragment")
+        .await;
+    runs.wait_for(&first.run_id, at, "the seeded run").await;
+    let second = RunSpec::new(2, 1_700_000_001_000);
+    seed(&store, &second.envelopes(), &[]).await;
+    let at = runs
+        .wait_for("event: fragment", at, "a second fragment")
+        .await;
+    runs.wait_for(&second.run_id, at, "the new run").await;
+    // A filtered stream only sends runs that match.
+    let mut filtered =
+        Stream::open(port, &format!("/monitor/live/runs?q={}", second.request_id)).await;
+    let at = filtered
+        .wait_for("event: fragment", 0, "the filtered fragment")
+        .await;
+    filtered
+        .wait_for(&second.run_id, at, "the matching run")
+        .await;
+    assert!(!filtered.seen.contains(&first.run_id));
+
+    // A run's stream follows it to the end, then closes.
+    let finished = RunSpec::new(3, 1_700_000_002_000);
+    let mut running = finished.clone();
+    running.completed = false;
+    for v in &mut running.variants {
+        v.status = "running";
+    }
+    seed(&store, &running.envelopes(), &[]).await;
+    let mut run = Stream::open(port, &format!("/monitor/live/runs/{}", running.run_id)).await;
+    let at = run.wait_for("event: fragment", 0, "the running run").await;
+    run.wait_for("running", at, "running status").await;
+    seed(&store, &finished.envelopes(), &[]).await;
+    let at = run.wait_for("event: final", at, "the final view").await;
+    let status = finished.run_status();
+    run.wait_for(status, at, "the final status").await;
+    run.wait_for_end("the finished run's stream").await;
+
+    // Open streams end on shutdown and the server stops.
+    shutdown.cancel();
+    runs.wait_for_end("the runs stream at shutdown").await;
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("graceful shutdown finishes with live streams open")
+        .unwrap()
+        .unwrap();
+}
+on_both_backends!(live_streams_follow_the_store_and_end_on_shutdown);
