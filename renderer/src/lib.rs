@@ -20,8 +20,10 @@
 //! - [`providers`]: the image models: [`providers::local`] and [`providers::gemini`].
 //! - [`store`]: the local image store and its key rules.
 //! - [`metrics`]: Prometheus counters.
+//! - [`demo_traffic`]: the `demo-traffic` binary's flags (read by the compose test).
 
 pub mod config;
+pub mod demo_traffic;
 pub mod http;
 pub mod input;
 pub mod metrics;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use clap::Parser;
 use image::{ImageFormat, Rgba, RgbaImage};
+use renderer::demo_traffic::DemoArgs;
 
 /// Shops the demo pretends to be.
 const SHOPS: [&str; 3] = [
@@ -19,30 +20,6 @@ const SHOPS: [&str; 3] = [
 ];
 /// Prompt packs the demo alternates between.
 const PACK_VERSIONS: [&str; 2] = ["v3", "v4"];
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "demo-traffic",
-    about = "Send demo render requests to a renderer"
-)]
-struct Args {
-    /// Renderer base URL.
-    #[arg(
-        long,
-        env = "DEMO_RENDERER_URL",
-        default_value = "http://127.0.0.1:8081"
-    )]
-    renderer_url: String,
-    /// Pause between requests.
-    #[arg(long, env = "DEMO_INTERVAL_MS", default_value_t = 1500)]
-    interval_ms: u64,
-    /// Requests to send (0 = until stopped).
-    #[arg(long, env = "DEMO_COUNT", default_value_t = 0)]
-    count: u64,
-    /// Shopify app secret to sign app-proxy requests with (as the renderer expects).
-    #[arg(long, env = "SHOPIFY_API_SECRET", hide_env_values = true)]
-    secret: Option<String>,
-}
 
 /// A room photo stand-in: a wall, a floor and a window.
 fn room(seed: u32) -> RgbaImage {
@@ -105,7 +82,7 @@ fn body(n: u64) -> anyhow::Result<serde_json::Value> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args = DemoArgs::parse();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()?;

@@ -2,9 +2,11 @@
 //!
 //! Placement and scale come from a hash of the variant id and prompt, so a variant
 //! always renders the same image (tests compare hashes) while different variants look
-//! different. Faults are drawn from a hash of the seed and the variant id, so they do
-//! not depend on the order variants run in: a test can know in advance which variant
-//! fails ([`LocalProvider::fault_for`]).
+//! different. Faults are drawn from a hash of the seed, the run id and the variant id:
+//! they do not depend on the order variants run in, so a test that knows the run id can
+//! tell which variant fails ([`LocalProvider::fault_for`]); and a prompt pack with fixed
+//! variant ids (the demo's, a storefront's) still sees failures and timeouts spread over
+//! its runs, instead of the same variants failing every time or never.
 
 use std::time::Duration;
 
@@ -38,14 +40,18 @@ impl LocalProvider {
         Self { settings }
     }
 
-    /// The fault drawn for `variant_id` under this provider's seed and rates.
-    pub fn fault_for(&self, variant_id: &str) -> Fault {
+    /// The fault drawn for `variant_id` of run `run_id` under this provider's seed and
+    /// rates.
+    pub fn fault_for(&self, run_id: &str, variant_id: &str) -> Fault {
         let settings = &self.settings;
         if settings.failure_rate <= 0.0 && settings.timeout_rate <= 0.0 {
             return Fault::None;
         }
         let mut hasher = Sha256::new();
         hasher.update(settings.seed.to_le_bytes());
+        // Length-prefixed so ("ab", "c") and ("a", "bc") draw differently.
+        hasher.update((run_id.len() as u64).to_le_bytes());
+        hasher.update(run_id.as_bytes());
         hasher.update(variant_id.as_bytes());
         let digest = hasher.finalize();
         let mut word = [0u8; 8];
@@ -104,7 +110,7 @@ impl Provider for LocalProvider {
         if self.settings.latency > Duration::ZERO {
             tokio::time::sleep(self.settings.latency).await;
         }
-        match self.fault_for(&job.variant_id) {
+        match self.fault_for(&job.run_id, &job.variant_id) {
             Fault::None => {}
             Fault::Fail => return Err(ProviderError::Injected),
             Fault::Hang => std::future::pending::<()>().await,
@@ -132,20 +138,46 @@ mod tests {
                 ..Default::default()
             })
         };
-        assert_eq!(provider(1.0, 0.0, 1).fault_for("v"), Fault::Fail);
-        assert_eq!(provider(0.0, 1.0, 1).fault_for("v"), Fault::Hang);
-        assert_eq!(provider(0.0, 0.0, 1).fault_for("v"), Fault::None);
+        assert_eq!(provider(1.0, 0.0, 1).fault_for("r", "v"), Fault::Fail);
+        assert_eq!(provider(0.0, 1.0, 1).fault_for("r", "v"), Fault::Hang);
+        assert_eq!(provider(0.0, 0.0, 1).fault_for("r", "v"), Fault::None);
         let mixed = provider(0.3, 0.3, 7);
         let draws: Vec<_> = (0..1000)
-            .map(|i| mixed.fault_for(&format!("v{i}")))
+            .map(|i| mixed.fault_for("run", &format!("v{i}")))
             .collect();
         let fails = draws.iter().filter(|f| **f == Fault::Fail).count();
         let hangs = draws.iter().filter(|f| **f == Fault::Hang).count();
         assert!((200..400).contains(&fails), "{fails}");
         assert!((200..400).contains(&hangs), "{hangs}");
         let again: Vec<_> = (0..1000)
-            .map(|i| mixed.fault_for(&format!("v{i}")))
+            .map(|i| mixed.fault_for("run", &format!("v{i}")))
             .collect();
         assert_eq!(draws, again);
+    }
+
+    /// The demo's prompt pack has four fixed variant ids: keyed on the variant alone,
+    /// a seed either failed some of them in every run or never failed any.
+    #[test]
+    fn fixed_variant_ids_fail_in_some_runs_and_not_in_others() {
+        let provider = LocalProvider::new(LocalSettings {
+            failure_rate: 0.1,
+            timeout_rate: 0.1,
+            seed: 0,
+            ..Default::default()
+        });
+        for variant in ["by-window", "center", "left-corner", "close-up"] {
+            let draws: Vec<_> = (0..1000)
+                .map(|run| provider.fault_for(&format!("run-{run}"), variant))
+                .collect();
+            for fault in [Fault::None, Fault::Fail, Fault::Hang] {
+                let count = draws.iter().filter(|f| **f == fault).count();
+                let expected = if fault == Fault::None {
+                    700..900
+                } else {
+                    50..150
+                };
+                assert!(expected.contains(&count), "{variant} {fault:?}: {count}");
+            }
+        }
     }
 }
