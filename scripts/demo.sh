@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # The main job, one command: NATS with JetStream (reused when one answers on NATS_URL,
-# else started here with its data under ./data/nats), the collector on its embedded
-# SQLite default (./data/telemetry.db), the renderer with the local provider (some
-# injected failures and timeouts), and a steady trickle of demo renders.
+# else started here with its data under ./data/nats, installed from Debian's package
+# when nats-server is not on PATH), the collector on its embedded SQLite default
+# (./data/telemetry.db), the renderer with the local provider (some injected failures
+# and timeouts), and a steady trickle of demo renders from generated sample images.
 # Ctrl-C stops everything this script started, and nothing else.
+#
+# Knobs (environment): NATS_URL, COLLECTOR_ADDR, RENDERER_ADDR, DATA_DIR, DATABASE_URL,
+# LOCAL_LATENCY_MS, LOCAL_FAILURE_RATE, LOCAL_TIMEOUT_RATE, VARIANT_TIMEOUT_MS,
+# DEMO_INTERVAL_MS, DEMO_PROFILE (cargo profile: release, or dev for a faster build),
+# CARGO_TARGET_DIR; and whatever the binaries read (`--help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,58 +17,90 @@ export NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"
 COLLECTOR_ADDR="${COLLECTOR_ADDR:-127.0.0.1:8080}"
 RENDERER_ADDR="${RENDERER_ADDR:-127.0.0.1:8081}"
 DATA_DIR="${DATA_DIR:-./data}"
+DEMO_PROFILE="${DEMO_PROFILE:-release}"
+# How long each process gets to stop after SIGTERM (the collector finishes its batch,
+# the renderer flushes its telemetry within 5 s) before it is killed.
+STOP_GRACE_SECS="${STOP_GRACE_SECS:-15}"
 mkdir -p "$DATA_DIR"
 
 pids=()
+names=()
+stop_one() { # pid name
+  kill -TERM "$1" 2>/dev/null || return 0
+  for _ in $(seq 1 $((STOP_GRACE_SECS * 10))); do
+    kill -0 "$1" 2>/dev/null || { wait "$1" 2>/dev/null || true; return 0; }
+    sleep 0.1
+  done
+  echo "demo: $2 did not stop within ${STOP_GRACE_SECS}s; killing it" >&2
+  kill -KILL "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
 cleanup() {
   trap - INT TERM EXIT
-  if [ ${#pids[@]} -gt 0 ]; then
-    echo; echo "demo: stopping ${#pids[@]} processes"
-    kill -TERM "${pids[@]}" 2>/dev/null || true
-    wait "${pids[@]}" 2>/dev/null || true
-  fi
+  [ ${#pids[@]} -gt 0 ] || return 0
+  echo; echo "demo: stopping ${names[*]}"
+  # Newest first: traffic, then the renderer (it flushes telemetry to NATS), then the
+  # collector (it finishes its batch), then a nats-server this script started.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do stop_one "${pids[i]}" "${names[i]}"; done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+started() { pids+=("$1"); names+=("$2"); }
 
-hostport() { local rest="${1#*://}"; rest="${rest##*@}"; echo "${rest%%/*}"; }
+hostport() { local rest="${1#*://}"; rest="${rest##*@}"; rest="${rest%%,*}"; echo "${rest%%/*}"; }
 answers() { local hp; hp=$(hostport "$1"); (exec 3<>"/dev/tcp/${hp%:*}/${hp##*:}") 2>/dev/null; }
-wait_for() { # url name
-  for _ in $(seq 1 300); do answers "$1" && return 0; sleep 0.1; done
+wait_for() { # url name pid
+  for _ in $(seq 1 600); do
+    answers "$1" && return 0
+    kill -0 "$3" 2>/dev/null || { echo "demo: $2 exited during start-up" >&2; exit 1; }
+    sleep 0.1
+  done
   echo "demo: $2 did not come up at $1" >&2; exit 1
 }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# A port someone else holds would make the health wait pass against the wrong process.
+for addr in "$COLLECTOR_ADDR" "$RENDERER_ADDR"; do
+  if answers "http://$addr"; then
+    echo "demo: $addr is already in use; set COLLECTOR_ADDR / RENDERER_ADDR to free ports" >&2
+    exit 1
+  fi
+done
 
 if answers "$NATS_URL"; then
   echo "demo: reusing the NATS server at $NATS_URL"
 else
   if ! command -v nats-server >/dev/null; then
     echo "demo: installing nats-server (Debian package)"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+    as_root apt-get update -qq >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
   fi
   hp=$(hostport "$NATS_URL")
   mkdir -p "$DATA_DIR/nats"
   nats-server -a "${hp%:*}" -p "${hp##*:}" -js -sd "$DATA_DIR/nats" >"$DATA_DIR/nats.log" 2>&1 &
-  pids+=($!)
-  wait_for "$NATS_URL" nats-server
+  started $! nats-server
+  wait_for "$NATS_URL" nats-server "$!"
   echo "demo: started nats-server (JetStream data in $DATA_DIR/nats)"
 fi
 
-echo "demo: building (release)…"
-cargo build --release -q -p telemetry-collector -p renderer
+echo "demo: building ($DEMO_PROFILE)…"
+cargo build --profile "$DEMO_PROFILE" -q -p telemetry-collector -p renderer
+bin="${CARGO_TARGET_DIR:-target}/$([ "$DEMO_PROFILE" = dev ] && echo debug || echo "$DEMO_PROFILE")"
 
 DATABASE_URL="${DATABASE_URL:-sqlite://$DATA_DIR/telemetry.db}" COLLECTOR_ADDR="$COLLECTOR_ADDR" \
-  target/release/telemetry-collector serve &
-pids+=($!)
+  MONITOR_IMAGE_BASE_URL="${MONITOR_IMAGE_BASE_URL:-http://$RENDERER_ADDR/images}" \
+  "$bin/telemetry-collector" serve &
+started $! telemetry-collector
 RENDERER_ADDR="$RENDERER_ADDR" IMAGE_STORE_DIR="$DATA_DIR/images" \
   LOCAL_LATENCY_MS="${LOCAL_LATENCY_MS:-300}" LOCAL_FAILURE_RATE="${LOCAL_FAILURE_RATE:-0.08}" \
   LOCAL_TIMEOUT_RATE="${LOCAL_TIMEOUT_RATE:-0.04}" VARIANT_TIMEOUT_MS="${VARIANT_TIMEOUT_MS:-3000}" \
-  target/release/renderer &
-pids+=($!)
-wait_for "http://$COLLECTOR_ADDR" telemetry-collector
-wait_for "http://$RENDERER_ADDR" renderer
+  "$bin/renderer" &
+started $! renderer
+wait_for "http://$COLLECTOR_ADDR" telemetry-collector "${pids[-2]}"
+wait_for "http://$RENDERER_ADDR" renderer "${pids[-1]}"
 
-target/release/demo-traffic --renderer-url "http://$RENDERER_ADDR" &
-pids+=($!)
+"$bin/demo-traffic" --renderer-url "http://$RENDERER_ADDR" &
+started $! demo-traffic
 
 cat <<MSG
 
@@ -73,4 +111,9 @@ cat <<MSG
   Ctrl-C stops everything this script started.
 
 MSG
-wait -n "${pids[@]}" || true
+set +e
+wait -n "${pids[@]}"
+status=$?
+set -e
+echo "demo: a process exited (status $status); stopping the rest" >&2
+exit "$status"
