@@ -44,3 +44,9 @@ if ! answers "$PG_PORT"; then
   pg_ctlcluster --skip-systemctl-redirect "$ver" main start
   wait_for "$PG_PORT" postgresql
 fi
+
+# The monitor's browser test (renderer/tests/browser.rs) drives Debian's headless
+# Chromium through chromedriver.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  apt_install chromium chromium-driver
+fi

@@ -141,7 +141,12 @@ impl VariantRow {
             status: variant.status.clone(),
             status_class: status_class(&variant.status),
             latency: fmt_ms(variant.latency_ms),
-            error_code: opt(&variant.error_code),
+            // `unspecified` is the wire's "no error".
+            error_code: variant
+                .error_code
+                .clone()
+                .filter(|code| code != "unspecified")
+                .unwrap_or_default(),
             error_message: opt(&variant.error_message),
             prompt_hash: opt(&variant.final_prompt_hash),
             image_key: key,
