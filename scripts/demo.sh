@@ -4,7 +4,10 @@
 # when nats-server is not on PATH), the collector on its embedded SQLite default
 # (./data/telemetry.db), the renderer with the local provider (some injected failures
 # and timeouts), and a steady trickle of demo renders from generated sample images.
-# Ctrl-C stops everything this script started, and nothing else.
+# Ctrl-C stops everything this script started, and nothing else; so does SIGTERM. (Bash
+# cannot trap a signal it started with ignored: started with `&` from another
+# non-interactive script, this one ignores SIGINT; send SIGTERM, or start it with
+# `set -m` as scripts/quickstart-test.sh does.)
 #
 # Knobs (environment): NATS_URL, COLLECTOR_ADDR, RENDERER_ADDR, DATA_DIR, DATABASE_URL,
 # LOCAL_LATENCY_MS, LOCAL_FAILURE_RATE, LOCAL_TIMEOUT_RATE, VARIANT_TIMEOUT_MS,
