@@ -9,7 +9,9 @@
 //!   retried with backoff without end (extending the broker's ack wait with
 //!   in-progress acks), and `/readyz` reports the reason until a commit succeeds.
 //! - Shutdown finishes the batch in flight (unless the database is down, in which case
-//!   its messages stay unacked and are redelivered to whoever runs next).
+//!   its messages stay unacked and are redelivered to whoever runs next). Messages the
+//!   broker had already pushed to this collector's open pull request but that no batch
+//!   took stay unacked too, and are redelivered after the ack wait.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -170,6 +172,8 @@ impl Ingest {
     ) -> Option<Vec<jetstream::Message>> {
         let mut batch = loop {
             let first = tokio::select! {
+                // Shutdown first: once it fired, no new batch starts.
+                biased;
                 _ = shutdown.cancelled() => return None,
                 next = messages.next() => next,
             };

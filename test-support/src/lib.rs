@@ -5,7 +5,8 @@
 //! - [`Isolation`]: a random subject prefix and stream name; the stream is deleted when
 //!   the value drops.
 //! - [`NatsServer`]: a private `nats-server -js` on a free port with its own store, for
-//!   tests that kill and restart the broker. Killed on drop.
+//!   tests that kill and restart the broker, or that need TLS ([`NatsServer::start_tls`]).
+//!   Killed on drop.
 //! - [`PgDatabase`]: a fresh Postgres database, dropped on drop.
 
 use std::net::{TcpListener, TcpStream};
@@ -123,6 +124,8 @@ pub struct NatsServer {
     port: u16,
     store: tempfile::TempDir,
     child: Option<Child>,
+    /// Server certificate and key (PEM files): the server then requires TLS.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl NatsServer {
@@ -132,7 +135,17 @@ impl NatsServer {
             port: free_port(),
             store: tempfile::tempdir().expect("temp dir for the JetStream store"),
             child: None,
+            tls: None,
         }
+    }
+
+    /// Starts a server that requires TLS with this certificate and key (PEM files),
+    /// and waits until it accepts connections.
+    pub fn start_tls(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        let mut server = Self::unstarted();
+        server.tls = Some((cert.into(), key.into()));
+        server.restart();
+        server
     }
 
     /// Starts a server and waits until it accepts connections.
@@ -155,7 +168,8 @@ impl NatsServer {
     /// (Re)starts the server on the same port and store, waiting until it listens.
     pub fn restart(&mut self) {
         self.kill();
-        let child = Command::new("nats-server")
+        let mut command = Command::new("nats-server");
+        command
             .args([
                 "-a",
                 "127.0.0.1",
@@ -164,7 +178,16 @@ impl NatsServer {
                 "-js",
                 "-sd",
             ])
-            .arg(self.store.path())
+            .arg(self.store.path());
+        if let Some((cert, key)) = &self.tls {
+            command
+                .arg("--tls")
+                .arg("--tlscert")
+                .arg(cert)
+                .arg("--tlskey")
+                .arg(key);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -1,0 +1,144 @@
+//! NATS over TLS: a private nats-server that requires TLS with a certificate signed by
+//! a CA made here (rcgen). With `NATS_TLS_CA` the SDK publishes through it and the
+//! collector stores what it published (SQLite and Postgres); without the CA the same
+//! connection is refused; a CA file that does not exist fails start-up in one line.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{all_rows, settings, spawn, wait_until, Backend, TestDb};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use telemetry::{EmitEvent, EventSource, EventType, NatsConfig, Telemetry, TelemetryConfig};
+use test_support::{Isolation, NatsServer};
+
+/// PEM files: the CA's certificate, and the server's certificate and key (for
+/// 127.0.0.1 and localhost), signed by that CA.
+struct Pki {
+    _dir: tempfile::TempDir,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn pki() -> Pki {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "telemetry test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let mut server_params =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    server_params
+        .distinguished_name
+        .push(DnType::CommonName, "nats test server");
+    let server_key = KeyPair::generate().unwrap();
+    let server = server_params.signed_by(&server_key, &ca, &ca_key).unwrap();
+    let write = |name: &str, pem: String| -> PathBuf {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    Pki {
+        ca: write("ca.pem", ca.pem()),
+        cert: write("server.pem", server.pem()),
+        key: write("server-key.pem", server_key.serialize_pem()),
+        _dir: dir,
+    }
+}
+
+fn nats(url: &str, ca: Option<&Path>) -> NatsConfig {
+    NatsConfig {
+        url: url.to_owned(),
+        tls_ca_file: ca.map(Path::to_owned),
+        ..NatsConfig::default()
+    }
+}
+
+async fn the_sdk_publishes_through_tls_with_the_ca_and_fails_without_it(backend: Backend) {
+    let pki = pki();
+    let server = NatsServer::start_tls(&pki.cert, &pki.key);
+    let url = server.url();
+
+    // Without the CA the server's certificate is not trusted: no connection.
+    let refused = tokio::time::timeout(
+        Duration::from_secs(15),
+        telemetry::nats::connect(&nats(&url, None)),
+    )
+    .await
+    .expect("connect returns");
+    assert!(refused.is_err(), "connected to a TLS server without its CA");
+    // With it, the same server is reachable.
+    let client = telemetry::nats::connect(&nats(&url, Some(&pki.ca)))
+        .await
+        .expect("TLS connection with the CA");
+    assert!(client.server_info().tls_required, "the server requires TLS");
+    drop(client);
+
+    // SDK → TLS → collector (also over TLS) → database.
+    let iso = Isolation::on(url.clone());
+    let db = TestDb::new(backend).await;
+    let mut collector_settings = settings(&iso, &db.url);
+    collector_settings.nats.tls_ca_file = Some(pki.ca.clone());
+    let collector = spawn(collector_settings).await;
+    let config = TelemetryConfig {
+        nats: nats(&url, Some(&pki.ca)),
+        subject_prefix: iso.prefix.clone(),
+        stream: iso.stream.clone(),
+        service: "renderer".into(),
+        ..Default::default()
+    };
+    let telemetry = Telemetry::start(config).expect("SDK starts");
+    for n in 0..10 {
+        telemetry
+            .emit(EmitEvent {
+                shop_id: "demo.myshopify.com".into(),
+                request_id: format!("req-{n}"),
+                run_id: String::new(),
+                source: EventSource::AppProxy,
+                event_type: EventType::SfRenderRequested,
+                payload_json: format!(r#"{{"n":{n}}}"#),
+            })
+            .unwrap();
+    }
+    let report = telemetry.shutdown(Duration::from_secs(10)).await;
+    assert_eq!((report.published, report.left, report.dropped), (10, 0, 0));
+    let store = collector.store.clone();
+    wait_until(
+        Duration::from_secs(30),
+        "the final ProducerStats stored",
+        || async {
+            store
+                .producers()
+                .await
+                .unwrap_or_default()
+                .iter()
+                .any(|p| p.is_final == Some(true) && p.published == Some(10))
+        },
+    )
+    .await;
+    let events = all_rows(&db).await.events;
+    assert_eq!(events.iter().filter(|e| e.kind == "event").count(), 10);
+    collector.stop().await;
+}
+on_both_backends!(the_sdk_publishes_through_tls_with_the_ca_and_fails_without_it);
+
+#[tokio::test]
+async fn a_missing_ca_file_fails_start_up_in_one_line_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let iso = Isolation::new();
+    let mut settings = settings(&iso, &db_url);
+    settings.nats.tls_ca_file = Some(dir.path().join("missing-ca.pem"));
+    let err = match telemetry_collector::Application::build(settings).await {
+        Ok(_) => panic!("started with a CA file that does not exist"),
+        Err(err) => err.to_string(),
+    };
+    assert!(err.contains("NATS_TLS_CA"), "{err}");
+    assert!(err.contains("missing-ca.pem"), "{err}");
+    assert!(!err.contains('\n'), "{err}");
+}
