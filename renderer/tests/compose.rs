@@ -52,6 +52,16 @@ fn each_kind_of_mismatch_is_caught() {
     }
     let cases: &[(&[&str], &str, &str)] = &[
         (
+            &["services", "renderer", "environment", "IMAGE_STORE_DIR"],
+            "/tmp/images",
+            "IMAGE_STORE_DIR",
+        ),
+        (
+            &["services", "nats", "volumes"],
+            "['nats-data:/var/nats']",
+            "JetStream store",
+        ),
+        (
             &["services", "collector", "environment", "MONITOR_TOKEN"],
             REMOVE,
             "MONITOR_TOKEN",

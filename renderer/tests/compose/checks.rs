@@ -160,6 +160,12 @@ pub fn problems(services: &BTreeMap<String, Service>) -> Vec<String> {
     let pg_services = runs(&|s| s.image.starts_with("postgres:"));
     for name in &nats_services {
         let nats = &services[*name];
+        match flag_value(&nats.command, &["-sd", "--store_dir"]) {
+            Some(dir) if nats.mounts.contains(&dir) => {}
+            dir => problems.push(format!(
+                "{name}: the JetStream store (-sd {dir:?}) must be a mounted volume"
+            )),
+        }
         if !nats
             .command
             .iter()
@@ -242,6 +248,16 @@ pub fn problems(services: &BTreeMap<String, Service>) -> Vec<String> {
                     }
                     needs(&mut problems, name, "DEMO_RENDERER_URL", host);
                 }
+            }
+        }
+        if let Some(dir) = env("IMAGE_STORE_DIR") {
+            if !service
+                .mounts
+                .contains(&dir.trim_end_matches('/').to_owned())
+            {
+                problems.push(format!(
+                    "{name}: IMAGE_STORE_DIR {dir} must be a mounted volume (images outlive the container)"
+                ));
             }
         }
         if let (Some(key), Some(addr)) = (binary.addr_env(), listen_addr(binary, service)) {

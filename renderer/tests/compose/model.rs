@@ -18,6 +18,8 @@ pub struct Service {
     pub environment: BTreeMap<String, String>,
     /// Container side of each published port.
     pub container_ports: Vec<u16>,
+    /// Container side of each volume mount.
+    pub mounts: Vec<String>,
     /// The health check's URL, if it calls one.
     pub health_url: Option<Url>,
     pub has_healthcheck: bool,
@@ -120,6 +122,19 @@ pub fn parse_service(value: &Value) -> Result<Service, String> {
                     .parse()
                     .map_err(|_| format!("port {port:?}: no container port"))?,
             );
+        }
+    }
+    if let Some(Value::Sequence(volumes)) = value.get("volumes") {
+        for volume in volumes {
+            let target = match volume {
+                Value::Mapping(_) => scalar(&volume["target"]).unwrap_or_default(),
+                // source:target[:mode]
+                other => {
+                    let short = interpolate(&scalar(other).unwrap_or_default())?;
+                    short.split(':').nth(1).unwrap_or_default().to_owned()
+                }
+            };
+            service.mounts.push(target.trim_end_matches('/').to_owned());
         }
     }
     if let Some(check) = value.get("healthcheck") {
