@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use telemetry::config::NatsArgs;
+use telemetry::config::{LogFormat, NatsArgs};
 use telemetry::TelemetryConfig;
 
 /// Default listen address (`RENDERER_ADDR`).
@@ -131,6 +131,10 @@ pub struct Cli {
     /// How long shutdown waits for queued telemetry, in milliseconds.
     #[arg(long, env = "SHUTDOWN_DEADLINE_MS", default_value_t = DEFAULT_SHUTDOWN_DEADLINE.as_millis() as u64)]
     pub shutdown_deadline_ms: u64,
+    /// Log lines as human-readable text or as one JSON object per line. Read by `main`
+    /// only; here so every flag of the binary is in one type (the compose test reads it).
+    #[arg(long = "log-format", env = "LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
 }
 
 /// Local provider settings.

@@ -177,6 +177,22 @@ fn each_kind_of_mismatch_is_caught() {
 }
 
 #[test]
+fn flags_of_the_binaries_main_are_known_too() {
+    // `--log-format` is read by `main`, on the collector's root command (global) and in
+    // the renderer's `Cli`: a compose file may set it on either service.
+    let mut doc = load();
+    for service in ["collector", "renderer"] {
+        let env = &mut doc["services"][service]["environment"];
+        let Value::Mapping(map) = env else {
+            panic!("{service} has no environment mapping")
+        };
+        map.insert("LOG_FORMAT".into(), "json".into());
+    }
+    let found = problems(&parse_compose(doc).unwrap());
+    assert!(found.is_empty(), "{found:#?}");
+}
+
+#[test]
 fn compose_interpolation_takes_the_default() {
     assert_eq!(interpolate("a${X:-b}c").unwrap(), "abc");
     assert_eq!(interpolate("${X-}").unwrap(), "");
