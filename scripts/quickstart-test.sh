@@ -27,6 +27,11 @@ BUILD_SECS="${QUICKSTART_BUILD_SECS:-1800}"
 say() { echo "quickstart-test: $*" >&2; }
 fail() { say "FAILED: $*"; exit 1; }
 
+if ! command -v curl >/dev/null; then
+  say "installing curl (Debian package)"
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
+fi
+
 hostport() { local rest="${NATS_URL#*://}"; rest="${rest##*@}"; rest="${rest%%,*}"; echo "${rest%%/*}"; }
 NATS_HP=$(hostport)
 # The server's INFO line: its server_id tells whether the same server is still up.
