@@ -118,6 +118,33 @@ async fn replay_into_an_empty_database_equals_live_ingest(backend: Backend) {
         comparable(live_rows.clone())
     );
 
+    // From a time: before the first message is everything, after the last is nothing.
+    let rebuilt_store = rebuilt.store().await;
+    let from_time = |at: time::OffsetDateTime| {
+        let store = rebuilt_store.clone();
+        let (js, stream, subjects) = (js.clone(), iso.stream.clone(), subjects.clone());
+        async move {
+            replay::replay(
+                &js,
+                &stream,
+                &subjects,
+                store.as_ref(),
+                StartAt::Time(at),
+                1_000,
+                &indicatif::ProgressBar::hidden(),
+            )
+            .await
+            .expect("replay from a time")
+        }
+    };
+    let now = time::OffsetDateTime::now_utc();
+    assert_eq!(
+        from_time(now - time::Duration::hours(1)).await.messages,
+        published
+    );
+    assert_eq!(from_time(now + time::Duration::hours(1)).await.messages, 0);
+    rebuilt_store.close().await;
+
     // The binary, from a sequence: exactly the events stored at or after it.
     let from = published / 2;
     let tail = TestDb::new(backend).await;

@@ -20,6 +20,9 @@ struct Pki {
     ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
+    /// A client certificate and key signed by the same CA.
+    client_cert: PathBuf,
+    client_key: PathBuf,
 }
 
 fn pki() -> Pki {
@@ -38,6 +41,12 @@ fn pki() -> Pki {
         .push(DnType::CommonName, "nats test server");
     let server_key = KeyPair::generate().unwrap();
     let server = server_params.signed_by(&server_key, &ca, &ca_key).unwrap();
+    let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "telemetry-collector");
+    let client_key = KeyPair::generate().unwrap();
+    let client = client_params.signed_by(&client_key, &ca, &ca_key).unwrap();
     let write = |name: &str, pem: String| -> PathBuf {
         let path = dir.path().join(name);
         std::fs::write(&path, pem).unwrap();
@@ -47,6 +56,8 @@ fn pki() -> Pki {
         ca: write("ca.pem", ca.pem()),
         cert: write("server.pem", server.pem()),
         key: write("server-key.pem", server_key.serialize_pem()),
+        client_cert: write("client.pem", client.pem()),
+        client_key: write("client-key.pem", client_key.serialize_pem()),
         _dir: dir,
     }
 }
@@ -141,4 +152,28 @@ async fn a_missing_ca_file_fails_start_up_in_one_line_naming_the_setting() {
     assert!(err.contains("NATS_TLS_CA"), "{err}");
     assert!(err.contains("missing-ca.pem"), "{err}");
     assert!(!err.contains('\n'), "{err}");
+}
+
+#[tokio::test]
+async fn a_server_that_verifies_clients_accepts_the_client_certificate_only() {
+    let pki = pki();
+    let server = NatsServer::start_tls_verify(&pki.cert, &pki.key, &pki.ca);
+    let url = server.url();
+    let without = tokio::time::timeout(
+        Duration::from_secs(15),
+        telemetry::nats::connect(&nats(&url, Some(&pki.ca))),
+    )
+    .await
+    .expect("connect returns");
+    assert!(without.is_err(), "connected without a client certificate");
+    let config = NatsConfig {
+        tls_cert_file: Some(pki.client_cert.clone()),
+        tls_key_file: Some(pki.client_key.clone()),
+        ..nats(&url, Some(&pki.ca))
+    };
+    config.validate().expect("valid TLS settings");
+    let client = telemetry::nats::connect(&config)
+        .await
+        .expect("TLS connection with a client certificate");
+    client.flush().await.expect("a round trip over mutual TLS");
 }

@@ -126,6 +126,8 @@ pub struct NatsServer {
     child: Option<Child>,
     /// Server certificate and key (PEM files): the server then requires TLS.
     tls: Option<(PathBuf, PathBuf)>,
+    /// CA of client certificates: the server then requires one signed by it.
+    client_ca: Option<PathBuf>,
 }
 
 impl NatsServer {
@@ -136,6 +138,7 @@ impl NatsServer {
             store: tempfile::tempdir().expect("temp dir for the JetStream store"),
             child: None,
             tls: None,
+            client_ca: None,
         }
     }
 
@@ -144,6 +147,20 @@ impl NatsServer {
     pub fn start_tls(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         let mut server = Self::unstarted();
         server.tls = Some((cert.into(), key.into()));
+        server.restart();
+        server
+    }
+
+    /// Like [`NatsServer::start_tls`], and clients must show a certificate signed by
+    /// `client_ca` (`--tlsverify`).
+    pub fn start_tls_verify(
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+        client_ca: impl Into<PathBuf>,
+    ) -> Self {
+        let mut server = Self::unstarted();
+        server.tls = Some((cert.into(), key.into()));
+        server.client_ca = Some(client_ca.into());
         server.restart();
         server
     }
@@ -186,6 +203,9 @@ impl NatsServer {
                 .arg(cert)
                 .arg("--tlskey")
                 .arg(key);
+        }
+        if let Some(client_ca) = &self.client_ca {
+            command.arg("--tlsverify").arg("--tlscacert").arg(client_ca);
         }
         let child = command
             .stdout(Stdio::null())
