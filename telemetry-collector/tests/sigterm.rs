@@ -21,8 +21,8 @@ use telemetry_collector::config::DEFAULT_CONSUMER;
 use telemetry_proto::BodyKind;
 use test_support::Isolation;
 
-/// Envelopes published in all.
-const TOTAL_RUNS: usize = 500;
+/// Runs published in all (7 envelopes each): about five seconds of load.
+const TOTAL_RUNS: usize = 1_000;
 /// The consumer's ack wait in this test.
 const ACK_WAIT_SECS: u64 = 3;
 /// Runs published per 10 ms tick (7 envelopes each): about 1,400 messages a second.

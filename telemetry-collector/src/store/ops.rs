@@ -12,7 +12,10 @@
 //! - `producers` is kept: one row per producer instance, the loss ledger.
 //!
 //! Each [`ops_queries!`] prune step deletes at most `limit` rows per table, oldest
-//! first, in one short transaction, so a running ingest waits at most one step.
+//! first, in one short transaction, so a running ingest waits at most one step. A late
+//! event for a run being pruned may make Postgres abort one of the two transactions
+//! (deadlock detection); ingest retries its batch and retention retries next interval,
+//! and the late event re-creates a partial run row that the next prune removes.
 
 use serde::Serialize;
 
