@@ -187,3 +187,75 @@ async fn replay_into_an_empty_database_equals_live_ingest(backend: Backend) {
     assert_eq!(got, want);
 }
 on_both_backends!(replay_into_an_empty_database_equals_live_ingest);
+
+async fn replay_stops_at_the_last_sequence_it_saw_while_producers_keep_publishing(
+    backend: Backend,
+) {
+    let iso = Isolation::new();
+    let js = jetstream(&iso).await;
+    let mut first = Vec::new();
+    for run in 0..30 {
+        first.extend(run_envelopes("early", 0, run));
+    }
+    publish_all(&js, &iso, &first).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let publisher = {
+        let (js, stop, subjects) = (js.clone(), stop.clone(), subjects(&iso));
+        tokio::spawn(async move {
+            let mut run = 1_000;
+            while !stop.is_cancelled() {
+                for envelope in run_envelopes("late", 0, run) {
+                    let kind = telemetry_proto::BodyKind::of(envelope.body.as_ref().unwrap());
+                    let bytes = prost::Message::encode_to_vec(&envelope);
+                    publish_raw(&js, subjects.for_kind(kind), bytes).await;
+                }
+                run += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let before = first.len() as u64;
+    let report = tokio::time::timeout(
+        Duration::from_secs(60),
+        replay::replay(
+            &js,
+            &iso.stream,
+            &subjects(&iso),
+            store.as_ref(),
+            StartAt::Start,
+            50,
+            &indicatif::ProgressBar::hidden(),
+        ),
+    )
+    .await
+    .expect("replay ends although the stream keeps growing")
+    .expect("replay");
+    // Let the stream grow past where replay stopped, then stop publishing.
+    wait_until(
+        Duration::from_secs(10),
+        "the stream grew past the replay",
+        || {
+            let (js, name, last) = (js.clone(), iso.stream.clone(), report.last_seq);
+            async move {
+                let mut stream = js.get_stream(&name).await.unwrap();
+                stream.info().await.unwrap().state.last_sequence > last
+            }
+        },
+    )
+    .await;
+    stop.cancel();
+    publisher.await.unwrap();
+    assert!(
+        report.last_seq >= before,
+        "replayed at least what was there"
+    );
+    assert_eq!(
+        report.messages, report.last_seq,
+        "every sequence up to it, once"
+    );
+    assert_eq!(store.event_count().await.unwrap() as u64, report.last_seq);
+    store.close().await;
+}
+on_both_backends!(replay_stops_at_the_last_sequence_it_saw_while_producers_keep_publishing);
