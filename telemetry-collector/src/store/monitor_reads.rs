@@ -7,9 +7,12 @@
 //! prompt pack filter deep in a million runs is an index range, not a scan. The SQL text
 //! uses `$n` placeholders, which both dialects accept, so both share it.
 //!
-//! The overview groups variant latencies into buckets in SQL (10 ms below 1 s, then
-//! 1% of the value), so the database returns a few hundred rows per window however
-//! many variants it holds; percentiles are read off the buckets ([`summarize`]).
+//! The overview puts variant latencies into buckets (10 ms below 1 s, then at most 1%
+//! of the value) and reads percentiles off the buckets ([`summarize`]). Postgres
+//! groups in SQL ([`stats_sql`]: a few hundred rows come back per window);
+//! SQLite, which can only aggregate by sorting, returns the window's runs with their
+//! variants packed in one JSON value ([`stats_packed_sql`]); the buckets are counted
+//! here.
 
 use std::collections::BTreeMap;
 
@@ -238,16 +241,95 @@ pub(crate) fn dead_letters_sql(before: Option<i64>, limit: i64) -> Sql {
     sql
 }
 
+/// The overview's query for Postgres: variants of the window's runs grouped by model,
+/// prompt pack, status and latency bucket. The variants are read per run from a
+/// covering index (`LATERAL .. OFFSET 0` keeps the planner from turning it into a hash
+/// join over the whole `variant_results` table, which it chose otherwise and which
+/// grows with history, not with the window); the few hundred groups are hashed.
 pub(crate) fn stats_sql(from: i64, to: i64) -> Sql {
     let mut sql = Sql::new(&format!(
         "SELECT r.model AS model, r.prompt_pack_version AS prompt_pack_version, \
          v.status AS status, {LATENCY_BUCKET_SQL} AS bucket, count(*) AS n \
-         FROM render_runs r JOIN variant_results v ON v.run_id = r.run_id \
+         FROM render_runs r CROSS JOIN LATERAL \
+         (SELECT status, latency_ms FROM variant_results v WHERE v.run_id = r.run_id OFFSET 0) v \
          WHERE 1 = 1"
     ));
     sql.range("r.started_at", Some(from), Some(to));
     sql.push(" GROUP BY 1, 2, 3, 4", []);
     sql
+}
+
+/// The overview's query for SQLite: one JSON array of `[model, prompt pack, variants]`
+/// per run of the window, the variants packed as `s1234,t30000,r-1` (first letter of
+/// the status, latency or -1). SQLite aggregates only by sorting, and sorting the
+/// ~130,000 variant rows of a day (a plain join and `GROUP BY`) took ~200 ms; one
+/// aggregate without `GROUP BY` sorts nothing: the runs come from one covering index
+/// in time order, each run's variants from another, and [`fold_packed`] counts the
+/// buckets. `INDEXED BY` keeps the covering index whether or not `ANALYZE` ran.
+pub(crate) fn stats_packed_sql(from: i64, to: i64) -> Sql {
+    let mut sql = Sql::new(
+        "SELECT json_group_array(json_array(r.model, r.prompt_pack_version, \
+         (SELECT group_concat(substr(v.status, 1, 1) || ifnull(v.latency_ms, -1)) \
+          FROM variant_results v WHERE v.run_id = r.run_id))) AS runs \
+         FROM render_runs r INDEXED BY render_runs_overview WHERE 1 = 1",
+    );
+    sql.range("r.started_at", Some(from), Some(to));
+    sql
+}
+
+/// The row of [`stats_packed_sql`].
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PackedRuns {
+    /// `[[model, prompt pack, "s1234,f250"], ...]`.
+    pub runs: Option<String>,
+}
+
+/// Buckets packed runs into the groups [`stats_sql`] returns. JSON that does not
+/// parse (it cannot: SQLite wrote it) counts as no runs.
+pub fn fold_packed(packed: &PackedRuns) -> Vec<StatsRow> {
+    type Run = (Option<String>, Option<String>, Option<String>);
+    let runs: Vec<Run> = packed
+        .runs
+        .as_deref()
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or_default();
+    // (model, prompt pack, status, bucket) → variants.
+    type Group<'a> = (Option<&'a str>, Option<&'a str>, &'a str, i64);
+    let mut groups: BTreeMap<Group<'_>, i64> = BTreeMap::new();
+    for (model, pack, variants) in &runs {
+        let Some(variants) = variants.as_deref() else {
+            continue;
+        };
+        for variant in variants.split(',').filter(|v| !v.is_empty()) {
+            let (letter, latency) = variant.split_at(1);
+            let status = match letter {
+                "s" => "success",
+                "f" => "failed",
+                "t" => "timeout",
+                "r" => "running",
+                _ => "other",
+            };
+            let latency: i64 = latency.parse().unwrap_or(-1);
+            let bucket = if latency < 0 {
+                -1
+            } else {
+                latency_bucket(latency)
+            };
+            *groups
+                .entry((model.as_deref(), pack.as_deref(), status, bucket))
+                .or_default() += 1;
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((model, pack, status, bucket), n)| StatsRow {
+            model: model.map(str::to_owned),
+            prompt_pack_version: pack.map(str::to_owned),
+            status: status.to_owned(),
+            bucket,
+            n,
+        })
+        .collect()
 }
 
 /// Folds the bucketed rows into per-model and per-prompt-pack statistics, sorted by key.
@@ -328,6 +410,39 @@ pub(crate) use bind_args;
 /// The monitor's read queries, expanded in each dialect's `impl` (as `read_queries!`)
 /// with the driver's database type.
 macro_rules! monitor_read_queries {
+    ($db:ty, stats = grouped) => {
+        $crate::store::monitor_reads::monitor_read_queries!($db);
+
+        async fn read_monitor_stats(
+            &self,
+            from: i64,
+            to: i64,
+        ) -> Result<$crate::store::Stats, $crate::store::StoreError> {
+            let sql = $crate::store::monitor_reads::stats_sql(from, to);
+            let query = sqlx::query_as::<$db, $crate::store::StatsRow>(&sql.text);
+            let rows = $crate::store::monitor_reads::bind_args!(query, sql.args)
+                .fetch_all(&self.reader)
+                .await?;
+            Ok($crate::store::monitor_reads::summarize(from, to, &rows))
+        }
+    };
+    ($db:ty, stats = packed) => {
+        $crate::store::monitor_reads::monitor_read_queries!($db);
+
+        async fn read_monitor_stats(
+            &self,
+            from: i64,
+            to: i64,
+        ) -> Result<$crate::store::Stats, $crate::store::StoreError> {
+            use $crate::store::monitor_reads as reads;
+            let sql = reads::stats_packed_sql(from, to);
+            let query = sqlx::query_as::<$db, reads::PackedRuns>(&sql.text);
+            let packed = reads::bind_args!(query, sql.args)
+                .fetch_one(&self.reader)
+                .await?;
+            Ok(reads::summarize(from, to, &reads::fold_packed(&packed)))
+        }
+    };
     ($db:ty) => {
         async fn read_monitor_runs(
             &self,
@@ -361,19 +476,6 @@ macro_rules! monitor_read_queries {
             Ok($crate::store::monitor_reads::bind_args!(query, sql.args)
                 .fetch_all(&self.reader)
                 .await?)
-        }
-
-        async fn read_monitor_stats(
-            &self,
-            from: i64,
-            to: i64,
-        ) -> Result<$crate::store::Stats, $crate::store::StoreError> {
-            let sql = $crate::store::monitor_reads::stats_sql(from, to);
-            let query = sqlx::query_as::<$db, $crate::store::StatsRow>(&sql.text);
-            let rows = $crate::store::monitor_reads::bind_args!(query, sql.args)
-                .fetch_all(&self.reader)
-                .await?;
-            Ok($crate::store::monitor_reads::summarize(from, to, &rows))
         }
     };
 }
@@ -424,6 +526,19 @@ mod tests {
         assert_eq!(m.p99_ms, Some(30_000));
         assert_eq!(stats.by_prompt_pack[0].key, "(none)");
         assert_eq!(latency_bucket(1234), 1200);
+        let packed = PackedRuns {
+            runs: Some(r#"[["m",null,"s105,s101,r-1"],["m",null,null]]"#.into()),
+        };
+        let folded = fold_packed(&packed);
+        assert_eq!(folded.len(), 2);
+        assert_eq!(
+            (folded[0].status.as_str(), folded[0].bucket, folded[0].n),
+            ("running", -1, 1)
+        );
+        assert_eq!(
+            (folded[1].status.as_str(), folded[1].bucket, folded[1].n),
+            ("success", 100, 2)
+        );
         assert_eq!(latency_bucket(999), 990);
     }
 }

@@ -33,7 +33,7 @@ impl PostgresStore {
     }
 
     read_queries!();
-    super::monitor_reads::monitor_read_queries!(sqlx::Postgres);
+    super::monitor_reads::monitor_read_queries!(sqlx::Postgres, stats = grouped);
     super::ops::ops_queries!(reader);
 }
 

@@ -49,7 +49,7 @@ impl SqliteStore {
     }
 
     read_queries!();
-    super::monitor_reads::monitor_read_queries!(sqlx::Sqlite);
+    super::monitor_reads::monitor_read_queries!(sqlx::Sqlite, stats = packed);
     super::ops::ops_queries!(writer);
 }
 

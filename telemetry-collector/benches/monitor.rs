@@ -1,0 +1,408 @@
+//! Monitor read benchmark (prints figures; not a timed test).
+//!
+//! `cargo bench -p telemetry-collector --bench monitor` seeds `MONITOR_BENCH_RUNS`
+//! (default 1,000,000) runs with 4 variants each and 6 events each (6,000,000 at the
+//! default) into a fresh SQLite file and a fresh Postgres database, then times requests
+//! through the collector's HTTP router (`oneshot`: query + rendering, no socket):
+//!
+//! - the first runs page (`/monitor`),
+//! - filtered pages deep in the history (a shop; a status and a model), 90% of the way
+//!   back,
+//! - a run page (`/monitor/runs/{id}`, a different run each time),
+//! - the overview over the last 24 hours (`/monitor/overview?window=24h`).
+//!
+//! p50 and p95 over `MONITOR_BENCH_REPEAT` (default 40) requests each, after two warm-up
+//! requests. Runs are 2.6 s apart (1,000,000 runs span 30 days; 24 h holds ~33,000
+//! runs and ~133,000 variants), 200 shops, 3 models, 6 prompt packs, 85% complete,
+//! 10% partial, 5% failed.
+//!
+//! Seeding generates rows inside the database (`INSERT .. SELECT` over a recursive CTE
+//! on SQLite, `generate_series` on Postgres, 50,000 runs per statement) after the
+//! collector's migrations, so every index the collector has is maintained; then
+//! `ANALYZE` (and `VACUUM` on Postgres, for index-only scans), as an operator's
+//! database would have. Needs Postgres on 127.0.0.1:5432 (see `test-support`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::Request;
+use telemetry_collector::config::MonitorSettings;
+use telemetry_collector::http::{router, AppState};
+use telemetry_collector::metrics::Metrics;
+use telemetry_collector::monitor::Monitor;
+use telemetry_collector::store::{self, Store, StoreOptions};
+use test_support::PgDatabase;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
+
+/// Runs seeded unless `MONITOR_BENCH_RUNS` says otherwise.
+const DEFAULT_RUNS: i64 = 1_000_000;
+/// Requests timed per measurement unless `MONITOR_BENCH_REPEAT` says otherwise.
+const DEFAULT_REPEAT: usize = 40;
+/// Runs generated per `INSERT .. SELECT`.
+const CHUNK: i64 = 50_000;
+/// Time between two runs' starts (ms).
+const SPACING_MS: i64 = 2_600;
+/// Start of the oldest run (unix ms).
+const T0: i64 = 1_760_000_000_000;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(bench());
+}
+
+/// How each dialect numbers rows `lo..hi` as `i`.
+#[derive(Clone, Copy)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    fn numbers(self, lo: i64, hi: i64) -> String {
+        match self {
+            Dialect::Sqlite => format!(
+                "(WITH RECURSIVE seq(i) AS (SELECT {lo} UNION ALL SELECT i + 1 FROM seq WHERE i < {}) SELECT i FROM seq) AS n",
+                hi - 1
+            ),
+            Dialect::Postgres => {
+                format!("(SELECT i FROM generate_series({lo}::bigint, {}::bigint) AS i) AS n", hi - 1)
+            }
+        }
+    }
+}
+
+const KS4: &str = "(SELECT 0 AS k UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3) AS ks";
+const KS6: &str = "(SELECT 0 AS k UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 \
+                   UNION ALL SELECT 4 UNION ALL SELECT 5) AS ks";
+
+fn run_id(i: &str) -> String {
+    format!("('run-' || ({i} + 1000000000))")
+}
+fn started_at(i: &str) -> String {
+    format!("({T0} + {i} * {SPACING_MS})")
+}
+fn shop(i: &str) -> String {
+    format!("('shop-' || ({i} * 7919 % 200) || '.myshopify.com')")
+}
+const STATUS: &str =
+    "(CASE WHEN n.i % 20 = 0 THEN 'failed' WHEN n.i % 10 = 1 THEN 'partial' ELSE 'complete' END)";
+const MODEL: &str = "(CASE n.i % 3 WHEN 0 THEN 'gemini-2.5-flash-image' WHEN 1 THEN 'gemini-3-pro-image' ELSE 'local-composite' END)";
+
+fn seed_statements(dialect: Dialect, lo: i64, hi: i64) -> [String; 3] {
+    let n = dialect.numbers(lo, hi);
+    let (rid, at, shop) = (run_id("n.i"), started_at("n.i"), shop("n.i"));
+    let runs = format!(
+        "INSERT INTO render_runs (run_id, shop_id, request_id, product_asset_id, room_session_id, \
+         prompt_pack_version, model, product_image_hash, room_image_hash, resolved_facts_hash, \
+         resolved_facts_json, prompt_pack_hash, prompt_pack_json, variant_count, started_at, \
+         started_event_id, status, total_duration_ms, success_count, fail_count, timeout_count, \
+         completed_at, completed_event_id) \
+         SELECT {rid}, {shop}, 'req-' || n.i, 'asset-' || (n.i % 5000), 'room-' || n.i, \
+         'pack-' || (n.i / 50000 % 6), {MODEL}, 'ph' || (n.i % 5000), 'rh' || n.i, 'fh', \
+         '{{\"widthCm\":80}}', 'pk', '{{\"prompts\":[\"a\",\"b\",\"c\",\"d\"]}}', 4, {at}, \
+         'e' || (n.i + 1000000000) || '-1', {STATUS}, 9000 + n.i % 12000, \
+         CASE WHEN n.i % 20 = 0 THEN 0 WHEN n.i % 10 = 1 THEN 3 ELSE 4 END, \
+         CASE WHEN n.i % 20 = 0 THEN 2 ELSE 0 END, \
+         CASE WHEN n.i % 20 = 0 THEN 2 WHEN n.i % 10 = 1 THEN 1 ELSE 0 END, \
+         {at} + 20000, 'e' || (n.i + 1000000000) || '-9' FROM {n}"
+    );
+    let variant_status =
+        "(CASE WHEN n.i % 20 = 0 THEN (CASE WHEN ks.k < 2 THEN 'failed' ELSE 'timeout' END) \
+         WHEN n.i % 10 = 1 AND ks.k = 3 THEN 'timeout' ELSE 'success' END)";
+    let variants = format!(
+        "INSERT INTO variant_results (run_id, variant_id, shop_id, request_id, started_at, \
+         started_event_id, status, final_prompt_hash, latency_ms, output_image_key, \
+         output_image_hash, error_code, error_message, finished_at, result_event_id) \
+         SELECT {rid}, 'v' || ks.k, {shop}, 'req-' || n.i, {at} + 5, 'vs', {variant_status}, \
+         'fp' || ks.k, 800 + (n.i * 2654435761 + ks.k * 40503) % 19000, \
+         'renders/' || {rid} || '/v' || ks.k || '.png', 'oh', \
+         CASE WHEN {variant_status} = 'success' THEN NULL ELSE 'provider_error' END, \
+         CASE WHEN {variant_status} = 'success' THEN NULL ELSE 'upstream said no' END, \
+         {at} + 19000, 'vr' FROM {n} CROSS JOIN {KS4}"
+    );
+    let events = format!(
+        "INSERT INTO monitor_events (event_id, kind, event_type, source, shop_id, request_id, \
+         run_id, variant_id, producer, producer_seq, occurred_at, received_at, stream_seq, \
+         subject, payload) \
+         SELECT 'e' || (n.i + 1000000000) || '-' || ks.k, \
+         CASE ks.k WHEN 0 THEN 'event' WHEN 1 THEN 'run_started' ELSE 'variant_result' END, \
+         CASE ks.k WHEN 0 THEN 'sf_render_requested' WHEN 1 THEN 'run_started' ELSE 'variant_result' END, \
+         CASE ks.k WHEN 0 THEN 'app_proxy' ELSE NULL END, {shop}, 'req-' || n.i, \
+         CASE ks.k WHEN 0 THEN NULL ELSE {rid} END, \
+         CASE WHEN ks.k >= 2 THEN 'v' || (ks.k - 2) ELSE NULL END, 'renderer-1', n.i * 6 + ks.k, \
+         {at} + ks.k * 100, {at} + ks.k * 100 + 50, n.i * 6 + ks.k, \
+         CASE ks.k WHEN 0 THEN 'telemetry.v1.event' WHEN 1 THEN 'telemetry.v1.run.started' ELSE 'telemetry.v1.variant.result' END, \
+         CASE ks.k WHEN 0 THEN '{{\"productId\":\"p' || n.i || '\"}}' ELSE NULL END \
+         FROM {n} CROSS JOIN {KS6}"
+    );
+    [runs, variants, events]
+}
+
+async fn seed_sqlite(url: &str, runs: i64) {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::SqliteConnection::connect(url)
+        .await
+        .expect("open sqlite");
+    for pragma in [
+        "PRAGMA journal_mode = WAL",
+        "PRAGMA synchronous = OFF",
+        "PRAGMA cache_size = -1000000",
+    ] {
+        sqlx::query(pragma).execute(&mut conn).await.unwrap();
+    }
+    let started = Instant::now();
+    for (lo, hi) in chunks(runs) {
+        for sql in seed_statements(Dialect::Sqlite, lo, hi) {
+            sqlx::query(&sql)
+                .execute(&mut conn)
+                .await
+                .expect("seed sqlite");
+        }
+        progress(hi, runs, started);
+    }
+    sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+async fn seed_postgres(url: &str, runs: i64) {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .expect("open postgres");
+    sqlx::query("SET synchronous_commit = off")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    for (lo, hi) in chunks(runs) {
+        for sql in seed_statements(Dialect::Postgres, lo, hi) {
+            sqlx::query(&sql)
+                .execute(&mut conn)
+                .await
+                .expect("seed postgres");
+        }
+        progress(hi, runs, started);
+    }
+    sqlx::query("VACUUM ANALYZE")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// `(lo, hi)` ranges of [`CHUNK`] runs.
+fn chunks(runs: i64) -> impl Iterator<Item = (i64, i64)> {
+    (0..runs)
+        .step_by(CHUNK as usize)
+        .map(move |lo| (lo, (lo + CHUNK).min(runs)))
+}
+
+fn progress(done: i64, runs: i64, started: Instant) {
+    eprint!(
+        "\r  seeded {done} / {runs} runs ({:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+    if done == runs {
+        eprintln!();
+    }
+}
+
+struct Measurement {
+    backend: &'static str,
+    what: String,
+    p50: Duration,
+    p95: Duration,
+    target: Duration,
+}
+
+async fn time_requests(
+    app: &axum::Router,
+    repeat: usize,
+    path: impl Fn(usize) -> String,
+) -> (Duration, Duration) {
+    let mut samples = Vec::with_capacity(repeat);
+    for i in 0..repeat + 2 {
+        let request = Request::get(path(i)).body(Body::empty()).unwrap();
+        let started = Instant::now();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 64 * 1024 * 1024)
+            .await
+            .unwrap();
+        let elapsed = started.elapsed();
+        assert!(
+            status.is_success(),
+            "{}: {status} {}",
+            path(i),
+            String::from_utf8_lossy(&body)
+        );
+        if i >= 2 {
+            samples.push(elapsed);
+        }
+    }
+    samples.sort();
+    let at =
+        |q: f64| samples[((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
+    (at(0.50), at(0.95))
+}
+
+async fn measure(
+    backend: &'static str,
+    store: Arc<dyn Store>,
+    runs: i64,
+    repeat: usize,
+) -> Vec<Measurement> {
+    let app = router(AppState {
+        store,
+        metrics: Arc::new(Metrics::default()),
+        nats: None,
+        max_body_bytes: 64 * 1024,
+        monitor: Monitor::new(&MonitorSettings::default(), CancellationToken::new()),
+    });
+    let deep = runs / 10; // 90% of the way back from the newest
+    let cursor = format!("{}%3Arun-{}", T0 + deep * SPACING_MS, deep + 1_000_000_000);
+    let end = T0 + runs * SPACING_MS;
+    let ms = Duration::from_millis;
+    let mut out = Vec::new();
+    let cases: Vec<(String, Duration, Box<dyn Fn(usize) -> String>)> = vec![
+        (
+            "first runs page (/monitor)".into(),
+            ms(50),
+            Box::new(|_| "/monitor".to_owned()),
+        ),
+        (
+            "shop filter, 90% deep".into(),
+            ms(50),
+            Box::new(move |i| {
+                format!(
+                    "/monitor?shop=shop-{}.myshopify.com&cursor={cursor}",
+                    i % 200
+                )
+            }),
+        ),
+        (
+            "status + model filter, 90% deep".into(),
+            ms(50),
+            Box::new({
+                let cursor = format!("{}%3Arun-{}", T0 + deep * SPACING_MS, deep + 1_000_000_000);
+                move |_| format!("/monitor?status=failed&model=local-composite&cursor={cursor}")
+            }),
+        ),
+        (
+            "run page (/monitor/runs/{id})".into(),
+            ms(50),
+            Box::new(move |i| {
+                format!(
+                    "/monitor/runs/run-{}",
+                    1_000_000_000 + (i as i64 * 7_919_993) % runs
+                )
+            }),
+        ),
+        (
+            "overview, last 24 h".into(),
+            ms(200),
+            Box::new(move |_| format!("/monitor/overview?window=24h&to={end}")),
+        ),
+    ];
+    for (what, target, path) in cases {
+        let (p50, p95) = time_requests(&app, repeat, path).await;
+        eprintln!("  {backend}: {what}: p50 {p50:?} p95 {p95:?}");
+        out.push(Measurement {
+            backend,
+            what,
+            p50,
+            p95,
+            target,
+        });
+    }
+    out
+}
+
+async fn bench() {
+    let runs: i64 = env_or("MONITOR_BENCH_RUNS", DEFAULT_RUNS);
+    let repeat: usize = env_or("MONITOR_BENCH_REPEAT", DEFAULT_REPEAT);
+    let mut results = Vec::new();
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("monitor-bench.db").display());
+    let options = StoreOptions::default();
+    {
+        let store = store::connect(&url, &options)
+            .await
+            .expect("open sqlite store");
+        store.migrate().await.expect("migrate sqlite");
+        store.close().await;
+    }
+    eprintln!(
+        "SQLite: seeding {runs} runs, {} variants, {} events",
+        runs * 4,
+        runs * 6
+    );
+    let started = Instant::now();
+    seed_sqlite(&url, runs).await;
+    let sqlite_seed = started.elapsed();
+    let store = store::connect(&url, &options)
+        .await
+        .expect("open sqlite store");
+    results.extend(measure("SQLite", store.clone(), runs, repeat).await);
+    store.close().await;
+
+    let pg = PgDatabase::create().await;
+    {
+        let store = store::connect(&pg.url, &options)
+            .await
+            .expect("open postgres store");
+        store.migrate().await.expect("migrate postgres");
+        store.close().await;
+    }
+    eprintln!(
+        "Postgres: seeding {runs} runs, {} variants, {} events",
+        runs * 4,
+        runs * 6
+    );
+    let started = Instant::now();
+    seed_postgres(&pg.url, runs).await;
+    let pg_seed = started.elapsed();
+    let store = store::connect(&pg.url, &options)
+        .await
+        .expect("open postgres store");
+    results.extend(measure("Postgres", store.clone(), runs, repeat).await);
+    store.close().await;
+
+    println!();
+    println!(
+        "{runs} runs, {} variants, {} events; {repeat} requests each through the router; seeding took {:.0} s (SQLite) and {:.0} s (Postgres)",
+        runs * 4,
+        runs * 6,
+        sqlite_seed.as_secs_f64(),
+        pg_seed.as_secs_f64()
+    );
+    println!();
+    println!("| backend | request | p50 ms | p95 ms | target p95 | met |");
+    println!("| --- | --- | ---: | ---: | ---: | --- |");
+    for m in &results {
+        println!(
+            "| {} | {} | {:.1} | {:.1} | < {} ms | {} |",
+            m.backend,
+            m.what,
+            m.p50.as_secs_f64() * 1e3,
+            m.p95.as_secs_f64() * 1e3,
+            m.target.as_millis(),
+            if m.p95 < m.target { "yes" } else { "no" }
+        );
+    }
+}
