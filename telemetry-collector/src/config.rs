@@ -102,7 +102,7 @@ pub struct Settings {
 }
 
 /// Who may read the monitor and the API, and where output images are served.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MonitorSettings {
     /// When set, every `/monitor` page and `/api/v1` call needs it (bearer or login
     /// cookie); `/healthz`, `/readyz`, `/metrics` stay open.
@@ -112,6 +112,19 @@ pub struct MonitorSettings {
     /// Base URL of the renderer's images (`http://host:8081/images`): variants link
     /// their output there. `None`: no link.
     pub image_base_url: Option<String>,
+    /// See [`crate::monitor::DEFAULT_MAX_LIVE_CLIENTS`].
+    pub max_live_clients: usize,
+}
+
+impl Default for MonitorSettings {
+    fn default() -> Self {
+        Self {
+            token: None,
+            insecure_no_auth: false,
+            image_base_url: None,
+            max_live_clients: crate::monitor::DEFAULT_MAX_LIVE_CLIENTS,
+        }
+    }
 }
 
 impl Settings {
@@ -237,6 +250,15 @@ impl Settings {
                 "required when COLLECTOR_ADDR is not a loopback address (or pass --insecure-no-auth)",
             ));
         }
+        if !(1..=crate::monitor::MAX_LIVE_CLIENTS_LIMIT).contains(&monitor.max_live_clients) {
+            return Err(ConfigError::new(
+                "MONITOR_MAX_LIVE_CLIENTS",
+                format!(
+                    "must be between 1 and {}",
+                    crate::monitor::MAX_LIVE_CLIENTS_LIMIT
+                ),
+            ));
+        }
         if let Some(url) = &monitor.image_base_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError::new(
@@ -351,6 +373,9 @@ pub struct ServeArgs {
     /// Base URL of output images (e.g. http://127.0.0.1:8081/images) for variant links.
     #[arg(long = "image-base-url", env = "MONITOR_IMAGE_BASE_URL")]
     pub image_base_url: Option<String>,
+    /// Live (SSE) views open at once; each re-reads the database every second.
+    #[arg(long = "monitor-max-live-clients", env = "MONITOR_MAX_LIVE_CLIENTS", default_value_t = crate::monitor::DEFAULT_MAX_LIVE_CLIENTS)]
+    pub max_live_clients: usize,
 }
 
 impl DatabaseArgs {
@@ -415,6 +440,7 @@ impl ServeArgs {
             token: self.monitor_token.clone(),
             insecure_no_auth: self.insecure_no_auth,
             image_base_url: self.image_base_url.clone(),
+            max_live_clients: self.max_live_clients,
         };
         Ok(settings)
     }
@@ -485,6 +511,10 @@ mod tests {
             (
                 Box::new(|s| s.monitor.token = Some(" ".into())),
                 "MONITOR_TOKEN",
+            ),
+            (
+                Box::new(|s| s.monitor.max_live_clients = 0),
+                "MONITOR_MAX_LIVE_CLIENTS",
             ),
             (
                 Box::new(|s| s.monitor.image_base_url = Some("javascript:alert(1)".into())),

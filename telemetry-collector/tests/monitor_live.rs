@@ -137,3 +137,40 @@ async fn live_streams_follow_the_store_and_end_on_shutdown(backend: Backend) {
         .unwrap();
 }
 on_both_backends!(live_streams_follow_the_store_and_end_on_shutdown);
+
+async fn live_views_past_the_limit_are_refused(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    seed(&store, &RunSpec::new(1, 1_700_000_000_000).envelopes(), &[]).await;
+    let shutdown = CancellationToken::new();
+    let settings = MonitorSettings {
+        max_live_clients: 1,
+        ..Default::default()
+    };
+    let app = app(store.clone(), settings, shutdown.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+    });
+    let mut first = Stream::open(port, "/monitor/live/runs").await;
+    first.wait_for("event: fragment", 0, "the first view").await;
+    let (status, body) = common::http_get(port, "/monitor/live/runs").await;
+    assert_eq!(status, 503, "{body}");
+    // Closing the first view frees its slot.
+    drop(first);
+    common::wait_until(Duration::from_secs(10), "a free live slot", || async {
+        let mut second = Stream::open(port, "/monitor/live/runs").await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout_at(deadline, second.socket.read(&mut buf)).await {
+            Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+            _ => false,
+        }
+    })
+    .await;
+    server.abort();
+}
+on_both_backends!(live_views_past_the_limit_are_refused);

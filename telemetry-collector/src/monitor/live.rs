@@ -4,8 +4,8 @@
 //! it in. Polling the store, rather than a signal from the ingest loop, also shows
 //! what other collectors sharing the database wrote.
 //!
-//! At most [`MAX_SSE_CLIENTS`](super::MAX_SSE_CLIENTS) streams are open (503 past
-//! that). Every stream ends when the collector shuts down, so graceful shutdown does
+//! At most `MONITOR_MAX_LIVE_CLIENTS` streams are open
+//! ([`DEFAULT_MAX_LIVE_CLIENTS`](super::DEFAULT_MAX_LIVE_CLIENTS); 503 past that). Every stream ends when the collector shuts down, so graceful shutdown does
 //! not wait on browsers; a run's stream also ends (with a `done` event, so the
 //! browser does not reconnect) once the run and its variants are finished.
 

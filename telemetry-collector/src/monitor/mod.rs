@@ -39,8 +39,11 @@ use tokio_util::sync::CancellationToken;
 use crate::config::MonitorSettings;
 use crate::http::AppState;
 
-/// Most SSE streams open at once (each polls the database); more get 503.
-pub const MAX_SSE_CLIENTS: usize = 64;
+/// Live (SSE) streams open at once by default (each polls the database every
+/// [`LIVE_POLL_INTERVAL`]); more get 503. Knob: `MONITOR_MAX_LIVE_CLIENTS`.
+pub const DEFAULT_MAX_LIVE_CLIENTS: usize = 64;
+/// Upper bound of the knob: past it, polling alone would load the database.
+pub const MAX_LIVE_CLIENTS_LIMIT: usize = 1_024;
 /// How often a live stream looks for changes.
 pub const LIVE_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Overview window when none is chosen.
@@ -79,7 +82,7 @@ impl Monitor {
                 session,
                 image_base_url,
                 csp,
-                sse_slots: Arc::new(Semaphore::new(MAX_SSE_CLIENTS)),
+                sse_slots: Arc::new(Semaphore::new(settings.max_live_clients.max(1))),
                 shutdown,
             }),
         }
