@@ -337,6 +337,25 @@ async fn a_render_shows_up_live_in_the_monitor_and_opens_with_its_variants_and_e
     )
     .unwrap();
 
+    // The overview draws the run's model and prompt pack as SVG charts.
+    browser
+        .goto(&format!("{}/monitor/overview?window=1h", collector.base_url()))
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css("svg.chart rect.bar-ok"))
+        .await
+        .expect("the overview's charts");
+    let overview = browser.source().await.unwrap();
+    assert!(overview.contains("local-composite") && overview.contains("pack-browser"));
+    std::fs::write(
+        screenshot_path("monitor-overview-screenshot.png"),
+        browser.screenshot().await.unwrap(),
+    )
+    .unwrap();
+
     browser.close().await.unwrap();
     drop(driver);
     let _ = renderer.stop.send(());

@@ -7,12 +7,12 @@
 //! prompt pack filter deep in a million runs is an index range, not a scan. The SQL text
 //! uses `$n` placeholders, which both dialects accept, so both share it.
 //!
-//! The overview puts variant latencies into buckets (10 ms below 1 s, then at most 1%
-//! of the value) and reads percentiles off the buckets ([`summarize`]). Postgres
-//! groups in SQL ([`stats_sql`]: a few hundred rows come back per window);
-//! SQLite, which can only aggregate by sorting, returns the window's runs with their
-//! variants packed in one JSON value ([`stats_packed_sql`]); the buckets are counted
-//! here.
+//! The overview puts variant latencies into buckets ([`LATENCY_BUCKET_SQL`]: exact
+//! below 100 ms, 1% of the value from 1 s to 100 s) and reads percentiles off the
+//! buckets ([`summarize`]). Postgres groups in SQL ([`stats_sql`]: a few hundred rows
+//! come back per window); SQLite, which can only aggregate by sorting, returns the
+//! window's runs with their variants packed in one JSON value ([`stats_packed_sql`]);
+//! the buckets are counted here.
 
 use std::collections::BTreeMap;
 
@@ -118,9 +118,10 @@ pub struct Stats {
     pub by_prompt_pack: Vec<GroupStats>,
 }
 
-/// The latency bucket expression: 10 ms below 1 s, 100 ms below 10 s, 1 s below 100 s,
-/// 10 s above (at most 1% of the value past 1 s).
+/// The latency bucket expression: 1 ms below 100 ms, 10 ms below 1 s, 100 ms below
+/// 10 s, 1 s below 100 s, 10 s above (at most 1% of the value from 1 s to 100 s).
 pub const LATENCY_BUCKET_SQL: &str = "CASE WHEN v.latency_ms IS NULL THEN -1 \
+     WHEN v.latency_ms < 100 THEN v.latency_ms \
      WHEN v.latency_ms < 1000 THEN (v.latency_ms / 10) * 10 \
      WHEN v.latency_ms < 10000 THEN (v.latency_ms / 100) * 100 \
      WHEN v.latency_ms < 100000 THEN (v.latency_ms / 1000) * 1000 \
@@ -129,7 +130,8 @@ pub const LATENCY_BUCKET_SQL: &str = "CASE WHEN v.latency_ms IS NULL THEN -1 \
 /// The same bucket in Rust (tests compare against it).
 pub fn latency_bucket(latency_ms: i64) -> i64 {
     let step = match latency_ms {
-        ..1_000 => 10,
+        ..100 => 1,
+        100..1_000 => 10,
         1_000..10_000 => 100,
         10_000..100_000 => 1_000,
         _ => 10_000,
