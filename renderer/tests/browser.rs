@@ -339,7 +339,10 @@ async fn a_render_shows_up_live_in_the_monitor_and_opens_with_its_variants_and_e
 
     // The overview draws the run's model and prompt pack as SVG charts.
     browser
-        .goto(&format!("{}/monitor/overview?window=1h", collector.base_url()))
+        .goto(&format!(
+            "{}/monitor/overview?window=1h",
+            collector.base_url()
+        ))
         .await
         .unwrap();
     browser
