@@ -220,6 +220,8 @@ pub struct RunView {
     pub events: Vec<EventRow>,
     /// Still changing: the page listens for updates.
     pub live: bool,
+    /// The events page filtered to the run's request.
+    pub events_href: String,
 }
 
 impl RunView {
@@ -300,6 +302,12 @@ impl RunView {
                 .map(|e| EventRow::new(e, origin, true))
                 .collect(),
             live,
+            events_href: format!(
+                "/monitor/events?{}",
+                form_urlencoded::Serializer::new(String::new())
+                    .append_pair("request_id", &r.request_id)
+                    .finish()
+            ),
         }
     }
 }
