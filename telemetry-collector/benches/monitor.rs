@@ -221,6 +221,9 @@ fn progress(done: i64, runs: i64, started: Instant) {
     }
 }
 
+/// The path of the i-th timed request.
+type PathOf = Box<dyn Fn(usize) -> String>;
+
 struct Measurement {
     backend: &'static str,
     what: String,
@@ -278,7 +281,7 @@ async fn measure(
     let end = T0 + runs * SPACING_MS;
     let ms = Duration::from_millis;
     let mut out = Vec::new();
-    let cases: Vec<(String, Duration, Box<dyn Fn(usize) -> String>)> = vec![
+    let cases: Vec<(String, Duration, PathOf)> = vec![
         (
             "first runs page (/monitor)".into(),
             ms(50),
