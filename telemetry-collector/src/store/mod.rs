@@ -7,6 +7,7 @@
 //! were new count as stored, so a redelivered batch changes nothing.
 
 pub(crate) mod monitor_reads;
+pub(crate) mod monitor_stats;
 pub(crate) mod ops;
 mod postgres;
 pub(crate) mod projection;
@@ -18,9 +19,8 @@ use serde::Serialize;
 
 use crate::domain::{DeadLetter, Fact};
 
-pub use monitor_reads::{
-    latency_bucket, EventFilter, GroupStats, RunFilter, Stats, StatsRow, LATENCY_BUCKET_SQL,
-};
+pub use monitor_reads::{EventFilter, RunFilter};
+pub use monitor_stats::{latency_bucket, GroupStats, Stats, StatsRow, LATENCY_BUCKET_SQL};
 pub use ops::PruneCounts;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
