@@ -8,9 +8,9 @@ use serde::Serialize;
 use crate::http::{AppError, AppState};
 use crate::store::{EventRecord, ProducerRecord, RunDetail, RunRecord, Stats};
 
+use super::ledger::{ledger_problem, preview};
 use super::pages::now_ms;
 use super::params::{self, EventsParams, PageParams, RunsParams, StatsParams};
-use super::views::{ledger_problem, preview};
 
 /// A page of runs.
 #[derive(Debug, Serialize)]

@@ -11,7 +11,8 @@
 //! # Layout
 //! - [`auth`]: bearer header or login cookie, login and logout.
 //! - [`params`]: query strings → store filters; cursors.
-//! - [`views`]: rows as the templates show them (formatting, previews, links).
+//! - [`views`]: rows as the templates show them (formatting, links); [`ledger`]: dead
+//!   letters (byte previews) and the producers' loss ledger.
 //! - [`charts`]: the overview's SVG bar charts.
 //! - [`pages`]: the HTML handlers; [`api`]: the JSON handlers.
 //! - [`live`]: SSE streams that end on shutdown.
@@ -19,6 +20,7 @@
 pub mod api;
 pub mod auth;
 pub mod charts;
+pub mod ledger;
 pub mod live;
 pub mod pages;
 pub mod params;

@@ -9,8 +9,9 @@ use axum::response::{Html, IntoResponse, Response};
 use crate::http::{AppError, AppState};
 
 use super::charts;
+use super::ledger::{DeadLetterRow, ProducerRow};
 use super::params::{self, present, EventsParams, PageParams, RunsParams, StatsParams};
-use super::views::{DeadLetterRow, EventRow, ProducerRow, RunRow, RunView};
+use super::views::{EventRow, RunRow, RunView};
 
 /// Run statuses offered by the filter.
 pub const RUN_STATUSES: [&str; 5] = ["running", "complete", "partial", "failed", "unknown(0)"];
