@@ -250,6 +250,7 @@ async fn the_token_guards_pages_and_api_but_not_health(backend: Backend) {
         !cookie.contains(token),
         "the cookie must not carry the token itself"
     );
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
     let session = cookie.split(';').next().unwrap();
     let page = get(&app, "/monitor/events", &[("cookie", session)]).await;
     assert_eq!(page.status, 200);
@@ -275,6 +276,19 @@ async fn the_token_guards_pages_and_api_but_not_health(backend: Backend) {
     .await;
     assert_eq!(logout.status, 303);
     assert!(logout.header("set-cookie").contains("Max-Age=0"));
+    // Behind a TLS proxy the cookie is Secure.
+    let request = axum::http::Request::post("/monitor/login")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-forwarded-proto", "https")
+        .body(axum::body::Body::from(format!("token={token}")))
+        .unwrap();
+    let tls = answer(
+        tower::ServiceExt::oneshot(app.clone(), request)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(tls.header("set-cookie").contains("; Secure"));
     // Only a path inside the monitor is a place to return to.
     let away = post_form(
         &app,

@@ -140,7 +140,13 @@ pub async fn login_page(Query(query): Query<LoginQuery>) -> Response {
     })
 }
 
-pub async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
+/// The login form. Behind a TLS proxy (`X-Forwarded-Proto: https`) the cookie is also
+/// `Secure`.
+pub async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
     let next = safe_next(form.next.as_deref());
     let monitor = &state.monitor.inner;
     let (Some(expected), Some(session)) = (monitor.token_digest, monitor.session.as_deref()) else {
@@ -153,7 +159,11 @@ pub async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         return response;
     }
-    let cookie = format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict");
+    let https = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let secure = if https { "; Secure" } else { "" };
+    let cookie = format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict{secure}");
     let mut response = Redirect::to(&next).into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
