@@ -163,6 +163,25 @@ fn envelopes_of_run(run: usize, seq: &mut u64) -> Vec<v1::Envelope> {
     out
 }
 
+/// User + system CPU seconds of this process so far (all threads), to compare write
+/// paths on a machine that other work also loads.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which ends with ')'): utime is the 12th, stime the 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn vm_hwm_mb(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -187,8 +206,118 @@ async fn consumer(js: &async_nats::jetstream::Context, stream: &str, name: &str)
         .expect("consumer")
 }
 
+/// `BENCH_ONLY=insert`: only the bare batched inserts, of envelopes encoded and parsed
+/// in-process (no broker), to iterate on the write path quickly (`BENCH_BACKEND=sqlite`
+/// or `postgres` for one backend).
+async fn insert_only(total: usize) {
+    let subjects = Subjects::new("bench").unwrap();
+    let mut seq = 0u64;
+    let mut kept = Vec::with_capacity(total);
+    for run in 0..total / PER_RUN {
+        for envelope in envelopes_of_run(run, &mut seq) {
+            let kind = BodyKind::of(envelope.body.as_ref().unwrap());
+            let subject = subjects.for_kind(kind).to_owned();
+            kept.push((
+                subject,
+                kept.len() as u64 + 1,
+                envelope.encode_to_vec().into(),
+            ));
+        }
+    }
+    let batches = parse_batches(&subjects, "bench", &kept);
+    drop(kept);
+    let dir = tempfile::tempdir().unwrap();
+    let pg = PgDatabase::create().await;
+    let sqlite = format!("sqlite://{}", dir.path().join("bare.db").display());
+    let mut rows = Vec::new();
+    bare_inserts(&batches, total, &sqlite, &pg.url, &mut rows).await;
+    print_table(&rows);
+}
+
+fn parse_batches(subjects: &Subjects, stream: &str, kept: &[(String, u64, Bytes)]) -> Vec<Batch> {
+    kept.chunks(BATCH)
+        .map(|chunk| {
+            let mut batch = Batch {
+                stream: stream.to_owned(),
+                received_at: 1,
+                ..Default::default()
+            };
+            for (subject, seq, payload) in chunk {
+                match domain::parse(subjects, subject, *seq, payload.clone()) {
+                    Parsed::Fact(fact) => batch.facts.push(*fact),
+                    Parsed::Dead(dead) => panic!("bench envelope refused: {}", dead.reason),
+                }
+            }
+            batch
+        })
+        .collect()
+}
+
+/// Bare batched insert into each backend through the store's own `write`; returns the
+/// seconds of each (SQLite, Postgres).
+async fn bare_inserts(
+    batches: &[Batch],
+    total: usize,
+    sqlite: &str,
+    postgres: &str,
+    rows: &mut Vec<Row>,
+) -> Vec<f64> {
+    let mut insert_secs = Vec::new();
+    // `BENCH_BACKEND=sqlite|postgres` measures one of them only.
+    let only = std::env::var("BENCH_BACKEND").unwrap_or_default();
+    for (name, url) in [("SQLite", sqlite), ("Postgres", postgres)] {
+        if !only.is_empty() && !name.eq_ignore_ascii_case(&only) {
+            continue;
+        }
+        let store = store::connect(url, &StoreOptions::default()).await.unwrap();
+        store.migrate().await.unwrap();
+        let started = Instant::now();
+        let cpu = cpu_secs();
+        for batch in batches {
+            store.write(batch).await.expect("bare insert");
+        }
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "bare insert, {name}: {:.2}s CPU of this process (user + system)",
+            cpu_secs() - cpu
+        );
+        assert_eq!(store.event_count().await.unwrap() as usize, total);
+        store.close().await;
+        insert_secs.push(secs);
+        rows.push(Row {
+            what: format!("bare batched insert, {name}"),
+            events: total,
+            seconds: secs,
+            ratio: None,
+            rss_mb: None,
+        });
+    }
+    insert_secs
+}
+
+fn print_table(rows: &[Row]) {
+    println!();
+    println!("| measurement | events | seconds | events/s | vs bare consume then bare insert | peak RSS |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for row in rows {
+        println!(
+            "| {} | {} | {:.2} | {:.0} | {} | {} |",
+            row.what,
+            row.events,
+            row.seconds,
+            row.events as f64 / row.seconds,
+            row.ratio.map_or("".to_owned(), |r| format!("{r:.2}x")),
+            row.rss_mb.map_or("".to_owned(), |mb| format!("{mb:.0} MB")),
+        );
+    }
+}
+
 async fn bench() {
     let total = events_wanted();
+    if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "insert") {
+        insert_only(total).await;
+        return;
+    }
     let iso = Isolation::new();
     let client = async_nats::connect(iso.nats_url.as_str())
         .await
@@ -273,52 +402,14 @@ async fn bench() {
         rss_mb: None,
     });
 
-    let batches: Vec<Batch> = kept
-        .chunks(BATCH)
-        .map(|chunk| {
-            let mut batch = Batch {
-                stream: iso.stream.clone(),
-                received_at: 1,
-                ..Default::default()
-            };
-            for (subject, seq, payload) in chunk {
-                match domain::parse(&subjects, subject, *seq, payload.clone()) {
-                    Parsed::Fact(fact) => batch.facts.push(*fact),
-                    Parsed::Dead(dead) => panic!("bench envelope refused: {}", dead.reason),
-                }
-            }
-            batch
-        })
-        .collect();
+    let batches = parse_batches(&subjects, &iso.stream, &kept);
     drop(kept);
 
     // 2. Bare batched insert into each backend.
     let dir = tempfile::tempdir().unwrap();
     let pg_bare = PgDatabase::create().await;
     let sqlite_bare = format!("sqlite://{}", dir.path().join("bare.db").display());
-    let mut insert_secs = Vec::new();
-    for (name, url) in [
-        ("SQLite", sqlite_bare.as_str()),
-        ("Postgres", pg_bare.url.as_str()),
-    ] {
-        let store = store::connect(url, &StoreOptions::default()).await.unwrap();
-        store.migrate().await.unwrap();
-        let started = Instant::now();
-        for batch in &batches {
-            store.write(batch).await.expect("bare insert");
-        }
-        let secs = started.elapsed().as_secs_f64();
-        assert_eq!(store.event_count().await.unwrap() as usize, total);
-        store.close().await;
-        insert_secs.push(secs);
-        rows.push(Row {
-            what: format!("bare batched insert, {name}"),
-            events: total,
-            seconds: secs,
-            ratio: None,
-            rss_mb: None,
-        });
-    }
+    let insert_secs = bare_inserts(&batches, total, &sqlite_bare, &pg_bare.url, &mut rows).await;
     drop(batches);
 
     // 3. The collector binary draining into each backend.
@@ -381,20 +472,7 @@ async fn bench() {
         });
     }
 
-    println!();
-    println!("| measurement | events | seconds | events/s | vs bare consume then bare insert | peak RSS |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    for row in &rows {
-        println!(
-            "| {} | {} | {:.2} | {:.0} | {} | {} |",
-            row.what,
-            row.events,
-            row.seconds,
-            row.events as f64 / row.seconds,
-            row.ratio.map_or("".to_owned(), |r| format!("{r:.2}x")),
-            row.rss_mb.map_or("".to_owned(), |mb| format!("{mb:.0} MB")),
-        );
-    }
+    print_table(&rows);
     println!(
         "\nbench process peak RSS (pre-fill, bare loops, kept messages): {:.0} MB",
         vm_hwm_mb(std::process::id()).unwrap_or(0.0)

@@ -81,12 +81,17 @@ impl Store for PostgresStore {
 
         if !prepared.events.is_empty() {
             let events = &prepared.events;
-            let payloads: Vec<Option<String>> = events.iter().map(|f| f.payload()).collect();
+            let payloads: Vec<Option<String>> =
+                events.iter().map(|f| projection::payload(f)).collect();
+            // New rows counted per producer in the server: a few rows back, not one
+            // per envelope.
             let sql = format!(
-                "{} ON CONFLICT (event_id) DO NOTHING RETURNING producer, kind",
-                unnest_insert("monitor_events", projection::EVENT_COLUMNS, EVENT_TYPES)
+                "WITH ins AS ({} ON CONFLICT (event_id) DO NOTHING RETURNING producer, kind) \
+                 SELECT producer, kind = '{}' AS stats, count(*) FROM ins GROUP BY 1, 2",
+                unnest_insert("monitor_events", projection::EVENT_COLUMNS, EVENT_TYPES),
+                telemetry_proto::BodyKind::ProducerStats.as_str()
             );
-            let inserted: Vec<(String, String)> = sqlx::query_as(&sql)
+            let inserted: Vec<(String, bool, i64)> = sqlx::query_as(&sql)
                 .bind(column(events, |f| f.meta.event_id.as_str()))
                 .bind(column(events, |f| f.kind().as_str()))
                 .bind(column(events, |f| f.event_type()))
@@ -104,9 +109,14 @@ impl Store for PostgresStore {
                 .bind(payloads)
                 .fetch_all(&mut *tx)
                 .await?;
-            report.stored = inserted.len() as u64;
+            for (producer, stats, stored) in &inserted {
+                let stored = u64::try_from(*stored).unwrap_or(0);
+                report.stored += stored;
+                if !stats {
+                    prepared.add_stored(producer, stored);
+                }
+            }
             report.duplicates = prepared.events.len() as u64 - report.stored;
-            prepared.count_stored(inserted.iter().map(|(p, k)| (p.as_str(), k.as_str())));
         }
 
         if !prepared.runs.is_empty() {

@@ -17,6 +17,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+mod payload;
+pub(crate) use payload::payload;
+
 use super::Batch;
 use crate::domain::{Body, Fact, RunOutcome, RunStart, Stats, VariantOutcome};
 
@@ -183,15 +186,10 @@ impl<'a> Prepared<'a> {
         }
     }
 
-    /// Counts newly stored envelopes (not `ProducerStats`) per producer.
-    pub fn count_stored<'p>(&mut self, inserted: impl IntoIterator<Item = (&'p str, &'p str)>) {
-        for (producer, kind) in inserted {
-            if kind == telemetry_proto::BodyKind::ProducerStats.as_str() {
-                continue;
-            }
-            if let Some(row) = self.producers.get_mut(producer) {
-                row.stored_events += 1;
-            }
+    /// Adds `stored` newly stored envelopes (not `ProducerStats`) to `producer`.
+    pub fn add_stored(&mut self, producer: &str, stored: u64) {
+        if let Some(row) = self.producers.get_mut(producer) {
+            row.stored_events += i64::try_from(stored).unwrap_or(i64::MAX);
         }
     }
 }
