@@ -1,5 +1,5 @@
 //! The ingest loop: durable pull consumer → batch (bounded by size and linger) → parse
-//! → ONE transaction → commit → ack.
+//! → ONE transaction → commit → ack (its own stage, so the next write starts at once).
 //!
 //! - Any number of collectors may share the durable consumer; the broker hands each
 //!   message to one of them, and the idempotent writes make a redelivery harmless.
@@ -140,11 +140,13 @@ impl Ingest {
             .map_err(|err| format!("cannot pull from consumer: {err}"))
     }
 
-    /// Takes batches from `messages` until it ends or shutdown. Two stages joined by a
-    /// channel of [`PIPELINE_DEPTH`] batches: while one batch is being written, the
-    /// next is collected and parsed.
+    /// Takes batches from `messages` until it ends or shutdown. Three stages joined by
+    /// channels of [`PIPELINE_DEPTH`] batches: while one batch is being written, the
+    /// next is collected and parsed, and the previous one's acks go out.
     async fn drain(&self, mut messages: MessageStream, shutdown: &CancellationToken) {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Pending>(PIPELINE_DEPTH);
+        let (committed_tx, mut committed_rx) =
+            tokio::sync::mpsc::channel::<Vec<jetstream::Message>>(PIPELINE_DEPTH);
         let collect = async move {
             while let Some(messages) = self.collect(&mut messages, shutdown).await {
                 let batch = self.parse(&messages);
@@ -155,12 +157,27 @@ impl Ingest {
         };
         let write = async move {
             while let Some((messages, batch)) = rx.recv().await {
-                if self.write_and_ack(messages, batch, shutdown).await.is_err() {
+                if self.write(&messages, batch, shutdown).await.is_err() {
+                    return;
+                }
+                // Committed: hand it to the ack stage, which outlives this one.
+                if committed_tx.send(messages).await.is_err() {
                     return;
                 }
             }
         };
-        tokio::join!(collect, write);
+        let ack = async move {
+            while let Some(messages) = committed_rx.recv().await {
+                for message in &messages {
+                    if let Err(err) = message.ack().await {
+                        // The commit stands; the broker will redeliver and the write is
+                        // idempotent.
+                        tracing::warn!(error = %err, "ack failed; message will be redelivered");
+                    }
+                }
+            }
+        };
+        tokio::join!(collect, write, ack);
     }
 
     /// The next batch: waits for a first message, then up to the linger time or the
@@ -206,11 +223,11 @@ impl Ingest {
         Some(batch)
     }
 
-    /// Writes one batch (retrying until it commits), then acks it. `Err` only when
-    /// shutdown interrupted a retry: the batch stays unacked.
-    async fn write_and_ack(
+    /// Writes one batch, retrying until it commits. `Err` only when shutdown
+    /// interrupted a retry: the batch stays unacked.
+    async fn write(
         &self,
-        messages: Vec<jetstream::Message>,
+        messages: &[jetstream::Message],
         batch: Batch,
         shutdown: &CancellationToken,
     ) -> Result<(), ()> {
@@ -239,7 +256,7 @@ impl Ingest {
                     if last_progress.elapsed() >= self.settings.ack_wait / 3 {
                         // Tell the broker we are still working on these, so it does not
                         // hand them to another collector while we retry.
-                        for message in &messages {
+                        for message in messages {
                             let _ = message.ack_with(AckKind::Progress).await;
                         }
                         last_progress = Instant::now();
@@ -250,12 +267,6 @@ impl Ingest {
                     }
                     backoff = (backoff * 2).min(self.settings.max_backoff);
                 }
-            }
-        }
-        for message in &messages {
-            if let Err(err) = message.ack().await {
-                // The commit stands; the broker will redeliver and the write is idempotent.
-                tracing::warn!(error = %err, "ack failed; message will be redelivered");
             }
         }
         Ok(())
