@@ -100,7 +100,7 @@ async fn consumer(js: &async_nats::jetstream::Context, stream: &str, name: &str)
             pull::Config {
                 durable_name: Some(name.to_owned()),
                 ack_policy: AckPolicy::Explicit,
-                max_ack_pending: 20_000,
+                max_ack_pending: telemetry_collector::config::DEFAULT_MAX_ACK_PENDING,
                 ..Default::default()
             },
         )

@@ -33,8 +33,10 @@ pub const DEFAULT_BATCH_LINGER: Duration = Duration::from_millis(50);
 /// How long the broker waits for an ack before redelivering. Long batches extend it
 /// with in-progress acks while retrying.
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
-/// Messages delivered but not yet acked, per consumer (all collectors together).
-pub const DEFAULT_MAX_ACK_PENDING: i64 = 20_000;
+/// Messages delivered but not yet acked, per consumer (all collectors together). Each
+/// collector holds up to four batches unacked (pulling, parsed, writing, acking): room
+/// for two collectors at the default batch size, so the broker never pauses them.
+pub const DEFAULT_MAX_ACK_PENDING: i64 = 40_000;
 /// First delay after a database error; doubles up to [`DEFAULT_MAX_BACKOFF`].
 pub const DEFAULT_MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest delay between retries of a failed batch.
