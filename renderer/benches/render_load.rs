@@ -1,8 +1,11 @@
 //! Load benchmark: the renderer over HTTP with the local provider (no injected latency),
-//! fixed concurrency, in three modes measured in one run:
+//! fixed concurrency, in four modes measured in one run:
 //!
 //! - `off`: telemetry switched off;
 //! - `sdk`: telemetry through the SDK (enqueue only) to NATS JetStream;
+//! - `unreachable`: the same SDK with no broker to reach, so the request pays for the
+//!   calls alone and nothing is published (separates the call path from the CPU that
+//!   publishing and the co-located broker take on a small machine);
 //! - `baseline`: the original design, where the request awaits a Postgres write for the
 //!   run start, each variant result and the completion (this recorder exists only here).
 //!
@@ -362,6 +365,22 @@ async fn run() {
         ..Default::default()
     });
     let sdk = start(sdk_settings, None).await;
+    // The same SDK with no broker to reach: every call still validates, stamps and
+    // queues (then drops, counted, once the queue is full), but nothing is published.
+    // The difference to the NATS mode is the CPU that publishing and the broker's
+    // JetStream writes take from the same two cores, not time the request waits.
+    let mut unreachable_settings = settings("unreachable");
+    unreachable_settings.telemetry = Some(TelemetryConfig {
+        nats: NatsConfig {
+            url: format!("nats://127.0.0.1:{}", test_support::free_port()),
+            ..Default::default()
+        },
+        subject_prefix: isolation.prefix.clone(),
+        stream: isolation.stream.clone(),
+        service: "renderer-bench-unreachable".into(),
+        ..Default::default()
+    });
+    let unreachable = start(unreachable_settings, None).await;
     let baseline = start(
         settings("baseline"),
         Some(Arc::new(PgRecorder { pool: pool.clone() })),
@@ -372,6 +391,7 @@ async fn run() {
     let modes = [
         ("telemetry off", &off),
         ("telemetry via SDK (NATS)", &sdk),
+        ("SDK calls only (broker unreachable)", &unreachable),
         ("baseline: awaited Postgres writes", &baseline),
     ];
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -390,7 +410,7 @@ async fn run() {
         load(&client, url, &body, concurrency, Duration::from_secs(1)).await;
     }
     // Steady state: the modes take turns in one-second slices, so whatever else the
-    // machine is doing meanwhile weighs on all three alike.
+    // machine is doing meanwhile weighs on all modes alike.
     let mut steady: Vec<Sample> = modes.iter().map(|_| Sample::default()).collect();
     let slice = Duration::from_secs(1);
     for _ in 0..secs.max(1) {
@@ -433,6 +453,10 @@ async fn run() {
     println!(
         "\nSDK p50 vs telemetry off: {:+.1}% (target within 3%)",
         (p50(1) / p50(0) - 1.0) * 100.0
+    );
+    println!(
+        "SDK calls only (no publishing) p50 vs telemetry off: {:+.1}%",
+        (p50(2) / p50(0) - 1.0) * 100.0
     );
     let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM render_runs")
         .fetch_one(&pool)
