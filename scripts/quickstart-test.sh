@@ -20,7 +20,7 @@ PROFILE="${QUICKSTART_PROFILE:-dev}"
 FIRST_RENDER_SECS="${QUICKSTART_FIRST_RENDER_SECS:-60}"
 FAULTS_SECS="${QUICKSTART_FAULTS_SECS:-90}"
 # Seconds the script gets to stop everything after SIGINT.
-STOP_SECS="${QUICKSTART_STOP_SECS:-40}"
+STOP_SECS="${QUICKSTART_STOP_SECS:-60}"
 # The build comes first and may wait on the target-dir lock behind other builds.
 BUILD_SECS="${QUICKSTART_BUILD_SECS:-1800}"
 

@@ -10,7 +10,8 @@
 //!    into Postgres, through the store's own `write`,
 //! 3. the collector binary (`telemetry-collector ingest`, a child process so its peak
 //!    RSS is its own) draining the stream into a fresh SQLite file and a fresh Postgres
-//!    database.
+//!    database, and two of them sharing one consumer into another fresh Postgres
+//!    database (scaling out; its RSS column is the larger of the two).
 //!
 //! The ratio compares the collector with "bare consume, then bare insert" done one
 //! after the other. Needs NATS on 127.0.0.1:4222 and Postgres on 127.0.0.1:5432 (see
@@ -314,31 +315,34 @@ async fn bench() {
     let insert_secs = bare_inserts(&batches, total, &sqlite_bare, &pg_bare.url, &mut rows).await;
     drop(batches);
 
-    // 3. The collector binary draining into each backend.
+    // 3. The collector binary draining into each backend; on Postgres also two
+    //    collectors sharing the consumer (the way to scale out past one writer).
     let pg_drain = PgDatabase::create().await;
+    let pg_drain_two = PgDatabase::create().await;
     let sqlite_drain = format!("sqlite://{}", dir.path().join("drain.db").display());
-    for (i, (name, url)) in [
-        ("SQLite", sqlite_drain.as_str()),
-        ("Postgres", pg_drain.url.as_str()),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let consumer_name = format!("drain-{}", name.to_lowercase());
-        let drain = consumer(&js, &iso.stream, &consumer_name).await;
+    for (label, url, copies, bare) in [
+        ("SQLite", sqlite_drain.as_str(), 1, 0),
+        ("Postgres", pg_drain.url.as_str(), 1, 1),
+        ("Postgres, 2 collectors", pg_drain_two.url.as_str(), 2, 1),
+    ] {
+        let consumer_name = format!("drain-{}", consumer_suffix(label));
+        let mut drain = consumer(&js, &iso.stream, &consumer_name).await;
         let started = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_telemetry-collector"))
-            .arg("ingest")
-            .env("NATS_URL", &iso.nats_url)
-            .env("TELEMETRY_SUBJECT_PREFIX", &iso.prefix)
-            .env("TELEMETRY_STREAM", &iso.stream)
-            .env("COLLECTOR_CONSUMER", &consumer_name)
-            .env("DATABASE_URL", url)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start the collector binary");
-        let mut drain = drain;
+        let mut children: Vec<_> = (0..copies)
+            .map(|_| {
+                Command::new(env!("CARGO_BIN_EXE_telemetry-collector"))
+                    .arg("ingest")
+                    .env("NATS_URL", &iso.nats_url)
+                    .env("TELEMETRY_SUBJECT_PREFIX", &iso.prefix)
+                    .env("TELEMETRY_STREAM", &iso.stream)
+                    .env("COLLECTOR_CONSUMER", &consumer_name)
+                    .env("DATABASE_URL", url)
+                    .env("RUST_LOG", "warn")
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("start the collector binary")
+            })
+            .collect();
         loop {
             tokio::time::sleep(Duration::from_millis(50)).await;
             let info = drain.info().await.expect("consumer info");
@@ -348,25 +352,32 @@ async fn bench() {
             {
                 break;
             }
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "the collector exited early"
-            );
+            for child in &mut children {
+                assert!(
+                    child.try_wait().unwrap().is_none(),
+                    "the collector exited early"
+                );
+            }
         }
         let secs = started.elapsed().as_secs_f64();
-        let rss = vm_hwm_mb(child.id());
-        let _ = child.kill();
-        let _ = child.wait();
+        let rss = children
+            .iter()
+            .filter_map(|child| vm_hwm_mb(child.id()))
+            .reduce(f64::max);
+        for child in &mut children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let check = store::connect(url, &StoreOptions::default()).await.unwrap();
         assert_eq!(
             check.event_count().await.unwrap() as usize,
             total,
-            "{name}: every event stored"
+            "{label}: every event stored"
         );
         check.close().await;
-        let sequential = total as f64 / (consume_secs + insert_secs[i]);
+        let sequential = total as f64 / (consume_secs + insert_secs[bare]);
         rows.push(Row {
-            what: format!("collector drain, {name}"),
+            what: format!("collector drain, {label}"),
             events: total,
             seconds: secs,
             ratio: Some(total as f64 / secs / sequential),
@@ -379,4 +390,13 @@ async fn bench() {
         "\nbench process peak RSS (pre-fill, bare loops, kept messages): {:.0} MB",
         vm_hwm_mb(std::process::id()).unwrap_or(0.0)
     );
+}
+
+/// The drain's consumer name: its label, lowercase, letters and digits only.
+fn consumer_suffix(label: &str) -> String {
+    label
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_lowercase()
 }
