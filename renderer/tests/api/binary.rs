@@ -100,3 +100,117 @@ async fn sigterm_stops_the_binary_after_flushing_telemetry() {
     assert_eq!(records.len(), 7, "{records:#?}");
     assert!(records.iter().all(|e| e.request_id == "req-binary"));
 }
+
+/// Renders from `clients` loops until the server stops answering; the run ids of the
+/// renders that got a 200.
+async fn render_until_refused(addr: String, client: reqwest::Client, tag: usize) -> Vec<String> {
+    let mut ok = Vec::new();
+    for n in 0.. {
+        let response = client
+            .post(format!(
+                "http://{addr}/app-proxy/see-it-now/render?shop=load.myshopify.com"
+            ))
+            .header("x-request-id", format!("req-load-{tag}-{n}"))
+            .json(&request(&["a", "b"]).body)
+            .send()
+            .await;
+        let Ok(response) = response else { break };
+        if response.status() != 200 {
+            break;
+        }
+        let body: serde_json::Value = response.json().await.unwrap();
+        ok.push(body["runId"].as_str().expect("runId").to_owned());
+    }
+    ok
+}
+
+#[tokio::test]
+async fn sigterm_under_steady_load_flushes_every_answered_render() {
+    let isolation = Isolation::new();
+    let store = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = renderer()
+        .env("RENDERER_ADDR", &addr)
+        .env("NATS_URL", &isolation.nats_url)
+        .env("TELEMETRY_SUBJECT_PREFIX", &isolation.prefix)
+        .env("TELEMETRY_STREAM", &isolation.stream)
+        .env("IMAGE_STORE_DIR", store.path())
+        .env("LOCAL_LATENCY_MS", "20")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the renderer binary");
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    while client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "binary did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Four clients render in a loop; SIGTERM lands while requests are in flight.
+    let clients: Vec<_> = (0..4)
+        .map(|tag| tokio::spawn(render_until_refused(addr.clone(), client.clone(), tag)))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let mut answered = Vec::new();
+    for client in clients {
+        answered.extend(client.await.unwrap());
+    }
+    assert!(
+        answered.len() >= 8,
+        "steady load: {} renders",
+        answered.len()
+    );
+
+    // Per answered render: 1 event, run start, 2 variant starts, 2 results, completion.
+    let envelopes = read_envelopes(
+        &isolation.nats_url,
+        &isolation.stream,
+        answered.len() * 7 + 1,
+        Duration::from_secs(5),
+    )
+    .await;
+    let final_stats = envelopes
+        .iter()
+        .find_map(|e| match &e.body {
+            Some(Body::ProducerStats(stats)) if stats.r#final => Some(stats.clone()),
+            _ => None,
+        })
+        .expect("a final ProducerStats");
+    assert_eq!(final_stats.dropped, 0, "{final_stats:?}");
+    assert_eq!(
+        final_stats.published, final_stats.emitted,
+        "{final_stats:?}"
+    );
+    let completed: std::collections::HashSet<String> = envelopes
+        .iter()
+        .filter_map(|e| match &e.body {
+            Some(Body::RunCompleted(done)) => Some(done.run_id.clone()),
+            _ => None,
+        })
+        .collect();
+    for run_id in &answered {
+        assert!(
+            completed.contains(run_id),
+            "run {run_id} answered but not flushed"
+        );
+    }
+    assert_eq!(records(envelopes).len(), answered.len() * 7);
+}
