@@ -106,9 +106,11 @@ git clone -q --no-hardlinks "$ROOT" "$TMP/repo"
 git -C "$TMP/repo" checkout -q "$(git rev-parse HEAD)"
 
 # Job control: demo.sh gets its own process group and, unlike a plain background job
-# of a script, does not start with SIGINT ignored (it could not trap it then).
+# of a script, does not start with SIGINT ignored (it could not trap it then). `env
+# --default-signal=INT` also undoes an ignore inherited from whoever started this test
+# in the background (nohup …&, a CI runner), which job control alone keeps.
 set -m
-(cd "$TMP/repo" && exec bash scripts/demo.sh) >"$TMP/demo.log" 2>&1 &
+(cd "$TMP/repo" && exec env --default-signal=INT bash scripts/demo.sh) >"$TMP/demo.log" 2>&1 &
 demo_pid=$!
 set +m
 say "demo.sh started (pid $demo_pid, $PROFILE build, collector $COLLECTOR_ADDR)"
