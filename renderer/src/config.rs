@@ -80,6 +80,15 @@ pub struct Cli {
     /// Send telemetry (`on`) or not (`off`).
     #[arg(long, env = "TELEMETRY", default_value = "on")]
     pub telemetry: String,
+    /// Events the SDK holds while the broker is slow or away; more are dropped, counted.
+    #[arg(long, env = "TELEMETRY_QUEUE_CAPACITY", default_value_t = telemetry::config::DEFAULT_QUEUE_CAPACITY)]
+    pub telemetry_queue_capacity: usize,
+    /// Publishes awaiting their acks at once (at most 1024).
+    #[arg(long, env = "TELEMETRY_MAX_IN_FLIGHT", default_value_t = telemetry::config::DEFAULT_MAX_IN_FLIGHT)]
+    pub telemetry_max_in_flight: usize,
+    /// How long the SDK lets a trickle of events gather before publishing, in ms.
+    #[arg(long, env = "TELEMETRY_PUBLISH_LINGER_MS", default_value_t = telemetry::config::DEFAULT_PUBLISH_LINGER.as_millis() as u64)]
+    pub telemetry_publish_linger_ms: u64,
     /// Image provider.
     #[arg(long, env = "RENDER_PROVIDER", value_enum, default_value = "local")]
     pub provider: ProviderKind,
@@ -325,6 +334,9 @@ impl Cli {
                 subject_prefix: self.nats.subject_prefix.clone(),
                 stream: self.nats.stream.clone(),
                 service: "renderer".into(),
+                queue_capacity: self.telemetry_queue_capacity,
+                max_in_flight: self.telemetry_max_in_flight,
+                publish_linger: Duration::from_millis(self.telemetry_publish_linger_ms),
                 ..Default::default()
             }),
             "off" | "false" | "0" => None,

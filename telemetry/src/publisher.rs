@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use uuid::{timestamp::context::NoContext, Timestamp, Uuid};
 
-use crate::config::TelemetryConfig;
+use crate::config::{TelemetryConfig, LINGER_BELOW};
 use crate::handle::{Queued, ShutdownReport};
 use crate::ledger::{DropReason, Ledger};
 use crate::nats;
@@ -156,6 +156,14 @@ impl Publisher {
                     Some(queued) => {
                         let prepared = self.prepare(queued);
                         flow.pending.push_back(prepared);
+                        // A trickle: let the events that follow gather (see
+                        // `DEFAULT_PUBLISH_LINGER`).
+                        if flow.deadline.is_none()
+                            && !self.config.publish_linger.is_zero()
+                            && flow.pending.len() + flow.in_flight.len() < LINGER_BELOW
+                        {
+                            tokio::time::sleep(self.config.publish_linger).await;
+                        }
                         // Take what is already queued without another trip round the loop.
                         while flow.pending.len() + flow.in_flight.len() < self.config.max_in_flight {
                             match self.rx.try_recv() {
