@@ -83,7 +83,7 @@ async fn requeue_moves_what_parses_now_and_keeps_the_rest_with_its_new_error(bac
         .await
         .unwrap();
     let today = store
-        .dead_letters(10)
+        .monitor_dead_letters(None, 10)
         .await
         .unwrap()
         .into_iter()

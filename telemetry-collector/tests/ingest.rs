@@ -366,10 +366,10 @@ async fn bad_messages_become_dead_letters_and_neighbours_are_stored(backend: Bac
     wait_for_events(&collector.store, good.len() as i64).await;
     let store = collector.store.clone();
     wait_until(Duration::from_secs(10), "three dead letters", || async {
-        store.dead_letters(10).await.unwrap().len() == 3
+        store.dead_letters_after(0, 10).await.unwrap().len() == 3
     })
     .await;
-    let dead = store.dead_letters(10).await.unwrap();
+    let dead = store.dead_letters_after(0, 10).await.unwrap();
     assert!(
         dead[0].reason.starts_with("undecodable envelope"),
         "{}",
@@ -386,7 +386,13 @@ async fn bad_messages_become_dead_letters_and_neighbours_are_stored(backend: Bac
         .iter()
         .all(|d| d.stream == iso.stream && d.stream_seq > 0));
     // The good neighbours made the whole run.
-    let runs = store.runs(&Default::default()).await.unwrap();
+    let runs = store
+        .monitor_runs(&telemetry_collector::store::RunFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].status, "partial");
     assert_eq!(
@@ -492,7 +498,15 @@ async fn two_collectors_on_one_consumer_store_each_event_once(backend: Backend) 
     let producers = first.store.producers().await.unwrap();
     assert_eq!(producers[0].stored_events, envelopes.len() as i64);
     assert_eq!(
-        first.store.runs(&Default::default()).await.unwrap().len(),
+        first
+            .store
+            .monitor_runs(&telemetry_collector::store::RunFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len(),
         40
     );
     first.stop().await;

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use common::{Backend, TestDb};
 use monitor_support::*;
 use telemetry_collector::config::MonitorSettings;
-use telemetry_collector::store::{latency_bucket, RunQuery};
+use telemetry_collector::store::{latency_bucket, RunFilter};
 use tokio_util::sync::CancellationToken;
 
 const PAGES: [&str; 6] = [
@@ -392,9 +392,9 @@ async fn filtered_pages_are_disjoint_and_complete(backend: Backend) {
             assert_eq!(&ids, expected, "{filters} limit {limit}");
         }
     }
-    // The store's own list (the older query) agrees on the unfiltered order.
+    // The store's own list, unpaged, agrees on the unfiltered order.
     let all = store
-        .runs(&RunQuery {
+        .monitor_runs(&RunFilter {
             limit: 500,
             ..Default::default()
         })

@@ -64,7 +64,12 @@ async fn replay_into_an_empty_database_equals_live_ingest(backend: Backend) {
         "live ingest stored everything",
         || async {
             store.event_count().await.unwrap_or(0) == envelopes.len() as i64
-                && store.dead_letters(10).await.map(|d| d.len()).unwrap_or(0) == 2
+                && store
+                    .dead_letters_after(0, 10)
+                    .await
+                    .map(|d| d.len())
+                    .unwrap_or(0)
+                    == 2
         },
     )
     .await;

@@ -97,39 +97,6 @@ pub struct WriteReport {
     pub dead_letters: u64,
 }
 
-/// Filters and cursor of `GET /api/v1/runs`. The default is the first page of
-/// [`DEFAULT_PAGE_SIZE`] runs, unfiltered.
-#[derive(Debug, Clone)]
-pub struct RunQuery {
-    pub shop_id: Option<String>,
-    pub status: Option<String>,
-    pub model: Option<String>,
-    pub prompt_pack_version: Option<String>,
-    /// `started_at >= from` (unix ms).
-    pub from: Option<i64>,
-    /// `started_at < to` (unix ms).
-    pub to: Option<i64>,
-    /// Keyset cursor: rows strictly before `(started_at, run_id)` in newest-first order.
-    pub before: Option<(i64, String)>,
-    /// Page size, capped at [`MAX_PAGE_SIZE`].
-    pub limit: i64,
-}
-
-impl Default for RunQuery {
-    fn default() -> Self {
-        Self {
-            shop_id: None,
-            status: None,
-            model: None,
-            prompt_pack_version: None,
-            from: None,
-            to: None,
-            before: None,
-            limit: DEFAULT_PAGE_SIZE,
-        }
-    }
-}
-
 /// A `render_runs` row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct RunRecord {
@@ -257,14 +224,10 @@ pub trait Store: Send + Sync + 'static {
     async fn write(&self, batch: &Batch) -> Result<WriteReport, StoreError>;
     /// A cheap round trip, for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
-    /// A page of runs, newest first.
-    async fn runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError>;
     /// One run with its variants and events.
     async fn run(&self, run_id: &str) -> Result<Option<RunDetail>, StoreError>;
     /// Every producer's ledger.
     async fn producers(&self) -> Result<Vec<ProducerRecord>, StoreError>;
-    /// Dead letters, oldest first.
-    async fn dead_letters(&self, limit: i64) -> Result<Vec<DeadLetterRecord>, StoreError>;
     /// How many envelopes are stored.
     async fn event_count(&self) -> Result<i64, StoreError>;
     /// Closes the pools.
@@ -332,36 +295,6 @@ pub async fn connect(
 /// each dialect's `impl` so each gets its own pool type.
 macro_rules! read_queries {
     () => {
-        async fn read_runs(
-            &self,
-            query: &$crate::store::RunQuery,
-        ) -> Result<Vec<$crate::store::RunRecord>, $crate::store::StoreError> {
-            let (before_at, before_id) = match &query.before {
-                Some((at, id)) => (Some(*at), Some(id.clone())),
-                None => (None, None),
-            };
-            let rows = sqlx::query_as(
-                "SELECT * FROM render_runs \
-                 WHERE ($1 IS NULL OR shop_id = $1) AND ($2 IS NULL OR status = $2) \
-                 AND ($3 IS NULL OR model = $3) AND ($4 IS NULL OR prompt_pack_version = $4) \
-                 AND ($5 IS NULL OR started_at >= $5) AND ($6 IS NULL OR started_at < $6) \
-                 AND ($7 IS NULL OR started_at < $7 OR (started_at = $7 AND run_id < $8)) \
-                 ORDER BY started_at DESC, run_id DESC LIMIT $9",
-            )
-            .bind(&query.shop_id)
-            .bind(&query.status)
-            .bind(&query.model)
-            .bind(&query.prompt_pack_version)
-            .bind(query.from)
-            .bind(query.to)
-            .bind(before_at)
-            .bind(before_id)
-            .bind(query.limit.clamp(1, $crate::store::MAX_PAGE_SIZE))
-            .fetch_all(&self.reader)
-            .await?;
-            Ok(rows)
-        }
-
         async fn read_run(
             &self,
             run_id: &str,
@@ -402,18 +335,6 @@ macro_rules! read_queries {
         ) -> Result<Vec<$crate::store::ProducerRecord>, $crate::store::StoreError> {
             Ok(
                 sqlx::query_as("SELECT * FROM producers ORDER BY last_seen_at DESC, producer")
-                    .fetch_all(&self.reader)
-                    .await?,
-            )
-        }
-
-        async fn read_dead_letters(
-            &self,
-            limit: i64,
-        ) -> Result<Vec<$crate::store::DeadLetterRecord>, $crate::store::StoreError> {
-            Ok(
-                sqlx::query_as("SELECT * FROM dead_letters ORDER BY id LIMIT $1")
-                    .bind(limit)
                     .fetch_all(&self.reader)
                     .await?,
             )

@@ -8,8 +8,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::projection::{self, Prepared};
 use super::{
-    read_queries, Batch, DeadLetterRecord, ProducerRecord, RunDetail, RunQuery, RunRecord, Store,
-    StoreError, StoreOptions, WriteReport,
+    read_queries, Batch, DeadLetterRecord, ProducerRecord, RunDetail, RunRecord, Store, StoreError,
+    StoreOptions, WriteReport,
 };
 use crate::domain::{RunStart, VariantOutcome};
 
@@ -289,20 +289,12 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
-        self.read_runs(query).await
-    }
-
     async fn run(&self, run_id: &str) -> Result<Option<RunDetail>, StoreError> {
         self.read_run(run_id).await
     }
 
     async fn producers(&self) -> Result<Vec<ProducerRecord>, StoreError> {
         self.read_producers().await
-    }
-
-    async fn dead_letters(&self, limit: i64) -> Result<Vec<DeadLetterRecord>, StoreError> {
-        self.read_dead_letters(limit).await
     }
 
     async fn event_count(&self) -> Result<i64, StoreError> {

@@ -252,7 +252,7 @@ pub async fn snapshot(store: &Arc<dyn Store>) -> Value {
     let mut cursor = None;
     loop {
         let page = store
-            .runs(&store::RunQuery {
+            .monitor_runs(&store::RunFilter {
                 before: cursor.clone(),
                 limit: 100,
                 ..Default::default()
