@@ -21,30 +21,22 @@ fn renderer() -> Command {
     command
 }
 
-#[test]
-fn a_bad_setting_fails_start_up_with_one_line_naming_it() {
-    let output = renderer()
-        .env("VARIANT_CONCURRENCY", "0")
-        .output()
-        .expect("run the renderer binary");
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("VARIANT_CONCURRENCY"), "{stderr}");
-}
-
-#[tokio::test]
-async fn sigterm_stops_the_binary_after_flushing_telemetry() {
-    let isolation = Isolation::new();
-    let store = tempfile::tempdir().unwrap();
+/// Starts the renderer binary on a free port, publishing to `isolation`'s stream, and
+/// waits until it answers `/healthz`. Returns the child and its address.
+async fn spawn_renderer(
+    isolation: &Isolation,
+    image_store: &std::path::Path,
+    extra_env: &[(&str, &str)],
+) -> (std::process::Child, String) {
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut child = renderer()
+    let child = renderer()
         .env("RENDERER_ADDR", &addr)
         .env("NATS_URL", &isolation.nats_url)
         .env("TELEMETRY_SUBJECT_PREFIX", &isolation.prefix)
         .env("TELEMETRY_STREAM", &isolation.stream)
-        .env("IMAGE_STORE_DIR", store.path())
+        .env("IMAGE_STORE_DIR", image_store)
         .env("RUST_LOG", "warn")
+        .envs(extra_env.iter().copied())
         .stdout(Stdio::null())
         .spawn()
         .expect("start the renderer binary");
@@ -62,6 +54,27 @@ async fn sigterm_stops_the_binary_after_flushing_telemetry() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    (child, addr)
+}
+
+#[test]
+fn a_bad_setting_fails_start_up_with_one_line_naming_it() {
+    let output = renderer()
+        .env("VARIANT_CONCURRENCY", "0")
+        .output()
+        .expect("run the renderer binary");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("VARIANT_CONCURRENCY"), "{stderr}");
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_binary_after_flushing_telemetry() {
+    let isolation = Isolation::new();
+    let store = tempfile::tempdir().unwrap();
+    let (mut child, addr) = spawn_renderer(&isolation, store.path(), &[]).await;
+    let client = reqwest::Client::new();
     let response = client
         .post(format!(
             "http://{addr}/app-proxy/see-it-now/render?shop=bin.myshopify.com"
@@ -128,32 +141,9 @@ async fn render_until_refused(addr: String, client: reqwest::Client, tag: usize)
 async fn sigterm_under_steady_load_flushes_every_answered_render() {
     let isolation = Isolation::new();
     let store = tempfile::tempdir().unwrap();
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut child = renderer()
-        .env("RENDERER_ADDR", &addr)
-        .env("NATS_URL", &isolation.nats_url)
-        .env("TELEMETRY_SUBJECT_PREFIX", &isolation.prefix)
-        .env("TELEMETRY_STREAM", &isolation.stream)
-        .env("IMAGE_STORE_DIR", store.path())
-        .env("LOCAL_LATENCY_MS", "20")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the renderer binary");
+    let (mut child, addr) =
+        spawn_renderer(&isolation, store.path(), &[("LOCAL_LATENCY_MS", "20")]).await;
     let client = reqwest::Client::new();
-    let started = Instant::now();
-    while client
-        .get(format!("http://{addr}/healthz"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "binary did not listen"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     // Four clients render in a loop; SIGTERM lands while requests are in flight.
     let clients: Vec<_> = (0..4)
