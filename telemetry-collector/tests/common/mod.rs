@@ -416,32 +416,27 @@ pub async fn all_rows(db: &TestDb) -> AllRows {
     const EVENTS: &str = "SELECT * FROM monitor_events ORDER BY event_id";
     const DEAD: &str = "SELECT * FROM dead_letters ORDER BY stream, stream_seq";
     const PRODUCERS: &str = "SELECT * FROM producers ORDER BY producer";
+    // The same queries on either pool type.
+    macro_rules! all_rows {
+        ($pool:expr) => {{
+            let pool = $pool;
+            let rows = AllRows {
+                runs: sqlx::query_as(RUNS).fetch_all(&pool).await.unwrap(),
+                variants: sqlx::query_as(VARIANTS).fetch_all(&pool).await.unwrap(),
+                events: sqlx::query_as(EVENTS).fetch_all(&pool).await.unwrap(),
+                dead_letters: sqlx::query_as(DEAD).fetch_all(&pool).await.unwrap(),
+                producers: sqlx::query_as(PRODUCERS).fetch_all(&pool).await.unwrap(),
+            };
+            pool.close().await;
+            rows
+        }};
+    }
     match db.backend {
-        Backend::Sqlite => {
-            let pool = sqlx::SqlitePool::connect(&db.url)
-                .await
-                .expect("open SQLite");
-            let rows = AllRows {
-                runs: sqlx::query_as(RUNS).fetch_all(&pool).await.unwrap(),
-                variants: sqlx::query_as(VARIANTS).fetch_all(&pool).await.unwrap(),
-                events: sqlx::query_as(EVENTS).fetch_all(&pool).await.unwrap(),
-                dead_letters: sqlx::query_as(DEAD).fetch_all(&pool).await.unwrap(),
-                producers: sqlx::query_as(PRODUCERS).fetch_all(&pool).await.unwrap(),
-            };
-            pool.close().await;
-            rows
-        }
+        Backend::Sqlite => all_rows!(sqlx::SqlitePool::connect(&db.url)
+            .await
+            .expect("open SQLite")),
         Backend::Postgres => {
-            let pool = sqlx::PgPool::connect(&db.url).await.expect("open Postgres");
-            let rows = AllRows {
-                runs: sqlx::query_as(RUNS).fetch_all(&pool).await.unwrap(),
-                variants: sqlx::query_as(VARIANTS).fetch_all(&pool).await.unwrap(),
-                events: sqlx::query_as(EVENTS).fetch_all(&pool).await.unwrap(),
-                dead_letters: sqlx::query_as(DEAD).fetch_all(&pool).await.unwrap(),
-                producers: sqlx::query_as(PRODUCERS).fetch_all(&pool).await.unwrap(),
-            };
-            pool.close().await;
-            rows
+            all_rows!(sqlx::PgPool::connect(&db.url).await.expect("open Postgres"))
         }
     }
 }
