@@ -81,8 +81,7 @@ impl Store for PostgresStore {
 
         if !prepared.events.is_empty() {
             let events = &prepared.events;
-            let payloads: Vec<Option<String>> =
-                events.iter().map(|f| projection::payload(f)).collect();
+            let payloads: Vec<Option<String>> = events.iter().map(|f| f.payload()).collect();
             // New rows counted per producer in the server: a few rows back, not one
             // per envelope.
             let sql = format!(

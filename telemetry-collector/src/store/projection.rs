@@ -17,9 +17,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-mod payload;
-pub(crate) use payload::payload;
-
 use super::Batch;
 use crate::domain::{Body, Fact, RunOutcome, RunStart, Stats, VariantOutcome};
 

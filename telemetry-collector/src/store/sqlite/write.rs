@@ -223,7 +223,7 @@ fn bind_event<'q>(query: Q<'q>, fact: &'q Fact, batch: &Batch) -> Q<'q> {
         .bind(batch.received_at)
         .bind(seq(fact.origin.stream_seq))
         .bind(fact.origin.subject.as_str())
-        .bind(projection::payload(fact))
+        .bind(fact.payload())
 }
 
 fn bind_run<'q>(query: Q<'q>, run: &'q RunRow<'q>) -> Q<'q> {

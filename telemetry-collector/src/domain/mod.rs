@@ -12,9 +12,10 @@
 //!   `provider_error`); a value this build does not know is kept as `unknown(<n>)`,
 //!   never dead-lettered.
 
+mod payload;
+
 use bytes::Bytes;
 use prost::Message as _;
-use serde_json::json;
 use telemetry_proto::v1::{self, envelope::Body as ProtoBody};
 use telemetry_proto::{BodyKind, Subjects};
 
@@ -442,39 +443,7 @@ impl Fact {
     /// The `payload` column: an event's own JSON; for the other kinds a JSON summary of
     /// the body (the big JSON blobs of a run start live in `render_runs` only).
     pub fn payload(&self) -> Option<String> {
-        let value = match &self.body {
-            Body::Event(event) => return event.payload_json.clone(),
-            Body::RunStarted(b) => json!({
-                "product_asset_id": b.product_asset_id,
-                "room_session_id": b.room_session_id,
-                "prompt_pack_version": b.prompt_pack_version,
-                "model": b.model,
-                "variant_count": b.variant_count,
-            }),
-            Body::VariantStarted(_) => return None,
-            Body::VariantResult(b) => json!({
-                "status": b.status,
-                "latency_ms": b.latency_ms,
-                "output_image_key": b.output_image_key,
-                "error_code": b.error_code,
-                "error_message": b.error_message,
-            }),
-            Body::RunCompleted(b) => json!({
-                "status": b.status,
-                "total_duration_ms": b.total_duration_ms,
-                "success_count": b.success_count,
-                "fail_count": b.fail_count,
-                "timeout_count": b.timeout_count,
-            }),
-            Body::ProducerStats(b) => json!({
-                "service": b.service,
-                "emitted": b.emitted,
-                "published": b.published,
-                "dropped": b.dropped,
-                "final": b.is_final,
-            }),
-        };
-        Some(value.to_string())
+        payload::payload(self)
     }
 }
 
