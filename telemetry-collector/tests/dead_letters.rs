@@ -18,37 +18,27 @@ async fn insert_dead_letter(db: &TestDb, seq: i64, subject: &str, raw: &[u8]) ->
     const SQL: &str =
         "INSERT INTO dead_letters (stream, stream_seq, subject, reason, raw, received_at) \
                        VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
+    // The same insert on either pool type.
+    macro_rules! insert {
+        ($pool:expr) => {{
+            let pool = $pool;
+            let id = sqlx::query_scalar(SQL)
+                .bind("TELEMETRY")
+                .bind(seq)
+                .bind(subject)
+                .bind(OLD_REASON)
+                .bind(raw)
+                .bind(1_700_000_000_000_i64)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            id
+        }};
+    }
     match db.backend {
-        Backend::Sqlite => {
-            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
-            let id = sqlx::query_scalar(SQL)
-                .bind("TELEMETRY")
-                .bind(seq)
-                .bind(subject)
-                .bind(OLD_REASON)
-                .bind(raw)
-                .bind(1_700_000_000_000_i64)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-            id
-        }
-        Backend::Postgres => {
-            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-            let id = sqlx::query_scalar(SQL)
-                .bind("TELEMETRY")
-                .bind(seq)
-                .bind(subject)
-                .bind(OLD_REASON)
-                .bind(raw)
-                .bind(1_700_000_000_000_i64)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-            id
-        }
+        Backend::Sqlite => insert!(sqlx::SqlitePool::connect(&db.url).await.unwrap()),
+        Backend::Postgres => insert!(sqlx::PgPool::connect(&db.url).await.unwrap()),
     }
 }
 
