@@ -50,12 +50,9 @@ struct Row {
     rss_mb: Option<f64>,
 }
 
-fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(bench());
+#[tokio::main]
+async fn main() {
+    bench().await;
 }
 
 fn events_wanted() -> usize {

@@ -54,12 +54,9 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(bench());
+#[tokio::main]
+async fn main() {
+    bench().await;
 }
 
 /// How each dialect numbers rows `lo..hi` as `i`.

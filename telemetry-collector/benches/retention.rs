@@ -33,12 +33,9 @@ const BATCH: usize = 1_000;
 const ALONE_BATCHES: usize = 40;
 const DAY_MS: i64 = 86_400_000;
 
-fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(bench());
+#[tokio::main]
+async fn main() {
+    bench().await;
 }
 
 /// The 7 envelopes of one run at `at` (unix ms).

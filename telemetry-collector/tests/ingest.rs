@@ -386,13 +386,7 @@ async fn bad_messages_become_dead_letters_and_neighbours_are_stored(backend: Bac
         .iter()
         .all(|d| d.stream == iso.stream && d.stream_seq > 0));
     // The good neighbours made the whole run.
-    let runs = store
-        .monitor_runs(&telemetry_collector::store::RunFilter {
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let runs = common::first_runs(&store).await;
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].status, "partial");
     assert_eq!(
@@ -497,18 +491,7 @@ async fn two_collectors_on_one_consumer_store_each_event_once(backend: Backend) 
     );
     let producers = first.store.producers().await.unwrap();
     assert_eq!(producers[0].stored_events, envelopes.len() as i64);
-    assert_eq!(
-        first
-            .store
-            .monitor_runs(&telemetry_collector::store::RunFilter {
-                limit: 100,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .len(),
-        40
-    );
+    assert_eq!(common::first_runs(&first.store).await.len(), 40);
     first.stop().await;
     second.stop().await;
 }
