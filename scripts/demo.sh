@@ -4,16 +4,19 @@
 # when nats-server is not on PATH), the collector on its embedded SQLite default
 # (./data/telemetry.db), the renderer with the local provider (some injected failures
 # and timeouts), and a steady trickle of demo renders from generated sample images.
-# Ctrl-C stops everything this script started, and nothing else; so does SIGTERM. (Bash
-# cannot trap a signal it started with ignored: started with `&` from another
-# non-interactive script, this one ignores SIGINT; send SIGTERM, or start it with
-# `set -m` as scripts/quickstart-test.sh does.)
+# Ctrl-C stops everything this script started, and nothing else; so does SIGTERM.
 #
 # Knobs (environment): NATS_URL, COLLECTOR_ADDR, RENDERER_ADDR, DATA_DIR, DATABASE_URL,
 # LOCAL_LATENCY_MS, LOCAL_FAILURE_RATE, LOCAL_TIMEOUT_RATE, VARIANT_TIMEOUT_MS,
 # DEMO_INTERVAL_MS, DEMO_PROFILE (cargo profile: release, or dev for a faster build),
 # CARGO_TARGET_DIR; and whatever the binaries read (`--help`).
 set -euo pipefail
+# Bash cannot trap a signal it was started with ignored, and a background job of a
+# non-interactive shell (`nohup … &`, a CI runner) starts with SIGINT ignored. Start
+# again once with SIGINT at its default, so Ctrl-C / SIGINT always stops the demo.
+if [ -z "${DEMO_SIGINT_RESET:-}" ]; then
+  DEMO_SIGINT_RESET=1 exec env --default-signal=INT bash "$0" "$@"
+fi
 cd "$(dirname "$0")/.."
 
 export NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"

@@ -105,12 +105,10 @@ say "cloning HEAD ($(git rev-parse --short HEAD)) into $TMP/repo"
 git clone -q --no-hardlinks "$ROOT" "$TMP/repo"
 git -C "$TMP/repo" checkout -q "$(git rev-parse HEAD)"
 
-# Job control: demo.sh gets its own process group and, unlike a plain background job
-# of a script, does not start with SIGINT ignored (it could not trap it then). `env
-# --default-signal=INT` also undoes an ignore inherited from whoever started this test
-# in the background (nohup …&, a CI runner), which job control alone keeps.
+# Job control: demo.sh gets its own process group (the cleanup signals the group).
+# demo.sh itself makes sure it starts with SIGINT at its default.
 set -m
-(cd "$TMP/repo" && exec env --default-signal=INT bash scripts/demo.sh) >"$TMP/demo.log" 2>&1 &
+(cd "$TMP/repo" && exec bash scripts/demo.sh) >"$TMP/demo.log" 2>&1 &
 demo_pid=$!
 set +m
 say "demo.sh started (pid $demo_pid, $PROFILE build, collector $COLLECTOR_ADDR)"
