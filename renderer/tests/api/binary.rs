@@ -57,6 +57,19 @@ async fn spawn_renderer(
     (child, addr)
 }
 
+/// Sends SIGTERM and asserts the binary exits successfully.
+async fn terminate(mut child: std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
+
 #[test]
 fn a_bad_setting_fails_start_up_with_one_line_naming_it() {
     let output = renderer()
@@ -73,7 +86,7 @@ fn a_bad_setting_fails_start_up_with_one_line_naming_it() {
 async fn sigterm_stops_the_binary_after_flushing_telemetry() {
     let isolation = Isolation::new();
     let store = tempfile::tempdir().unwrap();
-    let (mut child, addr) = spawn_renderer(&isolation, store.path(), &[]).await;
+    let (child, addr) = spawn_renderer(&isolation, store.path(), &[]).await;
     let client = reqwest::Client::new();
     let response = client
         .post(format!(
@@ -86,15 +99,7 @@ async fn sigterm_stops_the_binary_after_flushing_telemetry() {
         .unwrap();
     assert_eq!(response.status(), 200);
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
-    assert!(exit.success(), "{exit:?}");
+    terminate(child).await;
 
     // Everything was published before exit: 1 event, run start, 2+2 variants, completion,
     // and the final ProducerStats.
@@ -141,7 +146,7 @@ async fn render_until_refused(addr: String, client: reqwest::Client, tag: usize)
 async fn sigterm_under_steady_load_flushes_every_answered_render() {
     let isolation = Isolation::new();
     let store = tempfile::tempdir().unwrap();
-    let (mut child, addr) =
+    let (child, addr) =
         spawn_renderer(&isolation, store.path(), &[("LOCAL_LATENCY_MS", "20")]).await;
     let client = reqwest::Client::new();
 
@@ -150,15 +155,7 @@ async fn sigterm_under_steady_load_flushes_every_answered_render() {
         .map(|tag| tokio::spawn(render_until_refused(addr.clone(), client.clone(), tag)))
         .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
-    assert!(exit.success(), "{exit:?}");
+    terminate(child).await;
     let mut answered = Vec::new();
     for client in clients {
         answered.extend(client.await.unwrap());
