@@ -81,6 +81,21 @@ async fn the_database_going_away_loses_nothing_and_stores_nothing_twice(backend:
     // Let it retry for longer than the ack wait: in-progress acks keep the batch ours.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(collector.metrics.db_errors() >= 2, "it kept retrying");
+    // Nothing of the failing batch was acked: the consumer's ack floor is still the
+    // last message of the first (committed) batch.
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_stream(&iso.stream)
+        .await
+        .unwrap()
+        .get_consumer(telemetry_collector::config::DEFAULT_CONSUMER)
+        .await
+        .unwrap();
+    let floor = consumer.info().await.unwrap().ack_floor.stream_sequence;
+    assert_eq!(
+        floor,
+        first.len() as u64,
+        "acked while the database was down"
+    );
     match &mut outage {
         Outage::Lock(locker) => {
             let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM monitor_events")
