@@ -9,13 +9,15 @@
 //! - `baseline`: the original design, where the request awaits a Postgres write for the
 //!   run start, each variant result and the completion (this recorder exists only here).
 //!
-//! Each mode runs for `RENDER_BENCH_SECS` (default 10) and then again for the same time
+//! Each mode runs for `RENDER_BENCH_SECS` (default 10; the modes take turns in slices of
+//! `RENDER_BENCH_SLICE_MS`, default [`DEFAULT_SLICE_MS`]) and then again for the same time
 //! while Postgres is stalled for `RENDER_BENCH_STALL_SECS` (default 3) by a held
 //! `LOCK TABLE ... ACCESS EXCLUSIVE`. Prints p50, p99 and requests/s as a markdown table.
 //!
 //! `cargo bench -p renderer --bench render_load` (needs NATS on 127.0.0.1:4222 and
 //! Postgres on 127.0.0.1:5432, like the tests; `RENDER_BENCH_CONCURRENCY` sets the
-//! number of concurrent clients, default [`DEFAULT_CONCURRENCY`]).
+//! number of concurrent clients, default [`DEFAULT_CONCURRENCY`];
+//! `TELEMETRY_PUBLISH_LINGER_MS` the SDK mode's publish linger).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,10 +34,14 @@ use telemetry::{
 };
 use test_support::{Isolation, PgDatabase};
 
-/// Concurrent clients. Below saturation on a 2-core machine, so latency measures the
-/// request path rather than a CPU queue; raise it to measure throughput under
-/// saturation, where the SDK's background publishing competes for the same cores.
-const DEFAULT_CONCURRENCY: u64 = 4;
+/// Concurrent clients: one per core. The local provider is pure CPU, so on a 2-core
+/// machine this already keeps both cores ~90% busy with the broker, Postgres and the
+/// load generator beside the renderer; raise it to measure a CPU queue instead.
+const DEFAULT_CONCURRENCY: u64 = 2;
+/// Length of one slice of the steady phase (`RENDER_BENCH_SLICE_MS`). The modes take
+/// turns slice by slice, so the shorter the slice, the less a change in what else the
+/// machine is doing can favour one mode; 250 ms is still ~150 requests a slice.
+const DEFAULT_SLICE_MS: u64 = 250;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -225,6 +231,14 @@ impl Sample {
         self.elapsed += other.elapsed;
     }
 
+    fn p50_ms(&self) -> f64 {
+        let mut latencies = self.latencies.clone();
+        latencies.sort();
+        latencies
+            .get(latencies.len().saturating_sub(1) / 2)
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    }
+
     fn figures(mut self) -> Figures {
         self.latencies.sort();
         let latencies = &self.latencies;
@@ -305,6 +319,106 @@ async fn load(
     sample
 }
 
+/// What publishing costs in CPU, read before and after the steady phase: the events
+/// the SDK mode put into the stream, the CPU the broker used (every `nats-server`
+/// process on this machine; nothing else publishes meanwhile) and the CPU of the SDK's
+/// publisher threads (named `telemetry` by the renderer). This is the work the SDK
+/// mode adds beside the request path, so it shows why its p50 moves on a machine
+/// whose cores the renders already keep busy.
+#[derive(Debug, Clone, Copy)]
+struct PublishingCost {
+    events: u64,
+    broker_cpu_s: Option<f64>,
+    publisher_cpu_s: f64,
+}
+
+impl PublishingCost {
+    async fn read(js: &async_nats::jetstream::Context, stream: &str) -> Self {
+        let events = match js.get_stream(stream).await {
+            Ok(mut stream) => stream.info().await.map_or(0, |info| info.state.messages),
+            Err(_) => 0,
+        };
+        let broker = processes_named("/proc", "nats-server");
+        Self {
+            events,
+            broker_cpu_s: (!broker.is_empty())
+                .then(|| broker.iter().filter_map(|stat| cpu_secs(stat)).sum()),
+            publisher_cpu_s: processes_named("/proc/self/task", "telemetry")
+                .iter()
+                .filter_map(|stat| cpu_secs(stat))
+                .sum(),
+        }
+    }
+
+    fn since(self, before: &Self) -> Self {
+        Self {
+            events: self.events.saturating_sub(before.events),
+            broker_cpu_s: self
+                .broker_cpu_s
+                .zip(before.broker_cpu_s)
+                .map(|(a, b)| a - b),
+            publisher_cpu_s: self.publisher_cpu_s - before.publisher_cpu_s,
+        }
+    }
+
+    /// `sdk_secs`: how long the SDK mode was loaded during the phase.
+    fn print(&self, sdk_secs: f64) {
+        if self.events == 0 {
+            println!("publishing cost: no events reached the stream");
+            return;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let per_event = |cpu_s: f64| cpu_s / self.events as f64 * 1e6;
+        // Share of the machine's CPU while the SDK mode ran.
+        let share = |cpu_s: f64| cpu_s / sdk_secs / cores * 100.0;
+        let broker = match self.broker_cpu_s {
+            Some(cpu) => format!(
+                "broker (nats-server) {:.1} µs CPU an event ({:.1}% of the machine)",
+                per_event(cpu),
+                share(cpu)
+            ),
+            None => "broker CPU not measured (no local nats-server process)".into(),
+        };
+        println!(
+            "publishing cost in the steady phase: {} events ({:.0}/s while the SDK mode \
+             ran); {broker}; SDK publisher thread (with its NATS client) {:.1} µs CPU an event ({:.1}% of the \
+             machine)",
+            self.events,
+            self.events as f64 / sdk_secs,
+            per_event(self.publisher_cpu_s),
+            share(self.publisher_cpu_s)
+        );
+    }
+}
+
+/// `stat` files of the entries under `dir` (`/proc` or a task directory) whose `comm`
+/// is `name`.
+fn processes_named(dir: &str, name: &str) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            std::fs::read_to_string(path.join("comm")).is_ok_and(|comm| comm.trim() == name)
+        })
+        .map(|path| path.join("stat"))
+        .collect()
+}
+
+/// User plus system CPU seconds from a `/proc/.../stat` file (fields 14 and 15, in
+/// clock ticks; Linux reports them at 100 a second to user space).
+fn cpu_secs(stat: &std::path::Path) -> Option<f64> {
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let text = std::fs::read_to_string(stat).ok()?;
+    // The command name may hold spaces; the fields after it are plain.
+    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / TICKS_PER_SECOND)
+}
+
 /// Holds an exclusive lock on the baseline's tables for `stall`, after `delay`.
 async fn stall_postgres(url: String, delay: Duration, stall: Duration) {
     tokio::time::sleep(delay).await;
@@ -333,6 +447,7 @@ async fn run() {
     let secs = env_u64("RENDER_BENCH_SECS", 10);
     let stall_secs = env_u64("RENDER_BENCH_STALL_SECS", 3);
     let concurrency = env_u64("RENDER_BENCH_CONCURRENCY", DEFAULT_CONCURRENCY) as usize;
+    let slice_ms = env_u64("RENDER_BENCH_SLICE_MS", DEFAULT_SLICE_MS).max(1);
     let duration = Duration::from_secs(secs);
     let stall = Duration::from_secs(stall_secs);
     let stall_window = duration.max(stall + Duration::from_secs(2));
@@ -362,6 +477,10 @@ async fn run() {
         subject_prefix: isolation.prefix.clone(),
         stream: isolation.stream.clone(),
         service: "renderer-bench".into(),
+        publish_linger: Duration::from_millis(env_u64(
+            "TELEMETRY_PUBLISH_LINGER_MS",
+            telemetry::config::DEFAULT_PUBLISH_LINGER.as_millis() as u64,
+        )),
         ..Default::default()
     });
     let sdk = start(sdk_settings, None).await;
@@ -396,8 +515,8 @@ async fn run() {
     ];
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "render_load: {cores} cores, {concurrency} clients, {secs} s a mode (interleaved 1 s \
-         slices), 4 variants a request; then a {} s window per mode with a {stall_secs} s \
+        "render_load: {cores} cores, {concurrency} clients, {secs} s a mode (interleaved \
+         {slice_ms} ms slices), 4 variants a request; then a {} s window per mode with a {stall_secs} s \
          Postgres stall starting at 1 s",
         stall_window.as_secs()
     );
@@ -411,13 +530,31 @@ async fn run() {
     }
     // Steady state: the modes take turns in one-second slices, so whatever else the
     // machine is doing meanwhile weighs on all modes alike.
+    let js = async_nats::jetstream::new(
+        async_nats::connect(&isolation.nats_url)
+            .await
+            .expect("connect to NATS"),
+    );
+    let cost_before = PublishingCost::read(&js, &isolation.stream).await;
     let mut steady: Vec<Sample> = modes.iter().map(|_| Sample::default()).collect();
-    let slice = Duration::from_secs(1);
-    for _ in 0..secs.max(1) {
+    let slice = Duration::from_millis(slice_ms);
+    let rounds = (secs * 1000 / slice_ms).max(1);
+    // Per round, SDK p50 over off p50: the median of these is immune to drift slower
+    // than one round, a check on the pooled figure.
+    let mut round_ratios = Vec::new();
+    for _ in 0..rounds {
+        let mut p50s = Vec::new();
         for ((_, url), sample) in modes.iter().zip(&mut steady) {
-            sample.add(load(&client, url, &body, concurrency, slice).await);
+            let slice_sample = load(&client, url, &body, concurrency, slice).await;
+            p50s.push(slice_sample.p50_ms());
+            sample.add(slice_sample);
         }
+        round_ratios.push(p50s[1] / p50s[0]);
     }
+    round_ratios.sort_by(f64::total_cmp);
+    let cost = PublishingCost::read(&js, &isolation.stream)
+        .await
+        .since(&cost_before);
     let mut rows = Vec::new();
     for ((name, _), sample) in modes.iter().zip(steady) {
         let figures = sample.figures();
@@ -454,6 +591,12 @@ async fn run() {
         "\nSDK p50 vs telemetry off: {:+.1}% (target within 3%)",
         (p50(1) / p50(0) - 1.0) * 100.0
     );
+    println!(
+        "SDK p50 vs telemetry off, median of {} per-round ratios: {:+.1}%",
+        round_ratios.len(),
+        (round_ratios[round_ratios.len() / 2] - 1.0) * 100.0
+    );
+    cost.print(rounds as f64 * slice.as_secs_f64());
     println!(
         "SDK calls only (no publishing) p50 vs telemetry off: {:+.1}%",
         (p50(2) / p50(0) - 1.0) * 100.0
