@@ -177,3 +177,69 @@ async fn a_server_that_verifies_clients_accepts_the_client_certificate_only() {
         .expect("TLS connection with a client certificate");
     client.flush().await.expect("a round trip over mutual TLS");
 }
+
+/// Postgres over TLS. The test server has TLS on (Debian's default, with its snakeoil
+/// certificate). `sslmode=require` in `DATABASE_URL` gives the collector encrypted
+/// connections (the server's `pg_stat_ssl` says so) that ingest works through;
+/// `sslmode=verify-ca` with a CA that did not sign the server's certificate fails
+/// start-up instead of falling back to plain text.
+#[tokio::test]
+async fn the_collector_reaches_postgres_over_tls_when_the_url_asks() {
+    use sqlx::Connection as _;
+    let db = TestDb::new(Backend::Postgres).await;
+    let pg = db.pg.as_ref().expect("a Postgres database");
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let ssl: String = sqlx::query_scalar("SHOW ssl")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        ssl, "on",
+        "the test Postgres has TLS off; turn it on (`ssl = on` with a certificate in \
+         postgresql.conf, Debian's default) and restart it"
+    );
+
+    let iso = Isolation::new();
+    let tls_url = format!("{}?sslmode=require", db.url);
+    let collector = spawn(settings(&iso, &tls_url)).await;
+    let js = common::jetstream(&iso).await;
+    let envelopes = common::run_envelopes("p-tls", 1, 0);
+    common::publish_all(&js, &iso, &envelopes).await;
+    common::wait_for_events(&collector.store, envelopes.len() as i64).await;
+    let encrypted: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.datname = $1 AND a.application_name = 'telemetry-collector' AND s.ssl",
+    )
+    .bind(&pg.name)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(encrypted >= 1, "no encrypted collector connection");
+    let plain: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.datname = $1 AND a.application_name = 'telemetry-collector' AND NOT s.ssl",
+    )
+    .bind(&pg.name)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(plain, 0, "a collector connection is not encrypted");
+    collector.stop().await;
+    admin.close().await.unwrap();
+
+    // A CA that did not sign the server's certificate: refused, not downgraded.
+    let pki = pki();
+    let wrong_ca = format!(
+        "{}?sslmode=verify-ca&sslrootcert={}",
+        db.url,
+        pki.ca.display()
+    );
+    let err = match telemetry_collector::Application::build(settings(&iso, &wrong_ca)).await {
+        Ok(_) => panic!("connected to Postgres with a CA that did not sign its certificate"),
+        Err(err) => format!("{err:#}"),
+    };
+    assert!(
+        err.to_lowercase().contains("certificate") || err.to_lowercase().contains("tls"),
+        "{err}"
+    );
+}

@@ -24,6 +24,13 @@ impl PostgresStore {
     /// a server that is down fails start-up.
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
         let connect = PgConnectOptions::from_str(url)?.application_name("telemetry-collector");
+        // One direct attempt first: when it fails, the pool would report only that it
+        // timed out, hiding the cause (refused, unknown host, TLS, password).
+        use sqlx::Connection as _;
+        let _ = sqlx::PgConnection::connect_with(&connect)
+            .await?
+            .close()
+            .await;
         let reader = PgPoolOptions::new()
             .max_connections(options.max_connections.max(2))
             .acquire_timeout(options.acquire_timeout)
