@@ -41,6 +41,10 @@ pub const DEFAULT_MAX_ACK_PENDING: i64 = 40_000;
 pub const DEFAULT_MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest delay between retries of a failed batch.
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Upper bound of `MONITOR_FAILED_AUTH_DELAY_MS`: longer only holds connections open.
+pub const MAX_FAILED_AUTH_DELAY: Duration = Duration::from_secs(10);
+/// Upper bound of `MONITOR_MAX_TOKEN_CHECKS`: the throttle must stay a throttle.
+pub const MAX_TOKEN_CHECKS_LIMIT: usize = 64;
 /// Largest request body the HTTP API accepts (it only serves GETs).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -117,6 +121,10 @@ pub struct MonitorSettings {
     pub image_base_url: Option<String>,
     /// See [`crate::monitor::DEFAULT_MAX_LIVE_CLIENTS`].
     pub max_live_clients: usize,
+    /// See [`crate::monitor::auth::DEFAULT_FAILED_AUTH_DELAY`].
+    pub failed_auth_delay: Duration,
+    /// See [`crate::monitor::auth::DEFAULT_MAX_TOKEN_CHECKS`].
+    pub max_token_checks: usize,
 }
 
 impl Default for MonitorSettings {
@@ -126,6 +134,8 @@ impl Default for MonitorSettings {
             insecure_no_auth: false,
             image_base_url: None,
             max_live_clients: crate::monitor::DEFAULT_MAX_LIVE_CLIENTS,
+            failed_auth_delay: crate::monitor::auth::DEFAULT_FAILED_AUTH_DELAY,
+            max_token_checks: crate::monitor::auth::DEFAULT_MAX_TOKEN_CHECKS,
         }
     }
 }
@@ -245,6 +255,36 @@ impl Settings {
             .is_some_and(|t| t.trim().is_empty())
         {
             return Err(ConfigError::new("MONITOR_TOKEN", "must not be empty"));
+        }
+        if let Some(token) = monitor.token.as_deref() {
+            let min = crate::monitor::auth::MIN_TOKEN_CHARS;
+            if token.chars().count() < min {
+                return Err(ConfigError::new(
+                    "MONITOR_TOKEN",
+                    format!("must be at least {min} characters (e.g. `openssl rand -hex 16`)"),
+                ));
+            }
+            if token.len() > crate::monitor::auth::MAX_TOKEN_BYTES {
+                return Err(ConfigError::new(
+                    "MONITOR_TOKEN",
+                    format!(
+                        "must be at most {} bytes",
+                        crate::monitor::auth::MAX_TOKEN_BYTES
+                    ),
+                ));
+            }
+        }
+        if monitor.failed_auth_delay > MAX_FAILED_AUTH_DELAY {
+            return Err(ConfigError::new(
+                "MONITOR_FAILED_AUTH_DELAY_MS",
+                format!("must be at most {} ms", MAX_FAILED_AUTH_DELAY.as_millis()),
+            ));
+        }
+        if !(1..=MAX_TOKEN_CHECKS_LIMIT).contains(&monitor.max_token_checks) {
+            return Err(ConfigError::new(
+                "MONITOR_MAX_TOKEN_CHECKS",
+                format!("must be between 1 and {MAX_TOKEN_CHECKS_LIMIT}"),
+            ));
         }
         let exposed = self.http_addr.is_some_and(|addr| !addr.ip().is_loopback());
         if exposed && monitor.token.is_none() && !monitor.insecure_no_auth {
@@ -379,6 +419,12 @@ pub struct ServeArgs {
     /// Live (SSE) views open at once; each re-reads the database every second.
     #[arg(long = "monitor-max-live-clients", env = "MONITOR_MAX_LIVE_CLIENTS", default_value_t = crate::monitor::DEFAULT_MAX_LIVE_CLIENTS)]
     pub max_live_clients: usize,
+    /// How long a wrong monitor token waits for its answer, in milliseconds.
+    #[arg(long = "monitor-failed-auth-delay-ms", env = "MONITOR_FAILED_AUTH_DELAY_MS", default_value_t = crate::monitor::auth::DEFAULT_FAILED_AUTH_DELAY.as_millis() as u64)]
+    pub failed_auth_delay_ms: u64,
+    /// Monitor token checks running or waiting at once; more get 429 unchecked.
+    #[arg(long = "monitor-max-token-checks", env = "MONITOR_MAX_TOKEN_CHECKS", default_value_t = crate::monitor::auth::DEFAULT_MAX_TOKEN_CHECKS)]
+    pub max_token_checks: usize,
 }
 
 impl DatabaseArgs {
@@ -444,6 +490,8 @@ impl ServeArgs {
             insecure_no_auth: self.insecure_no_auth,
             image_base_url: self.image_base_url.clone(),
             max_live_clients: self.max_live_clients,
+            failed_auth_delay: Duration::from_millis(self.failed_auth_delay_ms),
+            max_token_checks: self.max_token_checks,
         };
         Ok(settings)
     }
@@ -471,7 +519,7 @@ mod tests {
     fn a_public_address_is_served_with_a_token_or_when_told_insecure() {
         let mut settings = valid();
         settings.http_addr = Some(SocketAddr::from(([0, 0, 0, 0], 8080)));
-        settings.monitor.token = Some("secret".into());
+        settings.monitor.token = Some("sixteen-chars-ok".into());
         settings.validate().unwrap();
         settings.monitor.token = None;
         settings.monitor.insecure_no_auth = true;
@@ -514,6 +562,18 @@ mod tests {
             (
                 Box::new(|s| s.monitor.token = Some(" ".into())),
                 "MONITOR_TOKEN",
+            ),
+            (
+                Box::new(|s| s.monitor.token = Some("fifteen-chars-x".into())),
+                "MONITOR_TOKEN",
+            ),
+            (
+                Box::new(|s| s.monitor.failed_auth_delay = Duration::from_secs(11)),
+                "MONITOR_FAILED_AUTH_DELAY_MS",
+            ),
+            (
+                Box::new(|s| s.monitor.max_token_checks = 0),
+                "MONITOR_MAX_TOKEN_CHECKS",
             ),
             (
                 Box::new(|s| s.monitor.max_live_clients = 0),

@@ -6,6 +6,7 @@ mod common;
 mod monitor_support;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use common::{Backend, TestDb};
 use monitor_support::*;
@@ -186,9 +187,11 @@ async fn the_token_guards_pages_and_api_but_not_health(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
     seed(&store, &RunSpec::new(2, 1_700_000_000_000).envelopes(), &[]).await;
-    let token = "s3cret-token";
+    let token = "s3cret-token-of-24-chars";
     let monitor = MonitorSettings {
         token: Some(token.into()),
+        // Wrong tokens below wait this long each (the throttle has its own test).
+        failed_auth_delay: Duration::from_millis(20),
         ..Default::default()
     };
     let app = app(store.clone(), monitor, CancellationToken::new());
@@ -299,6 +302,72 @@ async fn the_token_guards_pages_and_api_but_not_health(backend: Backend) {
     assert_eq!(away.header("location"), "/monitor");
 }
 on_both_backends!(the_token_guards_pages_and_api_but_not_health);
+
+/// Guessing is throttled: with the defaults, a wrong token is answered after a second
+/// and at most four are checked at once; the rest get 429 without a check. A logged-in
+/// browser (cookie) is not held up meanwhile, and the right token works again as soon
+/// as the guesses stop.
+#[tokio::test]
+async fn token_guessing_is_throttled_and_the_cookie_still_works() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = db.store().await;
+    let token = "s3cret-token-of-24-chars";
+    let monitor = MonitorSettings {
+        token: Some(token.into()),
+        ..Default::default()
+    };
+    let app = app(store.clone(), monitor, CancellationToken::new());
+    let login = post_form(&app, "/monitor/login", &format!("token={token}")).await;
+    assert_eq!(login.status, 303);
+    let cookie = login
+        .header("set-cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let started = std::time::Instant::now();
+    let guesses = (0..12).map(|n| {
+        let app = app.clone();
+        async move {
+            if n % 2 == 0 {
+                let bearer = format!("Bearer guess-{n}");
+                get(&app, "/api/v1/runs", &[("authorization", &bearer)]).await
+            } else {
+                post_form(&app, "/monitor/login", &format!("token=guess-{n}")).await
+            }
+        }
+    });
+    let guessing = tokio::spawn(futures::future::join_all(guesses));
+    // While the guesses wait out their delay, the logged-in browser is served at once.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let browsing = std::time::Instant::now();
+    let page = get(&app, "/monitor", &[("cookie", &cookie)]).await;
+    assert_eq!(page.status, 200);
+    assert!(browsing.elapsed() < Duration::from_millis(500));
+    let answers = guessing.await.unwrap();
+
+    let checked: Vec<_> = answers.iter().filter(|a| a.status == 401).collect();
+    let refused: Vec<_> = answers.iter().filter(|a| a.status == 429).collect();
+    assert_eq!(
+        checked.len(),
+        telemetry_collector::monitor::auth::DEFAULT_MAX_TOKEN_CHECKS,
+        "statuses: {:?}",
+        answers.iter().map(|a| a.status).collect::<Vec<_>>()
+    );
+    assert_eq!(checked.len() + refused.len(), answers.len());
+    assert!(refused.iter().all(|a| a.header("retry-after") == "1"));
+    // The checked guesses were answered only after the delay.
+    assert!(started.elapsed() >= telemetry_collector::monitor::auth::DEFAULT_FAILED_AUTH_DELAY);
+    // The guesses are over: the right token is accepted again.
+    let bearer = format!("Bearer {token}");
+    assert_eq!(
+        get(&app, "/api/v1/runs", &[("authorization", &bearer)])
+            .await
+            .status,
+        200
+    );
+}
 
 /// Walks every page of `/api/v1/runs` with `filters`; returns run ids in order.
 async fn walk_runs(app: &axum::Router, filters: &str, limit: usize) -> Vec<String> {

@@ -3,6 +3,14 @@
 //! from the token (a SHA-256 with a fixed label), never the token. Comparisons hash
 //! both sides first and compare in constant time. Without access: 401 for the API,
 //! a redirect to the login page for HTML.
+//!
+//! Guessing is throttled where the token itself is checked (bearer header, login
+//! form): a wrong token is answered only after [`DEFAULT_FAILED_AUTH_DELAY`], and at
+//! most [`DEFAULT_MAX_TOKEN_CHECKS`] checks run or wait at once; past that a token is
+//! not even checked (429, `Retry-After`). However many connections a guesser opens,
+//! that is a few tries a second. The login cookie is not throttled: it is a 256-bit
+//! value derived from the token, so a browser that has logged in keeps working while
+//! someone hammers the login form (which then answers 429 to everyone).
 
 use askama::Template;
 use axum::extract::{Query, Request, State};
@@ -12,6 +20,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, Json};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 use crate::http::AppState;
@@ -20,6 +29,58 @@ use crate::http::AppState;
 pub const SESSION_COOKIE: &str = "monitor_session";
 /// Longest token accepted from a request (longer ones are refused before hashing).
 pub const MAX_TOKEN_BYTES: usize = 4096;
+
+/// Shortest `MONITOR_TOKEN` start-up accepts (`openssl rand -hex 16` gives 32).
+pub const MIN_TOKEN_CHARS: usize = 16;
+/// How long a wrong token waits for its answer. Knob: `MONITOR_FAILED_AUTH_DELAY_MS`.
+pub const DEFAULT_FAILED_AUTH_DELAY: Duration = Duration::from_secs(1);
+/// Token checks running or waiting out their delay at once; more get 429 unchecked.
+/// Knob: `MONITOR_MAX_TOKEN_CHECKS`.
+pub const DEFAULT_MAX_TOKEN_CHECKS: usize = 4;
+
+/// Why a presented token was not accepted.
+enum Refused {
+    /// Checked, and wrong (answered after the delay).
+    Wrong,
+    /// Not checked: too many checks at once.
+    Busy,
+}
+
+/// Checks a presented token, throttled (see the module doc).
+async fn check_token(state: &AppState, candidate: &str) -> Result<(), Refused> {
+    let monitor = &state.monitor.inner;
+    let Some(expected) = monitor.token_digest else {
+        return Ok(());
+    };
+    let Ok(permit) = monitor.token_checks.clone().try_acquire_owned() else {
+        return Err(Refused::Busy);
+    };
+    if candidate.len() <= MAX_TOKEN_BYTES && bool::from(digest(candidate).ct_eq(&expected)) {
+        return Ok(());
+    }
+    tokio::time::sleep(monitor.failed_auth_delay).await;
+    drop(permit);
+    Err(Refused::Wrong)
+}
+
+/// 429 with `Retry-After`, for a token that was not checked.
+fn too_many(state: &AppState, api: bool) -> Response {
+    let retry = state.monitor.inner.failed_auth_delay.as_secs().max(1);
+    let message = "too many token checks at once; try again shortly";
+    let mut response = if api {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(serde_json::json!({ "error": message })),
+        )
+            .into_response()
+    } else {
+        (StatusCode::TOO_MANY_REQUESTS, message).into_response()
+    };
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry));
+    response
+}
 
 /// SHA-256 of a token.
 pub fn digest(token: &str) -> [u8; 32] {
@@ -39,23 +100,17 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(&b).into()
 }
 
-/// Whether the request carries the token (header) or the session (cookie).
-fn allowed(state: &AppState, headers: &HeaderMap) -> bool {
-    let monitor = &state.monitor.inner;
-    let Some(expected) = monitor.token_digest else {
-        return true;
-    };
-    let bearer = headers
+/// The bearer token of the request, if it sends one.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .filter(|t| t.len() <= MAX_TOKEN_BYTES);
-    if let Some(token) = bearer {
-        if digest(token).ct_eq(&expected).into() {
-            return true;
-        }
-    }
-    let session = monitor.session.as_deref().unwrap_or_default();
+}
+
+/// Whether the request carries the login cookie.
+fn has_session(state: &AppState, headers: &HeaderMap) -> bool {
+    let session = state.monitor.inner.session.as_deref().unwrap_or_default();
     cookies(headers)
         .any(|(name, value)| name == SESSION_COOKIE && same(value.as_bytes(), session.as_bytes()))
 }
@@ -75,11 +130,18 @@ pub async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
-    if allowed(&state, request.headers()) {
+    if !state.monitor.auth_required() || has_session(&state, request.headers()) {
         return next.run(request).await;
     }
-    let path = request.uri().path();
-    if path.starts_with("/api/") {
+    let api = request.uri().path().starts_with("/api/");
+    if let Some(token) = bearer(request.headers()) {
+        match check_token(&state, token).await {
+            Ok(()) => return next.run(request).await,
+            Err(Refused::Busy) => return too_many(&state, api),
+            Err(Refused::Wrong) => {}
+        }
+    }
+    if api {
         let mut response = (
             StatusCode::UNAUTHORIZED,
             Json(serde_json::json!({ "error": "unauthorized: send Authorization: Bearer <MONITOR_TOKEN>" })),
@@ -149,15 +211,17 @@ pub async fn login(
 ) -> Response {
     let next = safe_next(form.next.as_deref());
     let monitor = &state.monitor.inner;
-    let (Some(expected), Some(session)) = (monitor.token_digest, monitor.session.as_deref()) else {
+    let (Some(_), Some(session)) = (monitor.token_digest, monitor.session.as_deref()) else {
         return Redirect::to(&next).into_response();
     };
-    let ok =
-        form.token.len() <= MAX_TOKEN_BYTES && bool::from(digest(&form.token).ct_eq(&expected));
-    if !ok {
-        let mut response = super::pages::render(&LoginPage { next, error: true });
-        *response.status_mut() = StatusCode::UNAUTHORIZED;
-        return response;
+    match check_token(&state, &form.token).await {
+        Ok(()) => {}
+        Err(Refused::Busy) => return too_many(&state, false),
+        Err(Refused::Wrong) => {
+            let mut response = super::pages::render(&LoginPage { next, error: true });
+            *response.status_mut() = StatusCode::UNAUTHORIZED;
+            return response;
+        }
     }
     let https = headers
         .get("x-forwarded-proto")

@@ -65,6 +65,10 @@ struct Inner {
     image_base_url: Option<String>,
     csp: HeaderValue,
     sse_slots: Arc<Semaphore>,
+    /// See [`auth::DEFAULT_MAX_TOKEN_CHECKS`].
+    token_checks: Arc<Semaphore>,
+    /// See [`auth::DEFAULT_FAILED_AUTH_DELAY`].
+    failed_auth_delay: Duration,
     shutdown: CancellationToken,
 }
 
@@ -85,6 +89,8 @@ impl Monitor {
                 image_base_url,
                 csp,
                 sse_slots: Arc::new(Semaphore::new(settings.max_live_clients.max(1))),
+                token_checks: Arc::new(Semaphore::new(settings.max_token_checks.max(1))),
+                failed_auth_delay: settings.failed_auth_delay,
                 shutdown,
             }),
         }
