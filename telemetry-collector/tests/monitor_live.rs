@@ -110,6 +110,34 @@ async fn live_streams_follow_the_store_and_end_on_shutdown(backend: Backend) {
         .await;
     assert!(!filtered.seen.contains(&first.run_id));
 
+    // The events page follows new events too (here: one request's).
+    let (status, page) = common::http_get(port, "/monitor/events?shop=x").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(r#"data-live="/monitor/live/events?shop=x" data-live-target="events-body""#),
+        "{page}"
+    );
+    let later = RunSpec::new(4, 1_700_000_003_000);
+    let mut events = Stream::open(
+        port,
+        &format!("/monitor/live/events?request_id={}", later.request_id),
+    )
+    .await;
+    let at = events
+        .wait_for("event: fragment", 0, "the first events fragment")
+        .await;
+    events
+        .wait_for("No events match", at, "no events yet")
+        .await;
+    seed(&store, &later.envelopes(), &[]).await;
+    let at = events
+        .wait_for("event: fragment", at, "a fragment with the new events")
+        .await;
+    events
+        .wait_for(&later.run_id, at, "the new request's events")
+        .await;
+    assert!(!events.seen.contains(&first.run_id));
+
     // A run's stream follows it to the end, then closes.
     let finished = RunSpec::new(3, 1_700_000_002_000);
     let mut running = finished.clone();
@@ -130,6 +158,7 @@ async fn live_streams_follow_the_store_and_end_on_shutdown(backend: Backend) {
     // Open streams end on shutdown and the server stops.
     shutdown.cancel();
     runs.wait_for_end("the runs stream at shutdown").await;
+    events.wait_for_end("the events stream at shutdown").await;
     tokio::time::timeout(Duration::from_secs(5), server)
         .await
         .expect("graceful shutdown finishes with live streams open")

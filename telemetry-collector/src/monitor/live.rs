@@ -1,4 +1,5 @@
-//! Live updates by Server-Sent Events. A stream re-reads its view every
+//! Live updates by Server-Sent Events (the runs list, the events list, one run). A
+//! stream re-reads its view every
 //! [`LIVE_POLL_INTERVAL`](super::LIVE_POLL_INTERVAL) and sends the rendered fragment
 //! (already escaped, like the page) only when it changed; `static/monitor.js` swaps
 //! it in. Polling the store, rather than a signal from the ingest loop, also shows
@@ -21,16 +22,17 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::http::{AppError, AppState};
-use crate::store::RunFilter;
+use crate::store::{EventFilter, RunFilter};
 
-use super::pages::{RunLive, RunsRows};
-use super::params::RunsParams;
-use super::views::{RunRow, RunView};
+use super::pages::{EventsRows, RunLive, RunsRows};
+use super::params::{EventsParams, RunsParams};
+use super::views::{EventRow, RunRow, RunView};
 
 /// What a stream watches.
 enum View {
     Runs(RunFilter),
     Run(String),
+    Events(EventFilter),
 }
 
 struct Live {
@@ -50,6 +52,16 @@ impl Live {
                 let runs = self.state.store.monitor_runs(filter).await?;
                 let rows = RunsRows {
                     rows: runs.iter().map(RunRow::from).collect(),
+                };
+                Ok(rows.render().ok().map(|html| (html, true)))
+            }
+            View::Events(filter) => {
+                let events = self.state.store.monitor_events(filter).await?;
+                let rows = EventsRows {
+                    rows: events
+                        .iter()
+                        .map(|e| EventRow::new(e, None, false))
+                        .collect(),
                 };
                 Ok(rows.render().ok().map(|html| (html, true)))
             }
@@ -140,6 +152,16 @@ pub async fn runs(
     let mut filter = query.filter()?;
     filter.before = None;
     Ok(open(state, View::Runs(filter)))
+}
+
+/// `/monitor/live/events?<filters>`: the first page of events as table rows.
+pub async fn events(
+    State(state): State<AppState>,
+    Query(query): Query<EventsParams>,
+) -> Result<Response, AppError> {
+    let mut filter = query.filter()?;
+    filter.before = None;
+    Ok(open(state, View::Events(filter)))
 }
 
 /// `/monitor/live/runs/{id}`: the run's status, variants and timeline until it ends.

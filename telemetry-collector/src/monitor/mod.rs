@@ -147,6 +147,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/monitor/overview", get(pages::overview))
         .route("/monitor/live/runs", get(live::runs))
         .route("/monitor/live/runs/{id}", get(live::run))
+        .route("/monitor/live/events", get(live::events))
         .route("/monitor/logout", post(auth::logout))
         .route("/api/v1/runs", get(api::runs))
         .route("/api/v1/runs/{id}", get(api::run))

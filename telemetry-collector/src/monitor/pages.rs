@@ -31,6 +31,13 @@ fn text(value: &Option<String>) -> String {
     present(value).unwrap_or_default()
 }
 
+/// The events table's rows (also what the live stream sends).
+#[derive(Template)]
+#[template(path = "events_rows.html")]
+pub struct EventsRows {
+    pub rows: Vec<EventRow>,
+}
+
 /// The runs table's rows (also what the live stream sends).
 #[derive(Template)]
 #[template(path = "runs_rows.html")]
@@ -161,6 +168,8 @@ pub struct EventsPage {
     pub to: String,
     pub rows: Vec<EventRow>,
     pub next_href: Option<String>,
+    /// The first page follows new events (none on older pages).
+    pub live_url: Option<String>,
 }
 
 pub async fn events(
@@ -169,10 +178,15 @@ pub async fn events(
 ) -> Result<Response, AppError> {
     let filter = query.filter()?;
     let events = state.store.monitor_events(&filter).await?;
+    let filters = query.query_string();
     let next_href = params::next_cursor(&events, filter.limit, |e| {
         format!("{}:{}", e.occurred_at, e.event_id)
     })
-    .map(|cursor| with_cursor("/monitor/events", &query.query_string(), &cursor));
+    .map(|cursor| with_cursor("/monitor/events", &filters, &cursor));
+    let live_url = filter
+        .before
+        .is_none()
+        .then(|| join("/monitor/live/events", &filters));
     Ok(render(&EventsPage {
         nav: "events",
         auth: state.monitor.auth_required(),
@@ -187,6 +201,7 @@ pub async fn events(
             .map(|e| EventRow::new(e, None, false))
             .collect(),
         next_href,
+        live_url,
     }))
 }
 
