@@ -125,6 +125,8 @@ pub struct MonitorSettings {
     pub failed_auth_delay: Duration,
     /// See [`crate::monitor::auth::DEFAULT_MAX_TOKEN_CHECKS`].
     pub max_token_checks: usize,
+    /// See [`crate::monitor::DEFAULT_MAX_OVERVIEW_QUERIES`].
+    pub max_overview_queries: usize,
 }
 
 impl Default for MonitorSettings {
@@ -136,6 +138,7 @@ impl Default for MonitorSettings {
             max_live_clients: crate::monitor::DEFAULT_MAX_LIVE_CLIENTS,
             failed_auth_delay: crate::monitor::auth::DEFAULT_FAILED_AUTH_DELAY,
             max_token_checks: crate::monitor::auth::DEFAULT_MAX_TOKEN_CHECKS,
+            max_overview_queries: crate::monitor::DEFAULT_MAX_OVERVIEW_QUERIES,
         }
     }
 }
@@ -278,6 +281,13 @@ impl Settings {
             return Err(ConfigError::new(
                 "MONITOR_FAILED_AUTH_DELAY_MS",
                 format!("must be at most {} ms", MAX_FAILED_AUTH_DELAY.as_millis()),
+            ));
+        }
+        let overview_limit = crate::monitor::MAX_OVERVIEW_QUERIES_LIMIT;
+        if !(1..=overview_limit).contains(&monitor.max_overview_queries) {
+            return Err(ConfigError::new(
+                "MONITOR_MAX_OVERVIEW_QUERIES",
+                format!("must be between 1 and {overview_limit}"),
             ));
         }
         if !(1..=MAX_TOKEN_CHECKS_LIMIT).contains(&monitor.max_token_checks) {
@@ -425,6 +435,9 @@ pub struct ServeArgs {
     /// Monitor token checks running or waiting at once; more get 429 unchecked.
     #[arg(long = "monitor-max-token-checks", env = "MONITOR_MAX_TOKEN_CHECKS", default_value_t = crate::monitor::auth::DEFAULT_MAX_TOKEN_CHECKS)]
     pub max_token_checks: usize,
+    /// Overview (stats) queries at once; each reads every run in its window.
+    #[arg(long = "monitor-max-overview-queries", env = "MONITOR_MAX_OVERVIEW_QUERIES", default_value_t = crate::monitor::DEFAULT_MAX_OVERVIEW_QUERIES)]
+    pub max_overview_queries: usize,
 }
 
 impl DatabaseArgs {
@@ -492,6 +505,7 @@ impl ServeArgs {
             max_live_clients: self.max_live_clients,
             failed_auth_delay: Duration::from_millis(self.failed_auth_delay_ms),
             max_token_checks: self.max_token_checks,
+            max_overview_queries: self.max_overview_queries,
         };
         Ok(settings)
     }
@@ -574,6 +588,10 @@ mod tests {
             (
                 Box::new(|s| s.monitor.max_token_checks = 0),
                 "MONITOR_MAX_TOKEN_CHECKS",
+            ),
+            (
+                Box::new(|s| s.monitor.max_overview_queries = 17),
+                "MONITOR_MAX_OVERVIEW_QUERIES",
             ),
             (
                 Box::new(|s| s.monitor.max_live_clients = 0),

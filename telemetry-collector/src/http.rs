@@ -57,6 +57,8 @@ pub enum AppError {
     BadRequest(String),
     /// 500; the cause is logged, not sent.
     Internal(StoreError),
+    /// 503 with a reason safe to show (a bounded resource is taken; retry later).
+    Busy(&'static str),
 }
 
 impl From<StoreError> for AppError {
@@ -70,6 +72,14 @@ impl IntoResponse for AppError {
         match self {
             AppError::NotFound => (StatusCode::NOT_FOUND, "not found").into_response(),
             AppError::BadRequest(reason) => (StatusCode::BAD_REQUEST, reason).into_response(),
+            AppError::Busy(reason) => {
+                let mut response = (StatusCode::SERVICE_UNAVAILABLE, reason).into_response();
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("5"),
+                );
+                response
+            }
             AppError::Internal(err) => {
                 tracing::error!(error = %err, "request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()

@@ -496,3 +496,47 @@ async fn two_collectors_on_one_consumer_store_each_event_once(backend: Backend) 
     second.stop().await;
 }
 on_both_backends!(two_collectors_on_one_consumer_store_each_event_once);
+
+/// Ingest has a Postgres connection of its own: while every pooled connection serves
+/// monitor requests that cannot finish (here: dead-letter reads blocked by a lock an
+/// operator holds), new events are still stored. With one shared pool the write would
+/// wait for a connection and time out until the lock was released.
+#[tokio::test]
+async fn monitor_reads_holding_every_pooled_connection_do_not_stall_ingest() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let iso = Isolation::new();
+    let mut settings = settings(&iso, &db.url);
+    settings.store.max_connections = 2;
+    let collector = spawn(settings).await;
+    // Counted through a store of the test's own: the collector's pool will be busy.
+    let counting = db.store().await;
+    let js = jetstream(&iso).await;
+    let first = run_envelopes("p-pool", 0, 0);
+    publish_all(&js, &iso, &first).await;
+    wait_for_events(&counting, first.len() as i64).await;
+
+    // An operator's session locks the dead-letters table; dead-letter reads now wait
+    // on the lock, each holding a pooled connection (four requests for two).
+    let operator = common::lock_table(&db.url, "dead_letters").await;
+    let port = collector.port;
+    let readers: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(http_get(port, "/api/v1/dead-letters")))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let second = run_envelopes("p-pool", 100, 1);
+    publish_all(&js, &iso, &second).await;
+    wait_for_events(&counting, (first.len() + second.len()) as i64).await;
+    assert!(
+        readers.iter().any(|r| !r.is_finished()),
+        "the monitor reads were meant to still be blocked"
+    );
+
+    common::unlock(operator).await;
+    for reader in readers {
+        let (status, body) = reader.await.unwrap();
+        // Served once the lock went, or refused after the pool's acquire timeout.
+        assert!(status == 200 || status == 500, "{status}: {body}");
+    }
+    collector.stop().await;
+}

@@ -605,3 +605,47 @@ async fn the_overview_counts_outcomes_and_reads_percentiles(backend: Backend) {
     );
 }
 on_both_backends!(the_overview_counts_outcomes_and_reads_percentiles);
+
+/// Overview queries read every run in their window (seconds for 30 days), so only
+/// `MONITOR_MAX_OVERVIEW_QUERIES` run at once and the rest of the monitor keeps the
+/// other pooled connections. Here the overview is held up by a lock on the runs
+/// table; a second overview waits for its turn without taking a connection, and the
+/// dead-letters page is still served at once from a pool of two.
+#[tokio::test]
+async fn slow_overviews_leave_connections_for_the_other_pages() {
+    let db = TestDb::new(Backend::Postgres).await;
+    db.store().await;
+    let options = telemetry_collector::store::StoreOptions {
+        max_connections: 2,
+        ..Default::default()
+    };
+    let store = telemetry_collector::store::connect(&db.url, &options)
+        .await
+        .unwrap();
+    let monitor = MonitorSettings {
+        max_overview_queries: 1,
+        ..Default::default()
+    };
+    let app = app(store, monitor, CancellationToken::new());
+    let operator = common::lock_table(&db.url, "render_runs").await;
+    let overviews: Vec<_> = (0..2)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { get(&app, "/api/v1/stats?window=30d", &[]).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let page = get(&app, "/api/v1/dead-letters", &[]).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the dead-letters page waited {:?} for a connection",
+        started.elapsed()
+    );
+    assert!(overviews.iter().all(|o| !o.is_finished()));
+    common::unlock(operator).await;
+    for overview in overviews {
+        assert_eq!(overview.await.unwrap().status, 200);
+    }
+}

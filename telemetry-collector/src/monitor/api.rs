@@ -138,5 +138,7 @@ pub async fn stats(
     Query(query): Query<StatsParams>,
 ) -> Result<Json<Stats>, AppError> {
     let (from, to, _) = query.window(now_ms())?;
-    Ok(Json(state.store.monitor_stats(from, to).await?))
+    Ok(Json(
+        state.monitor.stats(state.store.as_ref(), from, to).await?,
+    ))
 }

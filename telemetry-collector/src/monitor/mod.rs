@@ -48,6 +48,14 @@ pub const DEFAULT_MAX_LIVE_CLIENTS: usize = 64;
 pub const MAX_LIVE_CLIENTS_LIMIT: usize = 1_024;
 /// How often a live stream looks for changes.
 pub const LIVE_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Overview (stats) queries running at once by default. They read every run in the
+/// window (seconds for 30 days of a busy shop), so the rest of the monitor keeps
+/// connections of its own. Knob: `MONITOR_MAX_OVERVIEW_QUERIES`.
+pub const DEFAULT_MAX_OVERVIEW_QUERIES: usize = 2;
+/// Upper bound of that knob.
+pub const MAX_OVERVIEW_QUERIES_LIMIT: usize = 16;
+/// How long an overview request waits for its turn before 503.
+pub const OVERVIEW_QUEUE_WAIT: Duration = Duration::from_secs(30);
 /// Overview window when none is chosen.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
@@ -67,6 +75,8 @@ struct Inner {
     sse_slots: Arc<Semaphore>,
     /// See [`auth::DEFAULT_MAX_TOKEN_CHECKS`].
     token_checks: Arc<Semaphore>,
+    /// See [`DEFAULT_MAX_OVERVIEW_QUERIES`].
+    overview_slots: Arc<Semaphore>,
     /// See [`auth::DEFAULT_FAILED_AUTH_DELAY`].
     failed_auth_delay: Duration,
     shutdown: CancellationToken,
@@ -90,6 +100,7 @@ impl Monitor {
                 csp,
                 sse_slots: Arc::new(Semaphore::new(settings.max_live_clients.max(1))),
                 token_checks: Arc::new(Semaphore::new(settings.max_token_checks.max(1))),
+                overview_slots: Arc::new(Semaphore::new(settings.max_overview_queries.max(1))),
                 failed_auth_delay: settings.failed_auth_delay,
                 shutdown,
             }),
@@ -104,6 +115,25 @@ impl Monitor {
     /// Base URL of output images, without a trailing slash.
     pub fn image_base_url(&self) -> Option<&str> {
         self.inner.image_base_url.as_deref()
+    }
+
+    /// The overview's statistics for `[from, to)`, at most
+    /// [`DEFAULT_MAX_OVERVIEW_QUERIES`] at once (others wait up to
+    /// [`OVERVIEW_QUEUE_WAIT`], then 503).
+    pub async fn stats(
+        &self,
+        store: &dyn crate::store::Store,
+        from: i64,
+        to: i64,
+    ) -> Result<crate::store::Stats, crate::http::AppError> {
+        let slot =
+            tokio::time::timeout(OVERVIEW_QUEUE_WAIT, self.inner.overview_slots.acquire()).await;
+        let Ok(Ok(_slot)) = slot else {
+            return Err(crate::http::AppError::Busy(
+                "the overview is busy with other requests; try again shortly",
+            ));
+        };
+        Ok(store.monitor_stats(from, to).await?)
     }
 
     /// Fires when the collector shuts down.

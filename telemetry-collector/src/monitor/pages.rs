@@ -308,7 +308,7 @@ pub async fn overview(
     Query(query): Query<StatsParams>,
 ) -> Result<Response, AppError> {
     let (from, to, window) = query.window(now_ms())?;
-    let stats = state.store.monitor_stats(from, to).await?;
+    let stats = state.monitor.stats(state.store.as_ref(), from, to).await?;
     Ok(render(&OverviewPage {
         nav: "overview",
         auth: state.monitor.auth_required(),

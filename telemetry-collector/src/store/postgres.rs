@@ -16,6 +16,11 @@ use crate::domain::{RunStart, VariantOutcome};
 /// The Postgres store.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
+    /// Ingest's own connection: batches are written one at a time, and a monitor
+    /// holding every pooled connection (a 30-day overview takes seconds) must not
+    /// make ingest wait for one. As SQLite's single writer.
+    writer: PgPool,
+    /// Monitor reads, operations and everything else (`DATABASE_MAX_CONNECTIONS`).
     reader: PgPool,
 }
 
@@ -31,12 +36,17 @@ impl PostgresStore {
             .await?
             .close()
             .await;
+        let writer = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect.clone())
+            .await?;
         let reader = PgPoolOptions::new()
             .max_connections(options.max_connections.max(2))
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        Ok(Self { reader })
+        Ok(Self { writer, reader })
     }
 
     read_queries!();
@@ -84,7 +94,7 @@ impl Store for PostgresStore {
     async fn write(&self, batch: &Batch) -> Result<WriteReport, StoreError> {
         let mut prepared = Prepared::from_batch(batch);
         let mut report = WriteReport::default();
-        let mut tx = self.reader.begin().await?;
+        let mut tx = self.writer.begin().await?;
 
         if !prepared.events.is_empty() {
             let events = &prepared.events;
@@ -308,6 +318,7 @@ impl Store for PostgresStore {
     }
 
     async fn close(&self) {
+        self.writer.close().await;
         self.reader.close().await;
     }
 

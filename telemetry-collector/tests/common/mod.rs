@@ -499,3 +499,26 @@ pub fn run_binary(args: &[&str], envs: &[(&str, &str)]) -> (std::process::ExitSt
     );
     (output.status, stdout)
 }
+
+/// An operator's Postgres session holding `LOCK TABLE <table> IN ACCESS EXCLUSIVE MODE`
+/// in an open transaction: statements on that table wait until [`unlock`].
+pub async fn lock_table(url: &str, table: &str) -> sqlx::PgConnection {
+    use sqlx::Connection as _;
+    let mut operator = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut operator).await.unwrap();
+    sqlx::query(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+        .execute(&mut operator)
+        .await
+        .unwrap();
+    operator
+}
+
+/// Ends a [`lock_table`] session.
+pub async fn unlock(mut operator: sqlx::PgConnection) {
+    use sqlx::Connection as _;
+    sqlx::query("ROLLBACK")
+        .execute(&mut operator)
+        .await
+        .unwrap();
+    operator.close().await.unwrap();
+}
