@@ -22,7 +22,13 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    let app = Application::build(settings).await?;
+    let app = match Application::build(settings).await {
+        Ok(app) => app,
+        Err(err) => {
+            eprintln!("renderer: {}", telemetry::config::error_line(&err));
+            std::process::exit(1);
+        }
+    };
     let report = app.run_until_stopped().await?;
     if report.left > 0 {
         tracing::warn!(

@@ -21,26 +21,12 @@ async fn main() {
         LogFormat::Json => logs.json().init(),
     }
     if let Err(err) = run(cli).await {
-        eprintln!("telemetry-collector: {}", one_line(&err));
+        eprintln!(
+            "telemetry-collector: {}",
+            telemetry::config::error_line(err.as_ref())
+        );
         std::process::exit(1);
     }
-}
-
-/// The error and its causes on one line, each cause once: driver errors (sqlx, rustls)
-/// already repeat their source in their own message, so `{:#}` would print it three
-/// times over.
-fn one_line(err: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if !line.contains(&text) {
-            if !line.is_empty() {
-                line.push_str(": ");
-            }
-            line.push_str(&text);
-        }
-    }
-    line
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -319,6 +319,27 @@ impl NatsArgs {
     }
 }
 
+/// An error and its causes on one line, each cause once, for a binary's `main` (the
+/// renderer's and the collector's). Driver errors (sqlx, rustls, io) often repeat
+/// their source in their own message, so `{:#}` would print the same cause several
+/// times over.
+#[cfg(feature = "cli")]
+pub fn error_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = String::new();
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        let text = err.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        cause = err.source();
+    }
+    line
+}
+
 /// How a binary writes its log lines (`--log-format`, `LOG_FORMAT`), the same for the
 /// renderer and the collector.
 #[cfg(feature = "cli")]

@@ -82,6 +82,28 @@ fn a_bad_setting_fails_start_up_with_one_line_naming_it() {
     assert!(stderr.contains("VARIANT_CONCURRENCY"), "{stderr}");
 }
 
+#[test]
+fn an_address_in_use_fails_start_up_with_one_line_naming_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let store = tempfile::tempdir().unwrap();
+    let output = renderer()
+        .env("TELEMETRY", "off")
+        .env("RENDERER_ADDR", &addr)
+        .env("IMAGE_STORE_DIR", store.path())
+        .output()
+        .expect("run the renderer binary");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.trim().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!("renderer: cannot listen on {addr}: ")),
+        "{stderr}"
+    );
+    // The cause once, not repeated by the error chain.
+    assert_eq!(last.matches("os error").count(), 1, "{stderr}");
+}
+
 #[tokio::test]
 async fn sigterm_stops_the_binary_after_flushing_telemetry() {
     let isolation = Isolation::new();
