@@ -58,6 +58,21 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// `value` must be in `1..=max`, else an error naming `setting`.
+fn at_most<T>(setting: &'static str, value: T, max: T) -> Result<(), ConfigError>
+where
+    T: Copy + PartialOrd + From<u8> + std::fmt::Display,
+{
+    if (T::from(1)..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            setting,
+            format!("must be between 1 and {max}"),
+        ))
+    }
+}
+
 impl ConfigError {
     fn new(setting: &'static str, reason: impl Into<String>) -> Self {
         Self {
@@ -194,12 +209,7 @@ impl Settings {
                 ),
             ));
         }
-        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
-            return Err(ConfigError::new(
-                "COLLECTOR_BATCH_SIZE",
-                format!("must be between 1 and {MAX_BATCH_SIZE}"),
-            ));
-        }
+        at_most("COLLECTOR_BATCH_SIZE", self.batch_size, MAX_BATCH_SIZE)?;
         if self.batch_linger.is_zero() || self.batch_linger > Duration::from_secs(10) {
             return Err(ConfigError::new(
                 "COLLECTOR_BATCH_LINGER_MS",
@@ -225,15 +235,11 @@ impl Settings {
                     "must be greater than zero",
                 ));
             }
-            if !(1..=crate::retention::MAX_PRUNE_BATCH).contains(&retention.batch) {
-                return Err(ConfigError::new(
-                    "COLLECTOR_PRUNE_BATCH_SIZE",
-                    format!(
-                        "must be between 1 and {}",
-                        crate::retention::MAX_PRUNE_BATCH
-                    ),
-                ));
-            }
+            at_most(
+                "COLLECTOR_PRUNE_BATCH_SIZE",
+                retention.batch,
+                crate::retention::MAX_PRUNE_BATCH,
+            )?;
         }
         if self.store.max_connections == 0 {
             return Err(ConfigError::new(
@@ -283,19 +289,16 @@ impl Settings {
                 format!("must be at most {} ms", MAX_FAILED_AUTH_DELAY.as_millis()),
             ));
         }
-        let overview_limit = crate::monitor::MAX_OVERVIEW_QUERIES_LIMIT;
-        if !(1..=overview_limit).contains(&monitor.max_overview_queries) {
-            return Err(ConfigError::new(
-                "MONITOR_MAX_OVERVIEW_QUERIES",
-                format!("must be between 1 and {overview_limit}"),
-            ));
-        }
-        if !(1..=MAX_TOKEN_CHECKS_LIMIT).contains(&monitor.max_token_checks) {
-            return Err(ConfigError::new(
-                "MONITOR_MAX_TOKEN_CHECKS",
-                format!("must be between 1 and {MAX_TOKEN_CHECKS_LIMIT}"),
-            ));
-        }
+        at_most(
+            "MONITOR_MAX_OVERVIEW_QUERIES",
+            monitor.max_overview_queries,
+            crate::monitor::MAX_OVERVIEW_QUERIES_LIMIT,
+        )?;
+        at_most(
+            "MONITOR_MAX_TOKEN_CHECKS",
+            monitor.max_token_checks,
+            MAX_TOKEN_CHECKS_LIMIT,
+        )?;
         let exposed = self.http_addr.is_some_and(|addr| !addr.ip().is_loopback());
         if exposed && monitor.token.is_none() && !monitor.insecure_no_auth {
             return Err(ConfigError::new(
@@ -303,15 +306,11 @@ impl Settings {
                 "required when COLLECTOR_ADDR is not a loopback address (or pass --insecure-no-auth)",
             ));
         }
-        if !(1..=crate::monitor::MAX_LIVE_CLIENTS_LIMIT).contains(&monitor.max_live_clients) {
-            return Err(ConfigError::new(
-                "MONITOR_MAX_LIVE_CLIENTS",
-                format!(
-                    "must be between 1 and {}",
-                    crate::monitor::MAX_LIVE_CLIENTS_LIMIT
-                ),
-            ));
-        }
+        at_most(
+            "MONITOR_MAX_LIVE_CLIENTS",
+            monitor.max_live_clients,
+            crate::monitor::MAX_LIVE_CLIENTS_LIMIT,
+        )?;
         if let Some(url) = &monitor.image_base_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError::new(
