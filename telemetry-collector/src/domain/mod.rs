@@ -482,8 +482,9 @@ fn image(image: Option<v1::ImageRef>) -> ImageRef {
     }
 }
 
-/// Unsigned wire counters in signed SQL columns: values past `i64::MAX` saturate.
-fn clamp(value: u64) -> i64 {
+/// Unsigned wire counters (and stream sequences) in signed SQL columns: values past
+/// `i64::MAX` saturate.
+pub(crate) fn clamp(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 

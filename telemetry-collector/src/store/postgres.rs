@@ -11,7 +11,7 @@ use super::{
     read_queries, Batch, DeadLetterRecord, ProducerRecord, RunDetail, RunRecord, Store, StoreError,
     StoreOptions, WriteReport,
 };
-use crate::domain::{RunStart, VariantOutcome};
+use crate::domain::{clamp, RunStart, VariantOutcome};
 
 /// The Postgres store.
 #[derive(Debug, Clone)]
@@ -120,7 +120,7 @@ impl Store for PostgresStore {
                 .bind(column(events, |f| f.meta.producer_seq))
                 .bind(column(events, |f| f.meta.occurred_at))
                 .bind(column(events, |_| batch.received_at))
-                .bind(column(events, |f| seq(f.origin.stream_seq)))
+                .bind(column(events, |f| clamp(f.origin.stream_seq)))
                 .bind(column(events, |f| f.origin.subject.as_str()))
                 .bind(payloads)
                 .fetch_all(&mut *tx)
@@ -261,21 +261,7 @@ impl Store for PostgresStore {
             projection::producers_conflict("GREATEST")
         );
         for (producer, p) in &prepared.producers {
-            let stats = p.stats.map(|(_, s)| s);
-            sqlx::query(&producers_sql)
-                .bind(*producer)
-                .bind(stats.map(|s| s.service.as_str()))
-                .bind(stats.map(|s| s.emitted))
-                .bind(stats.map(|s| s.published))
-                .bind(stats.map(|s| s.dropped))
-                .bind(stats.map(|s| s.dropped_by_reason.as_str()))
-                .bind(stats.map(|s| s.publish_failures))
-                .bind(stats.map(|s| s.queue_depth))
-                .bind(stats.map(|s| s.started_at))
-                .bind(stats.map(|s| s.is_final))
-                .bind(p.stats.map(|(id, _)| id))
-                .bind(p.last_seen_at)
-                .bind(p.stored_events)
+            projection::bind_producer!(sqlx::query(&producers_sql), *producer, p)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -286,7 +272,7 @@ impl Store for PostgresStore {
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (stream, stream_seq) DO NOTHING",
             )
             .bind(&batch.stream)
-            .bind(seq(dead.origin.stream_seq))
+            .bind(clamp(dead.origin.stream_seq))
             .bind(&dead.origin.subject)
             .bind(dead.reason.to_string())
             .bind(dead.raw.as_ref())
@@ -391,9 +377,4 @@ fn result<'a>(row: &projection::VariantRow<'a>) -> Option<&'a VariantOutcome> {
 /// One column of a batch, for an `UNNEST` array parameter.
 fn column<'a, R, T>(rows: &'a [R], f: impl Fn(&'a R) -> T) -> Vec<T> {
     rows.iter().map(f).collect()
-}
-
-/// Stream sequences fit in i64 for any stream that fits on a disk.
-fn seq(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }

@@ -186,7 +186,7 @@ impl<'a> Prepared<'a> {
     /// Adds `stored` newly stored envelopes (not `ProducerStats`) to `producer`.
     pub fn add_stored(&mut self, producer: &str, stored: u64) {
         if let Some(row) = self.producers.get_mut(producer) {
-            row.stored_events += i64::try_from(stored).unwrap_or(i64::MAX);
+            row.stored_events += crate::domain::clamp(stored);
         }
     }
 }
@@ -280,6 +280,30 @@ pub(crate) const EVENT_COLUMNS: &[&str] = &[
 ];
 
 /// Columns of `producers`, in bind order.
+/// Binds one `producers` row (`producer`, its [`ProducerRow`]) in [`PRODUCER_COLUMNS`]
+/// order onto a query of either dialect.
+macro_rules! bind_producer {
+    ($query:expr, $producer:expr, $row:expr) => {{
+        let row: &$crate::store::projection::ProducerRow<'_> = $row;
+        let stats = row.stats.map(|(_, s)| s);
+        $query
+            .bind($producer)
+            .bind(stats.map(|s| s.service.as_str()))
+            .bind(stats.map(|s| s.emitted))
+            .bind(stats.map(|s| s.published))
+            .bind(stats.map(|s| s.dropped))
+            .bind(stats.map(|s| s.dropped_by_reason.as_str()))
+            .bind(stats.map(|s| s.publish_failures))
+            .bind(stats.map(|s| s.queue_depth))
+            .bind(stats.map(|s| s.started_at))
+            .bind(stats.map(|s| s.is_final))
+            .bind(row.stats.map(|(id, _)| id))
+            .bind(row.last_seen_at)
+            .bind(row.stored_events)
+    }};
+}
+pub(crate) use bind_producer;
+
 pub(crate) const PRODUCER_COLUMNS: &[&str] = &[
     "producer",
     "service",

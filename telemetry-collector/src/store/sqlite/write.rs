@@ -17,7 +17,7 @@ use sqlx::sqlite::{SqliteArguments, SqlitePool};
 use sqlx::{QueryBuilder, Sqlite};
 use telemetry_proto::BodyKind;
 
-use crate::domain::Fact;
+use crate::domain::{clamp, Fact};
 use crate::store::projection::{self, Prepared, RunRow, VariantRow};
 use crate::store::{Batch, StoreError, WriteReport};
 
@@ -163,22 +163,7 @@ pub(crate) async fn write(
         &mut tx,
         &statements.producers,
         &producers,
-        |q, (producer, p)| {
-            let stats = p.stats.map(|(_, s)| s);
-            q.bind(**producer)
-                .bind(stats.map(|s| &s.service))
-                .bind(stats.map(|s| s.emitted))
-                .bind(stats.map(|s| s.published))
-                .bind(stats.map(|s| s.dropped))
-                .bind(stats.map(|s| &s.dropped_by_reason))
-                .bind(stats.map(|s| s.publish_failures))
-                .bind(stats.map(|s| s.queue_depth))
-                .bind(stats.map(|s| s.started_at))
-                .bind(stats.map(|s| s.is_final))
-                .bind(p.stats.map(|(id, _)| id))
-                .bind(p.last_seen_at)
-                .bind(p.stored_events)
-        },
+        |q, (producer, p)| projection::bind_producer!(q, **producer, p),
     )
     .await?;
 
@@ -192,7 +177,7 @@ pub(crate) async fn write(
             query.reset();
             query.push_values(chunk, |mut row, dead| {
                 row.push_bind(&batch.stream)
-                    .push_bind(seq(dead.origin.stream_seq))
+                    .push_bind(clamp(dead.origin.stream_seq))
                     .push_bind(&dead.origin.subject)
                     .push_bind(dead.reason.to_string())
                     .push_bind(dead.raw.as_ref())
@@ -221,7 +206,7 @@ fn bind_event<'q>(query: Q<'q>, fact: &'q Fact, batch: &Batch) -> Q<'q> {
         .bind(fact.meta.producer_seq)
         .bind(fact.meta.occurred_at)
         .bind(batch.received_at)
-        .bind(seq(fact.origin.stream_seq))
+        .bind(clamp(fact.origin.stream_seq))
         .bind(fact.origin.subject.as_str())
         .bind(fact.payload())
 }
@@ -287,11 +272,6 @@ fn bind_variant<'q>(query: Q<'q>, variant: &'q VariantRow<'q>) -> Q<'q> {
         .bind(result.map(|(_, r)| &r.error_message))
         .bind(result.map(|(i, _)| i.occurred_at))
         .bind(result.map(|(i, _)| i.event_id))
-}
-
-/// Stream sequences fit in i64 for any stream that fits on a disk.
-fn seq(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
