@@ -1,13 +1,13 @@
 //! Live updates by Server-Sent Events (the runs list, the events list, one run). A
-//! stream re-reads its view every
-//! [`LIVE_POLL_INTERVAL`](super::LIVE_POLL_INTERVAL) and sends the rendered fragment
-//! (already escaped, like the page) only when it changed; `static/monitor.js` swaps
-//! it in. Polling the store, rather than a signal from the ingest loop, also shows
-//! what other collectors sharing the database wrote.
+//! stream re-reads its view every [`LIVE_POLL_INTERVAL`](super::LIVE_POLL_INTERVAL)
+//! and sends the rendered fragment (already escaped, like the page) only when it
+//! changed; `static/monitor.js` swaps it in. Polling the store, rather than a signal
+//! from the ingest loop, also shows what other collectors sharing the database wrote.
 //!
 //! At most `MONITOR_MAX_LIVE_CLIENTS` streams are open
-//! ([`DEFAULT_MAX_LIVE_CLIENTS`](super::DEFAULT_MAX_LIVE_CLIENTS); 503 past that). Every stream ends when the collector shuts down, so graceful shutdown does
-//! not wait on browsers; a run's stream also ends (with a `done` event, so the
+//! ([`DEFAULT_MAX_LIVE_CLIENTS`](super::DEFAULT_MAX_LIVE_CLIENTS); 503 past that).
+//! Every stream ends when the collector shuts down, so graceful shutdown does not
+//! wait on browsers; a run's stream also ends (with a `done` event, so the
 //! browser does not reconnect) once the run and its variants are finished.
 
 use std::collections::hash_map::DefaultHasher;
@@ -26,7 +26,7 @@ use crate::store::{EventFilter, RunFilter};
 
 use super::pages::{EventsRows, RunLive, RunsRows};
 use super::params::{EventsParams, RunsParams};
-use super::views::{EventRow, RunRow, RunView};
+use super::views::{RunRow, RunView};
 
 /// What a stream watches.
 enum View {
@@ -57,12 +57,7 @@ impl Live {
             }
             View::Events(filter) => {
                 let events = self.state.store.monitor_events(filter).await?;
-                let rows = EventsRows {
-                    rows: events
-                        .iter()
-                        .map(|e| EventRow::new(e, None, false))
-                        .collect(),
-                };
+                let rows = EventsRows::new(&events);
                 Ok(rows.render().ok().map(|html| (html, true)))
             }
             View::Run(id) => {

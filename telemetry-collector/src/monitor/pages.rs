@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
 use crate::http::{AppError, AppState};
+use crate::store::EventRecord;
 
 use super::charts;
 use super::ledger::{DeadLetterRow, ProducerRow};
@@ -36,6 +37,18 @@ fn text(value: &Option<String>) -> String {
 #[template(path = "events_rows.html")]
 pub struct EventsRows {
     pub rows: Vec<EventRow>,
+}
+
+impl EventsRows {
+    /// The rows of a page of events, as the events list shows them.
+    pub fn new(events: &[EventRecord]) -> Self {
+        Self {
+            rows: events
+                .iter()
+                .map(|e| EventRow::new(e, None, false))
+                .collect(),
+        }
+    }
 }
 
 /// The runs table's rows (also what the live stream sends).
@@ -196,10 +209,7 @@ pub async fn events(
         request_id: text(&query.request_id),
         from: text(&query.from),
         to: text(&query.to),
-        rows: events
-            .iter()
-            .map(|e| EventRow::new(e, None, false))
-            .collect(),
+        rows: EventsRows::new(&events).rows,
         next_href,
         live_url,
     }))
