@@ -189,12 +189,13 @@ where
     }
 }
 
-fn screenshot_path(name: &str) -> PathBuf {
+/// Saves what the browser shows as `target/<name>` (kept for a human to look at).
+async fn save_screenshot(browser: &Client, name: &str) {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
     std::fs::create_dir_all(&target).unwrap();
-    target.join(name)
+    std::fs::write(target.join(name), browser.screenshot().await.unwrap()).unwrap();
 }
 
 /// The texts of the cells matching `css` in each row matching `rows`.
@@ -278,11 +279,7 @@ async fn a_render_shows_up_live_in_the_monitor_and_opens_with_its_variants_and_e
         .await
         .unwrap();
     assert_eq!(shop.text().await.unwrap(), SHOP);
-    std::fs::write(
-        screenshot_path("monitor-runs-screenshot.png"),
-        browser.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    save_screenshot(&browser, "monitor-runs-screenshot.png").await;
 
     link.click().await.unwrap();
     eventually("the run page", || async {
@@ -331,11 +328,7 @@ async fn a_render_shows_up_live_in_the_monitor_and_opens_with_its_variants_and_e
         page.contains(&format!("{}/images/", renderer.base)),
         "thumbnail links"
     );
-    std::fs::write(
-        screenshot_path("monitor-screenshot.png"),
-        browser.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    save_screenshot(&browser, "monitor-screenshot.png").await;
 
     // The overview draws the run's model and prompt pack as SVG charts.
     browser
@@ -353,11 +346,7 @@ async fn a_render_shows_up_live_in_the_monitor_and_opens_with_its_variants_and_e
         .expect("the overview's charts");
     let overview = browser.source().await.unwrap();
     assert!(overview.contains("local-composite") && overview.contains("pack-browser"));
-    std::fs::write(
-        screenshot_path("monitor-overview-screenshot.png"),
-        browser.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    save_screenshot(&browser, "monitor-overview-screenshot.png").await;
 
     browser.close().await.unwrap();
     drop(driver);
