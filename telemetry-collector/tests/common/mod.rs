@@ -244,9 +244,6 @@ pub fn run_envelopes(producer: &str, first_seq: u64, run: usize) -> Vec<v1::Enve
     ]
 }
 
-/// Everything stored, with the fields that depend on delivery (stream sequence,
-/// subject, receive time, dead-letter ids) left out, so two deliveries of the same
-/// envelopes compare equal.
 /// The newest runs (up to 100), through the monitor's own list query.
 pub async fn first_runs(store: &Arc<dyn Store>) -> Vec<store::RunRecord> {
     store
@@ -258,6 +255,9 @@ pub async fn first_runs(store: &Arc<dyn Store>) -> Vec<store::RunRecord> {
         .expect("list runs")
 }
 
+/// Everything stored, with the fields that depend on delivery (stream sequence,
+/// subject, receive time, dead-letter ids) left out, so two deliveries of the same
+/// envelopes compare equal.
 pub async fn snapshot(store: &Arc<dyn Store>) -> Value {
     let mut runs = Vec::new();
     let mut cursor = None;
