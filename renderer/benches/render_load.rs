@@ -234,22 +234,13 @@ impl Sample {
     fn p50_ms(&self) -> f64 {
         let mut latencies = self.latencies.clone();
         latencies.sort();
-        latencies
-            .get(latencies.len().saturating_sub(1) / 2)
-            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+        percentile_ms(&latencies, 0.50)
     }
 
     fn figures(mut self) -> Figures {
         self.latencies.sort();
         let latencies = &self.latencies;
-        let pick = |q: f64| {
-            if latencies.is_empty() {
-                return f64::NAN;
-            }
-            let index =
-                ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
-            latencies[index].as_secs_f64() * 1000.0
-        };
+        let pick = |q: f64| percentile_ms(latencies, q);
         Figures {
             p50_ms: pick(0.50),
             p99_ms: pick(0.99),
@@ -264,6 +255,15 @@ impl Sample {
             errors: self.errors,
         }
     }
+}
+
+/// The `q` quantile of `sorted` latencies in ms (nearest rank); NaN when empty.
+fn percentile_ms(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index].as_secs_f64() * 1000.0
 }
 
 /// `concurrency` clients posting `body` in a loop for `duration`.
