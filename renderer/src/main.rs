@@ -6,7 +6,7 @@ use telemetry::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     let cli = Cli::parse();
     let logs = tracing_subscriber::fmt().with_env_filter(
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -22,13 +22,15 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    let app = match Application::build(settings).await {
-        Ok(app) => app,
-        Err(err) => {
-            eprintln!("renderer: {}", telemetry::config::error_line(&err));
-            std::process::exit(1);
-        }
-    };
+    if let Err(err) = serve(settings).await {
+        eprintln!("renderer: {}", telemetry::config::error_line(err.as_ref()));
+        std::process::exit(1);
+    }
+}
+
+/// Builds the service and serves until Ctrl-C or SIGTERM.
+async fn serve(settings: renderer::config::Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
     let report = app.run_until_stopped().await?;
     if report.left > 0 {
         tracing::warn!(
