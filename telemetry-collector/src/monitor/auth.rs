@@ -211,7 +211,8 @@ pub async fn login(
 ) -> Response {
     let next = safe_next(form.next.as_deref());
     let monitor = &state.monitor.inner;
-    let (Some(_), Some(session)) = (monitor.token_digest, monitor.session.as_deref()) else {
+    // No token configured: nothing to log in to.
+    let Some(session) = monitor.session.as_deref() else {
         return Redirect::to(&next).into_response();
     };
     match check_token(&state, &form.token).await {
