@@ -265,37 +265,41 @@ fn parse_checked(
 
 /// The envelope's common fields and its body, validated.
 fn envelope_parts(envelope: v1::Envelope) -> Result<(Meta, Body), Rejection> {
-    {
-        required("event_id", &envelope.event_id)?;
-        let event_id = uuid::Uuid::parse_str(&envelope.event_id)
-            .map_err(|_| Rejection::BadEventId(envelope.event_id.clone()))?
-            .hyphenated()
-            .to_string();
-        let meta = Meta {
-            event_id,
-            occurred_at: envelope.occurred_at,
-            shop_id: envelope.shop_id,
-            request_id: envelope.request_id,
-            producer: envelope.producer,
-            producer_seq: clamp(envelope.producer_seq),
-        };
-        let body = match envelope.body.ok_or(Rejection::NoBody)? {
-            ProtoBody::RunStarted(run) => Body::RunStarted(run.try_into()?),
-            ProtoBody::VariantStarted(start) => {
-                required("run_id", &start.run_id)?;
-                required("variant_id", &start.variant_id)?;
-                Body::VariantStarted(VariantStart {
-                    run_id: start.run_id,
-                    variant_id: start.variant_id,
-                })
-            }
-            ProtoBody::VariantResult(result) => Body::VariantResult(result.try_into()?),
-            ProtoBody::RunCompleted(done) => Body::RunCompleted(done.try_into()?),
-            ProtoBody::Event(event) => Body::Event(event.try_into()?),
-            ProtoBody::ProducerStats(stats) => Body::ProducerStats(stats.into()),
-        };
-        Ok((meta, body))
-    }
+    required("event_id", &envelope.event_id)?;
+    let uuid = uuid::Uuid::parse_str(&envelope.event_id)
+        .map_err(|_| Rejection::BadEventId(envelope.event_id.clone()))?;
+    // SDKs send the canonical form already: keep their string rather than format anew.
+    let mut buf = uuid::Uuid::encode_buffer();
+    let canonical = uuid.hyphenated().encode_lower(&mut buf);
+    let event_id = if *canonical == envelope.event_id {
+        envelope.event_id
+    } else {
+        canonical.to_owned()
+    };
+    let meta = Meta {
+        event_id,
+        occurred_at: envelope.occurred_at,
+        shop_id: envelope.shop_id,
+        request_id: envelope.request_id,
+        producer: envelope.producer,
+        producer_seq: clamp(envelope.producer_seq),
+    };
+    let body = match envelope.body.ok_or(Rejection::NoBody)? {
+        ProtoBody::RunStarted(run) => Body::RunStarted(run.try_into()?),
+        ProtoBody::VariantStarted(start) => {
+            required("run_id", &start.run_id)?;
+            required("variant_id", &start.variant_id)?;
+            Body::VariantStarted(VariantStart {
+                run_id: start.run_id,
+                variant_id: start.variant_id,
+            })
+        }
+        ProtoBody::VariantResult(result) => Body::VariantResult(result.try_into()?),
+        ProtoBody::RunCompleted(done) => Body::RunCompleted(done.try_into()?),
+        ProtoBody::Event(event) => Body::Event(event.try_into()?),
+        ProtoBody::ProducerStats(stats) => Body::ProducerStats(stats.into()),
+    };
+    Ok((meta, body))
 }
 
 impl TryFrom<v1::RunStarted> for RunStart {
@@ -615,6 +619,26 @@ mod tests {
             Bytes::from_static(b"\xff\xff\xff"),
         );
         assert!(matches!(rejection(garbage), Rejection::Undecodable(_)));
+    }
+
+    #[test]
+    fn event_ids_are_stored_in_canonical_lowercase() {
+        let body = ProtoBody::VariantStarted(v1::VariantStarted {
+            run_id: "r".into(),
+            variant_id: "v".into(),
+        });
+        let mut shouting = envelope(body.clone());
+        let canonical = shouting.event_id.clone();
+        shouting.event_id = canonical.to_uppercase();
+        let mut braced = envelope(body);
+        braced.event_id = format!("{{{canonical}}}");
+        for sent in [shouting, braced] {
+            let bytes = Bytes::from(sent.encode_to_vec());
+            let Parsed::Fact(fact) = parse(&subjects(), "p.v1.variant.started", 1, bytes) else {
+                panic!("{sent:?} should parse")
+            };
+            assert_eq!(fact.meta.event_id, canonical);
+        }
     }
 
     #[test]
