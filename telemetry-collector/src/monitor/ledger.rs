@@ -81,12 +81,12 @@ pub struct ProducerRow {
 /// what the collector stored from it.
 pub fn ledger_problem(p: &ProducerRecord) -> String {
     let mut problems = Vec::new();
-    if p.dropped.unwrap_or(0) > 0 {
-        problems.push(format!("{} dropped", p.dropped.unwrap_or(0)));
+    if let Some(dropped) = p.dropped.filter(|n| *n > 0) {
+        problems.push(format!("{dropped} dropped"));
     }
     if p.is_final == Some(true) {
-        if p.queue_depth.unwrap_or(0) > 0 {
-            problems.push(format!("{} left unpublished", p.queue_depth.unwrap_or(0)));
+        if let Some(left) = p.queue_depth.filter(|n| *n > 0) {
+            problems.push(format!("{left} left unpublished"));
         }
         if let Some(published) = p.published {
             if published != p.stored_events {
