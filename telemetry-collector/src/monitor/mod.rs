@@ -117,9 +117,9 @@ impl Monitor {
         self.inner.image_base_url.as_deref()
     }
 
-    /// The overview's statistics for `[from, to)`, at most
-    /// [`DEFAULT_MAX_OVERVIEW_QUERIES`] at once (others wait up to
-    /// [`OVERVIEW_QUEUE_WAIT`], then 503).
+    /// The overview's statistics for `[from, to)`, at most `MONITOR_MAX_OVERVIEW_QUERIES`
+    /// ([`DEFAULT_MAX_OVERVIEW_QUERIES`]) at once; others wait up to
+    /// [`OVERVIEW_QUEUE_WAIT`] without a connection, then 503.
     pub async fn stats(
         &self,
         store: &dyn crate::store::Store,
