@@ -62,6 +62,15 @@ pub struct Isolation {
 }
 
 impl Isolation {
+    /// `TELEMETRY_STREAM_MAX_BYTES` for test streams. JetStream reserves a stream's
+    /// whole cap from the server's storage limit when it is created; at the 8 GiB
+    /// default a handful of tests at once (or streams left by a killed run) would use
+    /// up what the shared server allows and the next test's stream would be refused.
+    /// Tests store a few MB.
+    pub const STREAM_MAX_BYTES: i64 = 256 * 1024 * 1024;
+    /// Same as [`Isolation::STREAM_MAX_BYTES`], as an environment value for binaries.
+    pub const STREAM_MAX_BYTES_ENV: &'static str = "268435456";
+
     /// Fresh names on the shared server.
     pub fn new() -> Self {
         Self::on(shared_nats_url())
@@ -185,17 +194,25 @@ impl NatsServer {
     /// (Re)starts the server on the same port and store, waiting until it listens.
     pub fn restart(&mut self) {
         self.kill();
+        // JetStream's storage limit is fixed in a config file: left to itself the
+        // server takes 75% of the disk's free space at start-up, and on a nearly full
+        // disk (< ~11 GB free) it refuses the 8 GiB stream every test creates with
+        // "insufficient storage resources available". The tests store a few MB.
+        let config = self.store.path().join("nats.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "jetstream {{\n  store_dir: {:?}\n  max_file_store: 1TB\n  max_memory_store: 1GB\n}}\n",
+                self.store.path().display().to_string()
+            ),
+        )
+        .expect("write the nats-server config");
         let mut command = Command::new("nats-server");
         command
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.store.path());
+            .arg("-c")
+            .arg(&config)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-l"])
+            .arg(self.log_file());
         if let Some((cert, key)) = &self.tls {
             command
                 .arg("--tls")
@@ -222,11 +239,22 @@ impl NatsServer {
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
-                "nats-server did not start listening on port {} within 10 s",
-                self.port
+                "nats-server did not start listening on port {} within 10 s; its log:\n{}",
+                self.port,
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Where the server logs (inside the store directory, gone with it).
+    pub fn log_file(&self) -> PathBuf {
+        self.store.path().join("nats-server.log")
+    }
+
+    /// The server's log so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_file()).unwrap_or_else(|err| format!("(no log: {err})"))
     }
 
     /// Kills the server (SIGKILL) and waits for it to exit.

@@ -32,6 +32,21 @@ async fn renders_succeed_while_nats_is_down_and_events_arrive_once_it_is_up() {
     assert!(metrics.contains("telemetry_dropped_total 0"), "{metrics}");
 
     server.restart();
+    // The SDK drains its queue once it is connected and the stream exists; if it does
+    // not, say what it and the broker reported rather than only "stream not found".
+    let started = std::time::Instant::now();
+    loop {
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        if metrics.contains("telemetry_queue_depth 0") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the SDK still holds events 30 s after NATS came back:\n{metrics}\nnats-server log:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let envelopes = read_envelopes(
         &server.url(),
         &isolation.stream,
