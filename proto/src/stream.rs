@@ -19,8 +19,14 @@ pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// How long messages stay in the stream: long enough to replay a database after an
 /// outage or rebuild one from scratch.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Cap on the stream's disk use; the oldest messages go first when it is reached.
+/// Cap on the stream's disk use (`TELEMETRY_STREAM_MAX_BYTES`); the oldest messages go
+/// first when it is reached. JetStream reserves it in full when the stream is created,
+/// and a server whose storage limit was left to its default (75% of the disk's free
+/// space at its start) refuses a stream it cannot reserve: on a disk with less than
+/// ~11 GB free, lower this knob or give the server a `max_file_store`.
 pub const DEFAULT_MAX_BYTES: i64 = 8 * 1024 * 1024 * 1024;
+/// Smallest `TELEMETRY_STREAM_MAX_BYTES` accepted: one largest message.
+pub const MIN_MAX_BYTES: i64 = DEFAULT_MAX_MESSAGE_SIZE as i64;
 /// Largest message the stream accepts. The SDK's own payload limits keep envelopes
 /// far below it.
 pub const DEFAULT_MAX_MESSAGE_SIZE: i32 = 1024 * 1024;
@@ -74,6 +80,27 @@ impl StreamSpec {
     }
 }
 
+/// What to do when creating the stream failed with `error`: the broker's own words
+/// ("insufficient storage resources available") do not say which setting to change.
+pub fn create_error_hint(error: &str) -> &'static str {
+    if error.contains("insufficient storage") {
+        " (the broker cannot reserve TELEMETRY_STREAM_MAX_BYTES: lower it, or raise the \
+         server's jetstream max_file_store)"
+    } else {
+        ""
+    }
+}
+
+/// Checks `TELEMETRY_STREAM_MAX_BYTES`: at least one largest message.
+pub fn validate_max_bytes(max_bytes: i64) -> Result<(), String> {
+    if max_bytes < MIN_MAX_BYTES {
+        return Err(format!(
+            "{max_bytes} is less than one largest message ({MIN_MAX_BYTES} bytes)"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a stream name the way the broker would, so a bad `TELEMETRY_STREAM` fails at
 /// start-up with a reason instead of at the first publish.
 pub fn validate_stream_name(name: &str) -> Result<(), String> {
@@ -108,5 +135,14 @@ mod tests {
         assert!(validate_stream_name("TELEMETRY").is_ok());
         assert!(validate_stream_name("a.b").is_err());
         assert!(validate_stream_name("").is_err());
+    }
+
+    #[test]
+    fn stream_max_bytes_hold_at_least_one_message() {
+        assert!(validate_max_bytes(DEFAULT_MAX_BYTES).is_ok());
+        assert!(validate_max_bytes(MIN_MAX_BYTES).is_ok());
+        let err = validate_max_bytes(MIN_MAX_BYTES - 1).unwrap_err();
+        assert!(err.contains("one largest message"), "{err}");
+        assert!(validate_max_bytes(0).is_err());
     }
 }

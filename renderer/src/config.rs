@@ -333,6 +333,7 @@ impl Cli {
                 nats: self.nats.nats_config("renderer"),
                 subject_prefix: self.nats.subject_prefix.clone(),
                 stream: self.nats.stream.clone(),
+                stream_max_bytes: self.nats.stream_max_bytes,
                 service: "renderer".into(),
                 queue_capacity: self.telemetry_queue_capacity,
                 max_in_flight: self.telemetry_max_in_flight,

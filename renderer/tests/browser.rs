@@ -103,6 +103,7 @@ async fn start_renderer(isolation: &Isolation) -> Renderer {
         },
         subject_prefix: isolation.prefix.clone(),
         stream: isolation.stream.clone(),
+        stream_max_bytes: Isolation::STREAM_MAX_BYTES,
         service: "renderer".into(),
         ..Default::default()
     });
@@ -224,6 +225,7 @@ async fn a_render_shows_up_live_in_the_monitor_and_opens_with_its_variants_and_e
         &isolation.stream,
         &format!("sqlite://{}", db.path().join("telemetry.db").display()),
     );
+    settings.stream_max_bytes = Isolation::STREAM_MAX_BYTES;
     settings.monitor.image_base_url = Some(format!("{}/images", renderer.base));
     let collector = Collector::build(settings)
         .await

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use telemetry::config::NatsArgs;
 use telemetry::NatsConfig;
-use telemetry_proto::stream::{validate_stream_name, DEFAULT_STREAM};
+use telemetry_proto::stream::{
+    validate_max_bytes, validate_stream_name, DEFAULT_MAX_BYTES, DEFAULT_STREAM,
+};
 use telemetry_proto::subjects::DEFAULT_PREFIX;
 use telemetry_proto::{StreamSpec, Subjects};
 
@@ -91,6 +93,9 @@ pub struct Settings {
     pub subject_prefix: String,
     /// Stream name (`TELEMETRY_STREAM`).
     pub stream: String,
+    /// Disk cap of the stream when the collector creates it
+    /// (`TELEMETRY_STREAM_MAX_BYTES`, see [`DEFAULT_MAX_BYTES`]).
+    pub stream_max_bytes: i64,
     /// Durable consumer name (`COLLECTOR_CONSUMER`).
     pub consumer: String,
     /// `sqlite://PATH` or `postgres://...` (`DATABASE_URL`).
@@ -169,6 +174,7 @@ impl Settings {
             },
             subject_prefix: subject_prefix.to_owned(),
             stream: stream.to_owned(),
+            stream_max_bytes: DEFAULT_MAX_BYTES,
             consumer: DEFAULT_CONSUMER.to_owned(),
             database_url: database_url.to_owned(),
             http_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
@@ -247,8 +253,11 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        validate_max_bytes(self.stream_max_bytes)
+            .map_err(|reason| ConfigError::new("TELEMETRY_STREAM_MAX_BYTES", reason))?;
         self.validate_monitor()?;
-        let stream = StreamSpec::new(self.stream.clone(), subjects.clone());
+        let mut stream = StreamSpec::new(self.stream.clone(), subjects.clone());
+        stream.max_bytes = self.stream_max_bytes;
         Ok((subjects, stream))
     }
 }
@@ -470,6 +479,7 @@ impl IngestArgs {
             &self.database.database_url,
         );
         settings.nats = self.nats.nats_config("telemetry-collector");
+        settings.stream_max_bytes = self.nats.stream_max_bytes;
         self.database.apply(&mut settings);
         settings.http_addr = None;
         settings.consumer = self.consumer.clone();
@@ -548,6 +558,10 @@ mod tests {
                 "DATABASE_URL",
             ),
             (Box::new(|s| s.batch_size = 0), "COLLECTOR_BATCH_SIZE"),
+            (
+                Box::new(|s| s.stream_max_bytes = -1),
+                "TELEMETRY_STREAM_MAX_BYTES",
+            ),
             (
                 Box::new(|s| s.batch_linger = Duration::ZERO),
                 "COLLECTOR_BATCH_LINGER_MS",

@@ -20,6 +20,7 @@ use async_nats::jetstream::consumer::pull::{self, Stream as MessageStream};
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer};
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
+use telemetry_proto::stream::create_error_hint;
 use telemetry_proto::{StreamSpec, Subjects};
 use tokio_util::sync::CancellationToken;
 
@@ -42,12 +43,14 @@ pub const PULL_EXPIRES: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
     /// The stream could not be found or created.
-    #[error("cannot ensure stream {stream}: {source}")]
+    #[error("cannot ensure stream {stream}: {source}{hint}")]
     Stream {
         /// Stream name.
         stream: String,
         /// Why.
         source: async_nats::jetstream::context::CreateStreamError,
+        /// Which setting to change, when the error says ([`create_error_hint`]).
+        hint: &'static str,
     },
     /// The consumer could not be found or created.
     #[error("cannot attach consumer {consumer}: {source}")]
@@ -70,6 +73,7 @@ pub async fn attach(
         .await
         .map_err(|source| AttachError::Stream {
             stream: spec.name.clone(),
+            hint: create_error_hint(&source.to_string()),
             source,
         })?;
     stream

@@ -540,3 +540,34 @@ async fn monitor_reads_holding_every_pooled_connection_do_not_stall_ingest() {
     }
     collector.stop().await;
 }
+
+/// `TELEMETRY_STREAM_MAX_BYTES` reaches the broker when the collector creates the
+/// stream, and a cap the broker cannot reserve stops start-up with the knob named.
+#[tokio::test]
+async fn the_stream_is_created_with_its_cap_and_a_cap_too_big_fails_start_up_naming_it() {
+    let iso = Isolation::new();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let collector = spawn(settings(&iso, &db.url)).await;
+    let client = async_nats::connect(iso.nats_url.as_str()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js
+        .get_stream(&iso.stream)
+        .await
+        .expect("the collector made it");
+    let info = stream.info().await.unwrap();
+    assert_eq!(info.config.max_bytes, Isolation::STREAM_MAX_BYTES);
+    collector.stop().await;
+
+    // No server reserves a pebibyte.
+    let other = Isolation::new();
+    let mut too_big = settings(&other, &db.url);
+    too_big.stream_max_bytes = 1 << 50;
+    let err = match telemetry_collector::Application::build(too_big).await {
+        Ok(_) => panic!("a 1 PiB stream was accepted"),
+        Err(err) => telemetry::config::error_line(&err),
+    };
+    assert!(err.contains(&other.stream), "{err}");
+    assert!(err.contains("insufficient storage"), "{err}");
+    assert!(err.contains("lower it"), "{err}");
+    assert!(err.contains("TELEMETRY_STREAM_MAX_BYTES"), "{err}");
+}

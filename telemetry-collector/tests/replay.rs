@@ -160,6 +160,10 @@ async fn replay_into_an_empty_database_equals_live_ingest(backend: Backend) {
             ("NATS_URL", iso.nats_url.as_str()),
             ("TELEMETRY_SUBJECT_PREFIX", iso.prefix.as_str()),
             ("TELEMETRY_STREAM", iso.stream.as_str()),
+            (
+                "TELEMETRY_STREAM_MAX_BYTES",
+                Isolation::STREAM_MAX_BYTES_ENV,
+            ),
         ],
     );
     assert!(

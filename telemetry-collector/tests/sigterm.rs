@@ -39,6 +39,10 @@ fn start_collector(iso: &Isolation, db: &TestDb, log: &Path) -> Child {
         .env("NATS_URL", &iso.nats_url)
         .env("TELEMETRY_SUBJECT_PREFIX", &iso.prefix)
         .env("TELEMETRY_STREAM", &iso.stream)
+        .env(
+            "TELEMETRY_STREAM_MAX_BYTES",
+            Isolation::STREAM_MAX_BYTES_ENV,
+        )
         .env("DATABASE_URL", &db.url)
         .env("COLLECTOR_BATCH_SIZE", "100")
         // Messages pushed to the stopping collector's open pull request after its last

@@ -100,6 +100,7 @@ async fn the_sdk_publishes_through_tls_with_the_ca_and_fails_without_it(backend:
         nats: nats(&url, Some(&pki.ca)),
         subject_prefix: iso.prefix.clone(),
         stream: iso.stream.clone(),
+        stream_max_bytes: Isolation::STREAM_MAX_BYTES,
         service: "renderer".into(),
         ..Default::default()
     };

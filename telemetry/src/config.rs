@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use telemetry_proto::stream::{validate_stream_name, DEFAULT_STREAM};
+use telemetry_proto::stream::{
+    validate_max_bytes, validate_stream_name, DEFAULT_MAX_BYTES, DEFAULT_STREAM,
+};
 use telemetry_proto::subjects::DEFAULT_PREFIX;
 use telemetry_proto::{StreamSpec, Subjects};
 
@@ -181,6 +183,9 @@ pub struct TelemetryConfig {
     /// Create the stream when it is missing. Off where the producer's NATS user may
     /// only publish.
     pub ensure_stream: bool,
+    /// Disk cap of the stream when this producer creates it
+    /// (`TELEMETRY_STREAM_MAX_BYTES`, see [`DEFAULT_MAX_BYTES`]).
+    pub stream_max_bytes: i64,
     /// Name of the service, carried in `ProducerStats` (e.g. `renderer`).
     pub service: String,
     /// See [`DEFAULT_QUEUE_CAPACITY`].
@@ -210,6 +215,7 @@ impl Default for TelemetryConfig {
             subject_prefix: DEFAULT_PREFIX.to_owned(),
             stream: DEFAULT_STREAM.to_owned(),
             ensure_stream: true,
+            stream_max_bytes: DEFAULT_MAX_BYTES,
             service: "telemetry".to_owned(),
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
@@ -260,7 +266,10 @@ impl TelemetryConfig {
                 "must be greater than zero",
             ));
         }
-        let stream = StreamSpec::new(self.stream.clone(), subjects.clone());
+        validate_max_bytes(self.stream_max_bytes)
+            .map_err(|reason| ConfigError::new("TELEMETRY_STREAM_MAX_BYTES", reason))?;
+        let mut stream = StreamSpec::new(self.stream.clone(), subjects.clone());
+        stream.max_bytes = self.stream_max_bytes;
         Ok((subjects, stream))
     }
 }
@@ -300,6 +309,10 @@ pub struct NatsArgs {
     /// JetStream stream name.
     #[arg(long = "stream", env = "TELEMETRY_STREAM", default_value = DEFAULT_STREAM)]
     pub stream: String,
+    /// Disk cap of the stream, in bytes, used when this process creates it (an
+    /// existing stream keeps its own limits).
+    #[arg(long = "stream-max-bytes", env = "TELEMETRY_STREAM_MAX_BYTES", default_value_t = DEFAULT_MAX_BYTES)]
+    pub stream_max_bytes: i64,
 }
 
 #[cfg(feature = "cli")]
@@ -380,6 +393,13 @@ mod tests {
                     ..Default::default()
                 },
                 "TELEMETRY_STREAM",
+            ),
+            (
+                TelemetryConfig {
+                    stream_max_bytes: 1000,
+                    ..Default::default()
+                },
+                "TELEMETRY_STREAM_MAX_BYTES",
             ),
             (
                 TelemetryConfig {

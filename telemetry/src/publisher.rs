@@ -23,6 +23,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use prost::Message as _;
+use telemetry_proto::stream::create_error_hint;
 use telemetry_proto::v1::{envelope::Body, Envelope, ProducerStats};
 use telemetry_proto::{BodyKind, StreamSpec, Subjects};
 use tokio::sync::{mpsc, oneshot};
@@ -229,10 +230,13 @@ impl Publisher {
         .await;
         match created {
             Ok(Ok(_)) => {}
-            Ok(Err(err)) => tracing::warn!(
-                stream = %self.stream.name, error = %err,
-                "telemetry could not ensure its stream; publishing anyway"
-            ),
+            Ok(Err(err)) => {
+                let hint = create_error_hint(&err.to_string());
+                tracing::warn!(
+                    stream = %self.stream.name, error = %err,
+                    "telemetry could not ensure its stream; publishing anyway{hint}"
+                )
+            }
             Err(_) => tracing::warn!(stream = %self.stream.name, "ensuring the stream timed out"),
         }
         // Publish either way: a missing stream shows up as `StreamNotFound` acks, which

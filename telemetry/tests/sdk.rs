@@ -22,6 +22,7 @@ fn config(iso: &Isolation) -> TelemetryConfig {
         },
         subject_prefix: iso.prefix.clone(),
         stream: iso.stream.clone(),
+        stream_max_bytes: Isolation::STREAM_MAX_BYTES,
         service: "sdk-test".into(),
         ..Default::default()
     }
@@ -177,6 +178,17 @@ async fn every_kind_of_call_arrives_and_decodes_to_exactly_what_was_passed() {
     assert!(report.final_stats_sent);
 
     let messages = read_stream(&iso.nats_url, &iso.stream, 7, Duration::from_secs(5)).await;
+    // The SDK created the stream, with the configured cap.
+    let js = async_nats::jetstream::new(async_nats::connect(&iso.nats_url).await.unwrap());
+    let info = js
+        .get_stream(&iso.stream)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(info.config.max_bytes, Isolation::STREAM_MAX_BYTES);
     let subjects = Subjects::new(&iso.prefix).unwrap();
     let got = events(&messages);
     assert_eq!(got.len(), 6, "{got:#?}");
@@ -306,7 +318,8 @@ async fn the_same_envelope_published_twice_is_stored_once() {
     let iso = Isolation::new();
     let client = async_nats::connect(iso.nats_url.as_str()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    let spec = StreamSpec::new(iso.stream.clone(), Subjects::new(&iso.prefix).unwrap());
+    let mut spec = StreamSpec::new(iso.stream.clone(), Subjects::new(&iso.prefix).unwrap());
+    spec.max_bytes = Isolation::STREAM_MAX_BYTES;
     js.get_or_create_stream(spec.config()).await.unwrap();
     let envelope = Envelope {
         event_id: uuid::Uuid::now_v7().to_string(),
@@ -703,7 +716,8 @@ async fn failed_publishes_are_retried_until_they_land_exactly_once() {
 
     // The operator creates the stream: the held events go through.
     let client = async_nats::connect(iso.nats_url.as_str()).await.unwrap();
-    let spec = StreamSpec::new(iso.stream.clone(), Subjects::new(&iso.prefix).unwrap());
+    let mut spec = StreamSpec::new(iso.stream.clone(), Subjects::new(&iso.prefix).unwrap());
+    spec.max_bytes = Isolation::STREAM_MAX_BYTES;
     async_nats::jetstream::new(client)
         .create_stream(spec.config())
         .await

@@ -34,6 +34,10 @@ async fn spawn_renderer(
         .env("NATS_URL", &isolation.nats_url)
         .env("TELEMETRY_SUBJECT_PREFIX", &isolation.prefix)
         .env("TELEMETRY_STREAM", &isolation.stream)
+        .env(
+            "TELEMETRY_STREAM_MAX_BYTES",
+            Isolation::STREAM_MAX_BYTES_ENV,
+        )
         .env("IMAGE_STORE_DIR", image_store)
         .env("RUST_LOG", "warn")
         .envs(extra_env.iter().copied())

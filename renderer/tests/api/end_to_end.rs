@@ -13,14 +13,16 @@ async fn after_a_render_the_collector_api_shows_the_run_its_variants_and_events(
     let isolation = Isolation::new();
     let db_dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}", db_dir.path().join("telemetry.db").display());
-    let collector = Collector::build(CollectorSettings::new(
+    let mut settings = CollectorSettings::new(
         &isolation.nats_url,
         &isolation.prefix,
         &isolation.stream,
         &database_url,
-    ))
-    .await
-    .expect("start the collector");
+    );
+    settings.stream_max_bytes = Isolation::STREAM_MAX_BYTES;
+    let collector = Collector::build(settings)
+        .await
+        .expect("start the collector");
     let collector = collector.spawn();
     let api = format!("http://127.0.0.1:{}/api/v1", collector.port);
 

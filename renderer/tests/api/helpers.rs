@@ -40,6 +40,7 @@ pub fn telemetry_config(isolation: &Isolation) -> TelemetryConfig {
         },
         subject_prefix: isolation.prefix.clone(),
         stream: isolation.stream.clone(),
+        stream_max_bytes: Isolation::STREAM_MAX_BYTES,
         service: "renderer".into(),
         min_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(250),

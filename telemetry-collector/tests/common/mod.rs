@@ -72,6 +72,7 @@ impl TestDb {
 /// Settings for a collector on `iso`'s stream writing to `db_url`, with quick retries.
 pub fn settings(iso: &Isolation, db_url: &str) -> Settings {
     let mut settings = Settings::new(&iso.nats_url, &iso.prefix, &iso.stream, db_url);
+    settings.stream_max_bytes = Isolation::STREAM_MAX_BYTES;
     settings.min_backoff = Duration::from_millis(50);
     settings.max_backoff = Duration::from_millis(500);
     settings.batch_linger = Duration::from_millis(20);
@@ -121,7 +122,8 @@ pub async fn jetstream(iso: &Isolation) -> async_nats::jetstream::Context {
         .await
         .expect("connect to NATS");
     let js = async_nats::jetstream::new(client);
-    let spec = telemetry_proto::StreamSpec::new(iso.stream.clone(), subjects(iso));
+    let mut spec = telemetry_proto::StreamSpec::new(iso.stream.clone(), subjects(iso));
+    spec.max_bytes = Isolation::STREAM_MAX_BYTES;
     js.get_or_create_stream(spec.config())
         .await
         .expect("create stream");
