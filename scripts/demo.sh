@@ -20,6 +20,9 @@ fi
 cd "$(dirname "$0")/.."
 
 export NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"
+# A demo stores a few MB; 1 GiB (not the 8 GiB default) so that a laptop with little
+# free disk can still create the stream (JetStream reserves the whole cap).
+export TELEMETRY_STREAM_MAX_BYTES="${TELEMETRY_STREAM_MAX_BYTES:-1073741824}"
 COLLECTOR_ADDR="${COLLECTOR_ADDR:-127.0.0.1:8080}"
 RENDERER_ADDR="${RENDERER_ADDR:-127.0.0.1:8081}"
 DATA_DIR="${DATA_DIR:-./data}"
