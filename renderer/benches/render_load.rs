@@ -9,10 +9,17 @@
 //! - `baseline`: the original design, where the request awaits a Postgres write for the
 //!   run start, each variant result and the completion (this recorder exists only here).
 //!
-//! Each mode runs for `RENDER_BENCH_SECS` (default 10; the modes take turns in slices of
-//! `RENDER_BENCH_SLICE_MS`, default [`DEFAULT_SLICE_MS`]) and then again for the same time
-//! while Postgres is stalled for `RENDER_BENCH_STALL_SECS` (default 3) by a held
-//! `LOCK TABLE ... ACCESS EXCLUSIVE`. Prints p50, p99 and requests/s as a markdown table.
+//! Each mode runs for `RENDER_BENCH_SECS` (default per workload; the modes take turns
+//! in slices of `RENDER_BENCH_SLICE_MS`, default per workload) and then for
+//! `RENDER_BENCH_STALL_WINDOW_SECS` (default 10) while Postgres is stalled for
+//! `RENDER_BENCH_STALL_SECS` (default 3) by a held `LOCK TABLE ... ACCESS EXCLUSIVE`.
+//! Prints p50, p99 and requests/s as a markdown table.
+//!
+//! All of that for two workloads (`RENDER_BENCH_WORKLOAD`: `photo`, `tiny` or `both`,
+//! the default), see [`Workload`]: storefront-sized photos, where the renders' own CPU
+//! dominates as it does in production, and tiny images, where a request is mostly
+//! HTTP and JSON, so telemetry's CPU (and the co-located broker's) is as visible as it
+//! can be.
 //!
 //! `cargo bench -p renderer --bench render_load` (needs NATS on 127.0.0.1:4222 and
 //! Postgres on 127.0.0.1:5432, like the tests; `RENDER_BENCH_CONCURRENCY` sets the
@@ -38,10 +45,73 @@ use test_support::{Isolation, PgDatabase};
 /// machine this already keeps both cores ~90% busy with the broker, Postgres and the
 /// load generator beside the renderer; raise it to measure a CPU queue instead.
 const DEFAULT_CONCURRENCY: u64 = 2;
-/// Length of one slice of the steady phase (`RENDER_BENCH_SLICE_MS`). The modes take
-/// turns slice by slice, so the shorter the slice, the less a change in what else the
-/// machine is doing can favour one mode; 250 ms is still ~150 requests a slice.
-const DEFAULT_SLICE_MS: u64 = 250;
+
+/// What each request carries. The modes differ only in telemetry, so the workload sets
+/// how large telemetry's fixed CPU per request (11 events, published and stored by the
+/// broker) is next to the render's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    /// A storefront request: a 512x512 product cutout (PNG) and a 1024x768 room photo
+    /// (JPEG), composited into four 1024x768 PNGs. A render of this size is tens of
+    /// milliseconds of CPU even locally; with a real image model it is seconds of
+    /// waiting.
+    Photo,
+    /// A 32x24 product and a 128x96 room: the request is mostly HTTP, JSON and
+    /// telemetry, the worst case for telemetry's share of the CPU.
+    Tiny,
+}
+
+impl Workload {
+    fn from_env() -> Vec<Self> {
+        match std::env::var("RENDER_BENCH_WORKLOAD").as_deref() {
+            Ok("photo") => vec![Self::Photo],
+            Ok("tiny") => vec![Self::Tiny],
+            Ok("both") | Err(_) => vec![Self::Photo, Self::Tiny],
+            Ok(other) => panic!("RENDER_BENCH_WORKLOAD={other:?}: expected photo, tiny or both"),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Photo => "photo (512x512 product PNG, 1024x768 room JPEG)",
+            Self::Tiny => "tiny (32x24 product PNG, 128x96 room JPEG)",
+        }
+    }
+
+    /// Seconds of steady load per mode (`RENDER_BENCH_SECS`). A photo request takes
+    /// ~100 ms, so 10 s is only ~200 requests a mode, whose p50 is uncertain by about
+    /// ±3% (measured: +3.7% and +3.8% in two 4–8 s runs, −1.2% in a 30 s one): too
+    /// coarse to judge a 3% target. Tiny requests are ~4,000 a mode in 10 s.
+    fn default_secs(self) -> u64 {
+        match self {
+            Self::Photo => 30,
+            Self::Tiny => 10,
+        }
+    }
+
+    /// Length of one slice of the steady phase (`RENDER_BENCH_SLICE_MS`). The modes
+    /// take turns slice by slice, so the shorter the slice, the less a change in what
+    /// else the machine is doing can favour one mode; a slice still holds ~150 tiny
+    /// requests or ~15 photo ones.
+    fn default_slice_ms(self) -> u64 {
+        match self {
+            Self::Photo => 1000,
+            Self::Tiny => 250,
+        }
+    }
+
+    /// Product and room images, base64.
+    fn images(self) -> (String, String) {
+        let ((pw, ph), (rw, rh)) = match self {
+            Self::Photo => ((512, 512), (1024, 768)),
+            Self::Tiny => ((32, 24), (128, 96)),
+        };
+        (
+            image_b64(pw, ph, ImageFormat::Png, [200, 40, 40, 255]),
+            image_b64(rw, rh, ImageFormat::Jpeg, [40, 90, 160, 255]),
+        )
+    }
+}
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -170,11 +240,18 @@ impl RunRecorder for PgRecorder {
 
 fn image_b64(width: u32, height: u32, format: ImageFormat, color: [u8; 4]) -> String {
     use base64::Engine as _;
+    // Gradients with a sprinkle of white: not one flat colour, which would make the
+    // output PNGs unrealistically cheap to encode.
     let image = RgbaImage::from_fn(width, height, |x, y| {
         if (x * 3 + y) % 7 == 0 {
             Rgba([255, 255, 255, 255])
         } else {
-            Rgba(color)
+            Rgba([
+                color[0].wrapping_add((x / 4) as u8),
+                color[1].wrapping_add((y / 4) as u8),
+                color[2].wrapping_add(((x + y) / 8) as u8),
+                color[3],
+            ])
         }
     });
     let image = match format {
@@ -186,9 +263,9 @@ fn image_b64(width: u32, height: u32, format: ImageFormat, color: [u8; 4]) -> St
     base64::engine::general_purpose::STANDARD.encode(out.into_inner())
 }
 
-/// A storefront request: 4 variants, a small product PNG and room JPEG (the bench
-/// measures the service and its monitoring, not image sizes).
-fn body() -> String {
+/// A storefront request with 4 variants and the workload's images.
+fn body(workload: Workload) -> String {
+    let (product, room) = workload.images();
     let variants: Vec<Value> = ["a", "b", "c", "d"]
         .iter()
         .map(|id| json!({"id": id, "prompt": format!("variant {id}")}))
@@ -196,8 +273,8 @@ fn body() -> String {
     json!({
         "productId": "gid://shopify/Product/1",
         "roomSessionId": "room-bench",
-        "productImage": image_b64(32, 24, ImageFormat::Png, [200, 40, 40, 255]),
-        "roomImage": image_b64(128, 96, ImageFormat::Jpeg, [40, 90, 160, 255]),
+        "productImage": product,
+        "roomImage": room,
         "resolvedFacts": {"widthCm": 80, "material": "oak"},
         "promptPack": {"version": "bench-1", "variants": variants},
     })
@@ -322,7 +399,7 @@ async fn load(
 /// What publishing costs in CPU, read before and after the steady phase: the events
 /// the SDK mode put into the stream, the CPU the broker used (every `nats-server`
 /// process on this machine; nothing else publishes meanwhile) and the CPU of the SDK's
-/// publisher threads (named `telemetry` by the renderer). This is the work the SDK
+/// publisher thread (named `telemetry` by the renderer). This is the work the SDK
 /// mode adds beside the request path, so it shows why its p50 moves on a machine
 /// whose cores the renders already keep busy.
 #[derive(Debug, Clone, Copy)]
@@ -333,7 +410,11 @@ struct PublishingCost {
 }
 
 impl PublishingCost {
-    async fn read(js: &async_nats::jetstream::Context, stream: &str) -> Self {
+    async fn read(
+        js: &async_nats::jetstream::Context,
+        stream: &str,
+        publisher_threads: &[std::path::PathBuf],
+    ) -> Self {
         let events = match js.get_stream(stream).await {
             Ok(mut stream) => stream.info().await.map_or(0, |info| info.state.messages),
             Err(_) => 0,
@@ -343,7 +424,7 @@ impl PublishingCost {
             events,
             broker_cpu_s: (!broker.is_empty())
                 .then(|| broker.iter().filter_map(|stat| cpu_secs(stat)).sum()),
-            publisher_cpu_s: processes_named("/proc/self/task", "telemetry")
+            publisher_cpu_s: publisher_threads
                 .iter()
                 .filter_map(|stat| cpu_secs(stat))
                 .sum(),
@@ -443,14 +524,131 @@ async fn start(settings: Settings, recorder: Option<Arc<dyn RunRecorder>>) -> St
     url
 }
 
+/// The renderers under test and what every workload's measurement shares.
+struct Bench {
+    /// `(mode name, render URL)`: off, SDK, SDK unreachable, baseline, in that order.
+    modes: Vec<(&'static str, String)>,
+    client: reqwest::Client,
+    js: async_nats::jetstream::Context,
+    stream: String,
+    /// `stat` files of the SDK mode's publisher thread.
+    publisher_threads: Vec<std::path::PathBuf>,
+    database_url: String,
+    concurrency: usize,
+    /// `RENDER_BENCH_SECS` when set, else [`Workload::default_secs`].
+    secs: Option<u64>,
+    stall: Duration,
+    stall_window: Duration,
+}
+
+impl Bench {
+    /// Steady phase (modes interleaved), then a stall window per mode; prints the table
+    /// and the ratios for `workload`.
+    async fn measure(&self, workload: Workload) {
+        let concurrency = self.concurrency;
+        let slice_ms = env_u64("RENDER_BENCH_SLICE_MS", workload.default_slice_ms()).max(1);
+        let secs = self.secs.unwrap_or_else(|| workload.default_secs());
+        let stall_window = self.stall_window.max(self.stall + Duration::from_secs(2));
+        let body = body(workload);
+        println!(
+            "\n#### workload: {}\n\nrender_load: {} cores, {concurrency} clients, {} s a mode \
+             (interleaved {slice_ms} ms slices), 4 variants a request; then a {} s window \
+             per mode with a {} s Postgres stall starting at 1 s",
+            workload.name(),
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            secs,
+            stall_window.as_secs(),
+            self.stall.as_secs(),
+        );
+        // Warm up every mode (connections, caches, the stream).
+        for (_, url) in &self.modes {
+            load(
+                &self.client,
+                url,
+                &body,
+                concurrency,
+                Duration::from_secs(1),
+            )
+            .await;
+        }
+        // Steady state: the modes take turns slice by slice, so whatever else the
+        // machine is doing meanwhile weighs on all modes alike.
+        let cost_before =
+            PublishingCost::read(&self.js, &self.stream, &self.publisher_threads).await;
+        let mut steady: Vec<Sample> = self.modes.iter().map(|_| Sample::default()).collect();
+        let slice = Duration::from_millis(slice_ms);
+        let rounds = (secs * 1000 / slice_ms).max(1);
+        // Per round, SDK p50 over off p50: the median of these is immune to drift slower
+        // than one round, a check on the pooled figure.
+        let mut round_ratios = Vec::new();
+        for _ in 0..rounds {
+            let mut p50s = Vec::new();
+            for ((_, url), sample) in self.modes.iter().zip(&mut steady) {
+                let slice_sample = load(&self.client, url, &body, concurrency, slice).await;
+                p50s.push(slice_sample.p50_ms());
+                sample.add(slice_sample);
+            }
+            round_ratios.push(p50s[1] / p50s[0]);
+        }
+        round_ratios.sort_by(f64::total_cmp);
+        let cost = PublishingCost::read(&self.js, &self.stream, &self.publisher_threads)
+            .await
+            .since(&cost_before);
+        let mut rows = Vec::new();
+        for ((name, _), sample) in self.modes.iter().zip(steady) {
+            let figures = sample.figures();
+            eprintln!("  {name}: {figures:?}");
+            rows.push((name.to_string(), "steady", figures));
+        }
+        for (name, url) in &self.modes {
+            let stalled = tokio::spawn(stall_postgres(
+                self.database_url.clone(),
+                Duration::from_secs(1),
+                self.stall,
+            ));
+            let figures = load(&self.client, url, &body, concurrency, stall_window)
+                .await
+                .figures();
+            stalled.await.unwrap();
+            eprintln!("  {name} (stall): {figures:?}");
+            rows.push((name.to_string(), "Postgres stalled", figures));
+        }
+
+        println!();
+        println!(
+            "| mode | phase | p50 (ms) | p99 (ms) | max (ms) | > 1 s | req/s | errors |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|"
+        );
+        for (name, phase, f) in &rows {
+            println!(
+                "| {name} | {phase} | {:.2} | {:.2} | {:.0} | {} | {:.0} | {} |",
+                f.p50_ms, f.p99_ms, f.max_ms, f.over_1s, f.rps, f.errors
+            );
+        }
+        let p50 = |i: usize| rows[i].2.p50_ms;
+        println!(
+            "\nSDK p50 vs telemetry off: {:+.1}% (target within 3%)",
+            (p50(1) / p50(0) - 1.0) * 100.0
+        );
+        println!(
+            "SDK p50 vs telemetry off, median of {} per-round ratios: {:+.1}%",
+            round_ratios.len(),
+            (round_ratios[round_ratios.len() / 2] - 1.0) * 100.0
+        );
+        cost.print(rounds as f64 * slice.as_secs_f64());
+        println!(
+            "SDK calls only (no publishing) p50 vs telemetry off: {:+.1}%",
+            (p50(2) / p50(0) - 1.0) * 100.0
+        );
+    }
+}
+
 async fn run() {
-    let secs = env_u64("RENDER_BENCH_SECS", 10);
-    let stall_secs = env_u64("RENDER_BENCH_STALL_SECS", 3);
+    let secs = std::env::var("RENDER_BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok());
     let concurrency = env_u64("RENDER_BENCH_CONCURRENCY", DEFAULT_CONCURRENCY) as usize;
-    let slice_ms = env_u64("RENDER_BENCH_SLICE_MS", DEFAULT_SLICE_MS).max(1);
-    let duration = Duration::from_secs(secs);
-    let stall = Duration::from_secs(stall_secs);
-    let stall_window = duration.max(stall + Duration::from_secs(2));
+    let workloads = Workload::from_env();
 
     let isolation = Isolation::new();
     let database = PgDatabase::create().await;
@@ -476,6 +674,7 @@ async fn run() {
         },
         subject_prefix: isolation.prefix.clone(),
         stream: isolation.stream.clone(),
+        stream_max_bytes: Isolation::STREAM_MAX_BYTES,
         service: "renderer-bench".into(),
         publish_linger: Duration::from_millis(env_u64(
             "TELEMETRY_PUBLISH_LINGER_MS",
@@ -484,6 +683,9 @@ async fn run() {
         ..Default::default()
     });
     let sdk = start(sdk_settings, None).await;
+    // The SDK mode's publisher thread, taken before the unreachable mode starts one of
+    // the same name (which only polls for a broker).
+    let publisher_threads = processes_named("/proc/self/task", "telemetry");
     // The same SDK with no broker to reach: every call still validates, stamps and
     // queues (then drops, counted, once the queue is full), but nothing is published.
     // The difference to the NATS mode is the CPU that publishing and the broker's
@@ -506,106 +708,38 @@ async fn run() {
     )
     .await;
 
-    let body = body();
-    let modes = [
-        ("telemetry off", &off),
-        ("telemetry via SDK (NATS)", &sdk),
-        ("SDK calls only (broker unreachable)", &unreachable),
-        ("baseline: awaited Postgres writes", &baseline),
-    ];
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!(
-        "render_load: {cores} cores, {concurrency} clients, {secs} s a mode (interleaved \
-         {slice_ms} ms slices), 4 variants a request; then a {} s window per mode with a {stall_secs} s \
-         Postgres stall starting at 1 s",
-        stall_window.as_secs()
-    );
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()
-        .unwrap();
-    // Warm up every mode (connections, caches, the stream).
-    for (_, url) in &modes {
-        load(&client, url, &body, concurrency, Duration::from_secs(1)).await;
+    let bench = Bench {
+        modes: vec![
+            ("telemetry off", off),
+            ("telemetry via SDK (NATS)", sdk),
+            ("SDK calls only (broker unreachable)", unreachable),
+            ("baseline: awaited Postgres writes", baseline),
+        ],
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(concurrency)
+            .build()
+            .unwrap(),
+        js: async_nats::jetstream::new(
+            async_nats::connect(&isolation.nats_url)
+                .await
+                .expect("connect to NATS"),
+        ),
+        stream: isolation.stream.clone(),
+        publisher_threads,
+        database_url: database.url.clone(),
+        concurrency,
+        secs,
+        stall: Duration::from_secs(env_u64("RENDER_BENCH_STALL_SECS", 3)),
+        stall_window: Duration::from_secs(env_u64("RENDER_BENCH_STALL_WINDOW_SECS", 10)),
+    };
+    for workload in workloads {
+        bench.measure(workload).await;
     }
-    // Steady state: the modes take turns in one-second slices, so whatever else the
-    // machine is doing meanwhile weighs on all modes alike.
-    let js = async_nats::jetstream::new(
-        async_nats::connect(&isolation.nats_url)
-            .await
-            .expect("connect to NATS"),
-    );
-    let cost_before = PublishingCost::read(&js, &isolation.stream).await;
-    let mut steady: Vec<Sample> = modes.iter().map(|_| Sample::default()).collect();
-    let slice = Duration::from_millis(slice_ms);
-    let rounds = (secs * 1000 / slice_ms).max(1);
-    // Per round, SDK p50 over off p50: the median of these is immune to drift slower
-    // than one round, a check on the pooled figure.
-    let mut round_ratios = Vec::new();
-    for _ in 0..rounds {
-        let mut p50s = Vec::new();
-        for ((_, url), sample) in modes.iter().zip(&mut steady) {
-            let slice_sample = load(&client, url, &body, concurrency, slice).await;
-            p50s.push(slice_sample.p50_ms());
-            sample.add(slice_sample);
-        }
-        round_ratios.push(p50s[1] / p50s[0]);
-    }
-    round_ratios.sort_by(f64::total_cmp);
-    let cost = PublishingCost::read(&js, &isolation.stream)
-        .await
-        .since(&cost_before);
-    let mut rows = Vec::new();
-    for ((name, _), sample) in modes.iter().zip(steady) {
-        let figures = sample.figures();
-        eprintln!("  {name}: {figures:?}");
-        rows.push((name.to_string(), "steady", figures));
-    }
-    for (name, url) in &modes {
-        let stalled = tokio::spawn(stall_postgres(
-            database.url.clone(),
-            Duration::from_secs(1),
-            stall,
-        ));
-        let figures = load(&client, url, &body, concurrency, stall_window)
-            .await
-            .figures();
-        stalled.await.unwrap();
-        eprintln!("  {name} (stall): {figures:?}");
-        rows.push((name.to_string(), "Postgres stalled", figures));
-    }
-
-    println!();
-    println!(
-        "| mode | phase | p50 (ms) | p99 (ms) | max (ms) | > 1 s | req/s | errors |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|"
-    );
-    for (name, phase, f) in &rows {
-        println!(
-            "| {name} | {phase} | {:.2} | {:.2} | {:.0} | {} | {:.0} | {} |",
-            f.p50_ms, f.p99_ms, f.max_ms, f.over_1s, f.rps, f.errors
-        );
-    }
-    let p50 = |i: usize| rows[i].2.p50_ms;
-    println!(
-        "\nSDK p50 vs telemetry off: {:+.1}% (target within 3%)",
-        (p50(1) / p50(0) - 1.0) * 100.0
-    );
-    println!(
-        "SDK p50 vs telemetry off, median of {} per-round ratios: {:+.1}%",
-        round_ratios.len(),
-        (round_ratios[round_ratios.len() / 2] - 1.0) * 100.0
-    );
-    cost.print(rounds as f64 * slice.as_secs_f64());
-    println!(
-        "SDK calls only (no publishing) p50 vs telemetry off: {:+.1}%",
-        (p50(2) / p50(0) - 1.0) * 100.0
-    );
     let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM render_runs")
         .fetch_one(&pool)
         .await
         .unwrap();
-    println!("baseline rows written: {runs} runs");
+    println!("\nbaseline rows written: {runs} runs");
     pool.close().await;
 }
 
