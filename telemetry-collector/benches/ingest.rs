@@ -312,15 +312,23 @@ async fn bench() {
     let insert_secs = bare_inserts(&batches, total, &sqlite_bare, &pg_bare.url, &mut rows).await;
     drop(batches);
 
-    // 3. The collector binary draining into each backend; on Postgres also two
-    //    collectors sharing the consumer (the way to scale out past one writer).
+    // 3. The collector binary draining into each backend (default settings); on
+    //    Postgres also two collectors sharing the consumer with one writer each (the
+    //    same two transactions in flight as one collector's default, from two
+    //    processes: on 2 cores, more writers in total only wait on each other).
     let pg_drain = PgDatabase::create().await;
     let pg_drain_two = PgDatabase::create().await;
     let sqlite_drain = format!("sqlite://{}", dir.path().join("drain.db").display());
-    for (label, url, copies, bare) in [
-        ("SQLite", sqlite_drain.as_str(), 1, 0),
-        ("Postgres", pg_drain.url.as_str(), 1, 1),
-        ("Postgres, 2 collectors", pg_drain_two.url.as_str(), 2, 1),
+    for (label, url, copies, bare, writers) in [
+        ("SQLite", sqlite_drain.as_str(), 1, 0, "2"),
+        ("Postgres", pg_drain.url.as_str(), 1, 1, "2"),
+        (
+            "Postgres, 2 collectors, 1 writer each",
+            pg_drain_two.url.as_str(),
+            2,
+            1,
+            "1",
+        ),
     ] {
         let consumer_name = format!("drain-{}", consumer_suffix(label));
         let mut drain = consumer(&js, &iso.stream, &consumer_name).await;
@@ -334,6 +342,7 @@ async fn bench() {
                     .env("TELEMETRY_STREAM", &iso.stream)
                     .env("COLLECTOR_CONSUMER", &consumer_name)
                     .env("DATABASE_URL", url)
+                    .env("DATABASE_WRITERS", writers)
                     .env("RUST_LOG", "warn")
                     .stdout(Stdio::null())
                     .spawn()

@@ -16,6 +16,7 @@ use telemetry_proto::{StreamSpec, Subjects};
 
 use crate::store::{
     StoreOptions, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_BUSY_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_WRITERS, MAX_WRITERS,
 };
 
 /// Default database (`DATABASE_URL`).
@@ -36,9 +37,10 @@ pub const DEFAULT_BATCH_LINGER: Duration = Duration::from_millis(50);
 /// with in-progress acks while retrying.
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 /// Messages delivered but not yet acked, per consumer (all collectors together). Each
-/// collector holds up to four batches unacked (pulling, parsed, writing, acking): room
-/// for two collectors at the default batch size, so the broker never pauses them.
-pub const DEFAULT_MAX_ACK_PENDING: i64 = 40_000;
+/// collector holds up to five batches unacked (pulling, parsed, two writing on
+/// Postgres, acking): room for two collectors at the default batch size, so the broker
+/// never pauses them.
+pub const DEFAULT_MAX_ACK_PENDING: i64 = 50_000;
 /// First delay after a database error; doubles up to [`DEFAULT_MAX_BACKOFF`].
 pub const DEFAULT_MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest delay between retries of a failed batch.
@@ -247,6 +249,7 @@ impl Settings {
                 crate::retention::MAX_PRUNE_BATCH,
             )?;
         }
+        at_most("DATABASE_WRITERS", self.store.writers, MAX_WRITERS)?;
         if self.store.max_connections == 0 {
             return Err(ConfigError::new(
                 "DATABASE_MAX_CONNECTIONS",
@@ -376,6 +379,9 @@ pub struct DatabaseArgs {
     /// Pool size (Postgres) or readers (SQLite).
     #[arg(long = "database-max-connections", env = "DATABASE_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: u32,
+    /// Batches written at once on Postgres, each on its own connection (SQLite: one).
+    #[arg(long = "database-writers", env = "DATABASE_WRITERS", default_value_t = DEFAULT_WRITERS)]
+    pub writers: u32,
     /// SQLite busy timeout in milliseconds.
     #[arg(long = "database-busy-timeout-ms", env = "DATABASE_BUSY_TIMEOUT_MS", default_value_t = DEFAULT_BUSY_TIMEOUT.as_millis() as u64)]
     pub busy_timeout_ms: u64,
@@ -452,6 +458,7 @@ impl DatabaseArgs {
     fn apply(&self, settings: &mut Settings) {
         settings.database_url = self.database_url.clone();
         settings.store.max_connections = self.max_connections;
+        settings.store.writers = self.writers;
         settings.store.busy_timeout = Duration::from_millis(self.busy_timeout_ms);
         settings.store.acquire_timeout = DEFAULT_ACQUIRE_TIMEOUT;
     }
@@ -558,6 +565,8 @@ mod tests {
                 "DATABASE_URL",
             ),
             (Box::new(|s| s.batch_size = 0), "COLLECTOR_BATCH_SIZE"),
+            (Box::new(|s| s.store.writers = 0), "DATABASE_WRITERS"),
+            (Box::new(|s| s.store.writers = 9), "DATABASE_WRITERS"),
             (
                 Box::new(|s| s.stream_max_bytes = -1),
                 "TELEMETRY_STREAM_MAX_BYTES",

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::consumer::pull::{self, Stream as MessageStream};
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer};
 use async_nats::jetstream::{self, AckKind};
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use telemetry_proto::stream::create_error_hint;
 use telemetry_proto::{StreamSpec, Subjects};
@@ -145,8 +146,10 @@ impl Ingest {
     }
 
     /// Takes batches from `messages` until it ends or shutdown. Three stages joined by
-    /// channels of [`PIPELINE_DEPTH`] batches: while one batch is being written, the
-    /// next is collected and parsed, and the previous one's acks go out.
+    /// channels of [`PIPELINE_DEPTH`] batches: while batches are being written (as many
+    /// at once as the store has writers, [`Store::writers`]), the next is collected
+    /// and parsed, and committed ones' acks go out. Each batch is acked only after its
+    /// own commit; batches commute, so they may commit in any order.
     async fn drain(&self, mut messages: MessageStream, shutdown: &CancellationToken) {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Pending>(PIPELINE_DEPTH);
         let (committed_tx, mut committed_rx) =
@@ -159,14 +162,30 @@ impl Ingest {
                 }
             }
         };
+        let writers = self.store.writers().max(1);
         let write = async move {
-            while let Some((messages, batch)) = rx.recv().await {
-                if self.write(&messages, batch, shutdown).await.is_err() {
-                    return;
-                }
-                // Committed: hand it to the ack stage, which outlives this one.
-                if committed_tx.send(messages).await.is_err() {
-                    return;
+            let mut writing = FuturesUnordered::new();
+            let mut taking = true;
+            loop {
+                tokio::select! {
+                    next = rx.recv(), if taking && writing.len() < writers => match next {
+                        Some((messages, batch)) => writing.push(async move {
+                            self.write(&messages, batch, shutdown).await.map(|()| messages)
+                        }),
+                        None => taking = false,
+                    },
+                    Some(written) = writing.next(), if !writing.is_empty() => match written {
+                        // Committed: hand it to the ack stage, which outlives this one.
+                        Ok(messages) => {
+                            if committed_tx.send(messages).await.is_err() {
+                                return;
+                            }
+                        }
+                        // Shutdown interrupted a retry: that batch stays unacked; the
+                        // others in flight still finish (and are acked if committed).
+                        Err(()) => taking = false,
+                    },
+                    else => return,
                 }
             }
         };

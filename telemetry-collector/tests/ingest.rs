@@ -571,3 +571,58 @@ async fn the_stream_is_created_with_its_cap_and_a_cap_too_big_fails_start_up_nam
     assert!(err.contains("lower it"), "{err}");
     assert!(err.contains("TELEMETRY_STREAM_MAX_BYTES"), "{err}");
 }
+
+/// On Postgres a collector writes two batches at once (`DATABASE_WRITERS`), and each
+/// is acked after its own commit: while one batch waits on a lock an operator holds,
+/// the next commits and is acked, and the waiting one stays unacked until it commits
+/// too. With one writer the second batch would queue behind the first.
+#[tokio::test]
+async fn a_batch_waiting_on_a_lock_does_not_hold_back_the_next_and_is_acked_after_its_commit() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let iso = Isolation::new();
+    let js = jetstream(&iso).await;
+    let settings = settings(&iso, &db.url);
+    let consumer = settings.consumer.clone();
+    assert_eq!(settings.store.writers, 2, "the default");
+    let collector = spawn(settings).await;
+    let counting = db.store().await;
+    let unacked = || async {
+        let stream = js.get_stream(&iso.stream).await.unwrap();
+        let info = stream.consumer_info(&consumer).await.unwrap();
+        info.num_ack_pending
+    };
+
+    // A dead letter whose insert waits on the operator's lock.
+    let operator = common::lock_table(&db.url, "dead_letters").await;
+    publish_raw(
+        &js,
+        subjects(&iso).for_kind(telemetry_proto::BodyKind::Event),
+        b"\xff\x00garbage".to_vec(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The next batch does not touch that table: it commits and is acked meanwhile.
+    let good = run_envelopes("p-writers", 0, 0);
+    publish_all(&js, &iso, &good).await;
+    wait_for_events(&counting, good.len() as i64).await;
+    wait_until(
+        Duration::from_secs(10),
+        "only the waiting batch unacked",
+        || async { unacked().await == 1 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(unacked().await, 1, "the waiting batch must not be acked");
+
+    common::unlock(operator).await;
+    wait_until(
+        Duration::from_secs(10),
+        "the waiting batch acked",
+        || async { unacked().await == 0 },
+    )
+    .await;
+    let rows = common::all_rows(&db).await;
+    assert_eq!(rows.dead_letters.len(), 1, "{:?}", rows.dead_letters);
+    assert_eq!(counting.event_count().await.unwrap(), good.len() as i64);
+    collector.stop().await;
+}

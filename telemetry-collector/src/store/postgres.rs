@@ -16,10 +16,12 @@ use crate::domain::{clamp, RunStart, VariantOutcome};
 /// The Postgres store.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    /// Ingest's own connection: batches are written one at a time, and a monitor
-    /// holding every pooled connection (a 30-day overview takes seconds) must not
-    /// make ingest wait for one. As SQLite's single writer.
+    /// Ingest's own connections (`DATABASE_WRITERS`, one per batch in flight): a
+    /// monitor holding every pooled connection (a 30-day overview takes seconds) must
+    /// not make ingest wait for one.
     writer: PgPool,
+    /// Connections in `writer`.
+    writers: u32,
     /// Monitor reads, operations and everything else (`DATABASE_MAX_CONNECTIONS`).
     reader: PgPool,
 }
@@ -36,8 +38,9 @@ impl PostgresStore {
             .await?
             .close()
             .await;
+        let writers = options.writers.max(1);
         let writer = PgPoolOptions::new()
-            .max_connections(1)
+            .max_connections(writers)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await?;
@@ -46,7 +49,11 @@ impl PostgresStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            writers,
+            reader,
+        })
     }
 
     read_queries!();
@@ -80,6 +87,10 @@ const VARIANT_TYPES: &[&str] = &[T, T, T, T, B, T, T, T, B, T, T, T, T, B, T];
 
 #[async_trait::async_trait]
 impl Store for PostgresStore {
+    fn writers(&self) -> usize {
+        self.writers as usize
+    }
+
     fn dialect(&self) -> &'static str {
         "postgres"
     }

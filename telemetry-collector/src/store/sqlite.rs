@@ -72,6 +72,10 @@ impl SqliteStore {
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
+    fn writers(&self) -> usize {
+        1
+    }
+
     fn dialect(&self) -> &'static str {
         "sqlite"
     }
