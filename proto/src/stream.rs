@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream::context::{CreateStreamError, CreateStreamErrorKind};
 use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy, StorageType};
+use async_nats::jetstream::ErrorCode;
 
 use crate::subjects::Subjects;
 
@@ -61,6 +63,18 @@ impl StreamSpec {
         }
     }
 
+    /// The same stream capped at `max_bytes` (`TELEMETRY_STREAM_MAX_BYTES`), which must
+    /// hold at least one largest message.
+    pub fn with_max_bytes(mut self, max_bytes: i64) -> Result<Self, String> {
+        if max_bytes < MIN_MAX_BYTES {
+            return Err(format!(
+                "{max_bytes} is less than one largest message ({MIN_MAX_BYTES} bytes)"
+            ));
+        }
+        self.max_bytes = max_bytes;
+        Ok(self)
+    }
+
     /// The JetStream configuration: file storage, limits retention, discard old.
     pub fn config(&self) -> Config {
         Config {
@@ -81,24 +95,18 @@ impl StreamSpec {
 }
 
 /// What to do when creating the stream failed with `error`: the broker's own words
-/// ("insufficient storage resources available") do not say which setting to change.
-pub fn create_error_hint(error: &str) -> &'static str {
-    if error.contains("insufficient storage") {
-        " (the broker cannot reserve TELEMETRY_STREAM_MAX_BYTES: lower it, or raise the \
-         server's jetstream max_file_store)"
-    } else {
-        ""
+/// ("insufficient storage resources available", JetStream error 10047) do not say
+/// which setting to change.
+pub fn create_error_hint(error: &CreateStreamError) -> &'static str {
+    match error.kind() {
+        CreateStreamErrorKind::JetStream(err)
+            if err.error_code() == ErrorCode::STORAGE_RESOURCES_EXCEEDED =>
+        {
+            " (the broker cannot reserve TELEMETRY_STREAM_MAX_BYTES: lower it, or raise the \
+             server's jetstream max_file_store)"
+        }
+        _ => "",
     }
-}
-
-/// Checks `TELEMETRY_STREAM_MAX_BYTES`: at least one largest message.
-pub fn validate_max_bytes(max_bytes: i64) -> Result<(), String> {
-    if max_bytes < MIN_MAX_BYTES {
-        return Err(format!(
-            "{max_bytes} is less than one largest message ({MIN_MAX_BYTES} bytes)"
-        ));
-    }
-    Ok(())
 }
 
 /// Checks a stream name the way the broker would, so a bad `TELEMETRY_STREAM` fails at
@@ -139,10 +147,12 @@ mod tests {
 
     #[test]
     fn stream_max_bytes_hold_at_least_one_message() {
-        assert!(validate_max_bytes(DEFAULT_MAX_BYTES).is_ok());
-        assert!(validate_max_bytes(MIN_MAX_BYTES).is_ok());
-        let err = validate_max_bytes(MIN_MAX_BYTES - 1).unwrap_err();
+        let spec = || StreamSpec::new("T", Subjects::new("p").unwrap());
+        assert!(spec().with_max_bytes(DEFAULT_MAX_BYTES).is_ok());
+        let smallest = spec().with_max_bytes(MIN_MAX_BYTES).unwrap();
+        assert_eq!(smallest.config().max_bytes, MIN_MAX_BYTES);
+        let err = spec().with_max_bytes(MIN_MAX_BYTES - 1).unwrap_err();
         assert!(err.contains("one largest message"), "{err}");
-        assert!(validate_max_bytes(0).is_err());
+        assert!(spec().with_max_bytes(0).is_err());
     }
 }

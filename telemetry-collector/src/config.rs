@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use telemetry::config::NatsArgs;
 use telemetry::NatsConfig;
-use telemetry_proto::stream::{
-    validate_max_bytes, validate_stream_name, DEFAULT_MAX_BYTES, DEFAULT_STREAM,
-};
+use telemetry_proto::stream::{validate_stream_name, DEFAULT_MAX_BYTES, DEFAULT_STREAM};
 use telemetry_proto::subjects::DEFAULT_PREFIX;
 use telemetry_proto::{StreamSpec, Subjects};
 
@@ -256,11 +254,10 @@ impl Settings {
                 "must be at least 1",
             ));
         }
-        validate_max_bytes(self.stream_max_bytes)
+        let stream = StreamSpec::new(self.stream.clone(), subjects.clone())
+            .with_max_bytes(self.stream_max_bytes)
             .map_err(|reason| ConfigError::new("TELEMETRY_STREAM_MAX_BYTES", reason))?;
         self.validate_monitor()?;
-        let mut stream = StreamSpec::new(self.stream.clone(), subjects.clone());
-        stream.max_bytes = self.stream_max_bytes;
         Ok((subjects, stream))
     }
 }

@@ -74,7 +74,7 @@ pub async fn attach(
         .await
         .map_err(|source| AttachError::Stream {
             stream: spec.name.clone(),
-            hint: create_error_hint(&source.to_string()),
+            hint: create_error_hint(&source),
             source,
         })?;
     stream

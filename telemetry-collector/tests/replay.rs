@@ -153,6 +153,7 @@ async fn replay_into_an_empty_database_equals_live_ingest(backend: Backend) {
     // The binary, from a sequence: exactly the events stored at or after it.
     let from = published / 2;
     let tail = TestDb::new(backend).await;
+    let max_bytes = Isolation::STREAM_MAX_BYTES.to_string();
     let (_, out) = run_binary(
         &["replay", "--from-seq", &from.to_string()],
         &[
@@ -160,10 +161,7 @@ async fn replay_into_an_empty_database_equals_live_ingest(backend: Backend) {
             ("NATS_URL", iso.nats_url.as_str()),
             ("TELEMETRY_SUBJECT_PREFIX", iso.prefix.as_str()),
             ("TELEMETRY_STREAM", iso.stream.as_str()),
-            (
-                "TELEMETRY_STREAM_MAX_BYTES",
-                Isolation::STREAM_MAX_BYTES_ENV,
-            ),
+            ("TELEMETRY_STREAM_MAX_BYTES", max_bytes.as_str()),
         ],
     );
     assert!(

@@ -41,7 +41,7 @@ fn start_collector(iso: &Isolation, db: &TestDb, log: &Path) -> Child {
         .env("TELEMETRY_STREAM", &iso.stream)
         .env(
             "TELEMETRY_STREAM_MAX_BYTES",
-            Isolation::STREAM_MAX_BYTES_ENV,
+            Isolation::STREAM_MAX_BYTES.to_string(),
         )
         .env("DATABASE_URL", &db.url)
         .env("COLLECTOR_BATCH_SIZE", "100")

@@ -3,9 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use telemetry_proto::stream::{
-    validate_max_bytes, validate_stream_name, DEFAULT_MAX_BYTES, DEFAULT_STREAM,
-};
+use telemetry_proto::stream::{validate_stream_name, DEFAULT_MAX_BYTES, DEFAULT_STREAM};
 use telemetry_proto::subjects::DEFAULT_PREFIX;
 use telemetry_proto::{StreamSpec, Subjects};
 
@@ -266,10 +264,9 @@ impl TelemetryConfig {
                 "must be greater than zero",
             ));
         }
-        validate_max_bytes(self.stream_max_bytes)
+        let stream = StreamSpec::new(self.stream.clone(), subjects.clone())
+            .with_max_bytes(self.stream_max_bytes)
             .map_err(|reason| ConfigError::new("TELEMETRY_STREAM_MAX_BYTES", reason))?;
-        let mut stream = StreamSpec::new(self.stream.clone(), subjects.clone());
-        stream.max_bytes = self.stream_max_bytes;
         Ok((subjects, stream))
     }
 }

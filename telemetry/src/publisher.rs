@@ -231,7 +231,7 @@ impl Publisher {
         match created {
             Ok(Ok(_)) => {}
             Ok(Err(err)) => {
-                let hint = create_error_hint(&err.to_string());
+                let hint = create_error_hint(&err);
                 tracing::warn!(
                     stream = %self.stream.name, error = %err,
                     "telemetry could not ensure its stream; publishing anyway{hint}"

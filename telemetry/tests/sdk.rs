@@ -318,8 +318,9 @@ async fn the_same_envelope_published_twice_is_stored_once() {
     let iso = Isolation::new();
     let client = async_nats::connect(iso.nats_url.as_str()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    let mut spec = StreamSpec::new(iso.stream.clone(), Subjects::new(&iso.prefix).unwrap());
-    spec.max_bytes = Isolation::STREAM_MAX_BYTES;
+    let spec = StreamSpec::new(iso.stream.clone(), Subjects::new(&iso.prefix).unwrap())
+        .with_max_bytes(Isolation::STREAM_MAX_BYTES)
+        .unwrap();
     js.get_or_create_stream(spec.config()).await.unwrap();
     let envelope = Envelope {
         event_id: uuid::Uuid::now_v7().to_string(),
@@ -716,8 +717,9 @@ async fn failed_publishes_are_retried_until_they_land_exactly_once() {
 
     // The operator creates the stream: the held events go through.
     let client = async_nats::connect(iso.nats_url.as_str()).await.unwrap();
-    let mut spec = StreamSpec::new(iso.stream.clone(), Subjects::new(&iso.prefix).unwrap());
-    spec.max_bytes = Isolation::STREAM_MAX_BYTES;
+    let spec = StreamSpec::new(iso.stream.clone(), Subjects::new(&iso.prefix).unwrap())
+        .with_max_bytes(Isolation::STREAM_MAX_BYTES)
+        .unwrap();
     async_nats::jetstream::new(client)
         .create_stream(spec.config())
         .await

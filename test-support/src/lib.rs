@@ -68,8 +68,6 @@ impl Isolation {
     /// up what the shared server allows and the next test's stream would be refused.
     /// Tests store a few MB.
     pub const STREAM_MAX_BYTES: i64 = 256 * 1024 * 1024;
-    /// Same as [`Isolation::STREAM_MAX_BYTES`], as an environment value for binaries.
-    pub const STREAM_MAX_BYTES_ENV: &'static str = "268435456";
 
     /// Fresh names on the shared server.
     pub fn new() -> Self {

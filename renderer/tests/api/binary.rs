@@ -36,7 +36,7 @@ async fn spawn_renderer(
         .env("TELEMETRY_STREAM", &isolation.stream)
         .env(
             "TELEMETRY_STREAM_MAX_BYTES",
-            Isolation::STREAM_MAX_BYTES_ENV,
+            Isolation::STREAM_MAX_BYTES.to_string(),
         )
         .env("IMAGE_STORE_DIR", image_store)
         .env("RUST_LOG", "warn")

@@ -122,8 +122,9 @@ pub async fn jetstream(iso: &Isolation) -> async_nats::jetstream::Context {
         .await
         .expect("connect to NATS");
     let js = async_nats::jetstream::new(client);
-    let mut spec = telemetry_proto::StreamSpec::new(iso.stream.clone(), subjects(iso));
-    spec.max_bytes = Isolation::STREAM_MAX_BYTES;
+    let spec = telemetry_proto::StreamSpec::new(iso.stream.clone(), subjects(iso))
+        .with_max_bytes(Isolation::STREAM_MAX_BYTES)
+        .unwrap();
     js.get_or_create_stream(spec.config())
         .await
         .expect("create stream");
