@@ -20,8 +20,6 @@ pub struct PostgresStore {
     /// monitor holding every pooled connection (a 30-day overview takes seconds) must
     /// not make ingest wait for one.
     writer: PgPool,
-    /// Connections in `writer`.
-    writers: u32,
     /// Monitor reads, operations and everything else (`DATABASE_MAX_CONNECTIONS`).
     reader: PgPool,
 }
@@ -38,9 +36,8 @@ impl PostgresStore {
             .await?
             .close()
             .await;
-        let writers = options.writers.max(1);
         let writer = PgPoolOptions::new()
-            .max_connections(writers)
+            .max_connections(options.writers.max(1))
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await?;
@@ -49,11 +46,7 @@ impl PostgresStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        Ok(Self {
-            writer,
-            writers,
-            reader,
-        })
+        Ok(Self { writer, reader })
     }
 
     read_queries!();
@@ -88,7 +81,7 @@ const VARIANT_TYPES: &[&str] = &[T, T, T, T, B, T, T, T, B, T, T, T, T, B, T];
 #[async_trait::async_trait]
 impl Store for PostgresStore {
     fn writers(&self) -> usize {
-        self.writers as usize
+        self.writer.options().get_max_connections() as usize
     }
 
     fn dialect(&self) -> &'static str {

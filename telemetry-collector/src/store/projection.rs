@@ -279,7 +279,6 @@ pub(crate) const EVENT_COLUMNS: &[&str] = &[
     "payload",
 ];
 
-/// Columns of `producers`, in bind order.
 /// Binds one `producers` row (`producer`, its [`ProducerRow`]) in [`PRODUCER_COLUMNS`]
 /// order onto a query of either dialect.
 macro_rules! bind_producer {
@@ -304,6 +303,7 @@ macro_rules! bind_producer {
 }
 pub(crate) use bind_producer;
 
+/// Columns of `producers`, in bind order.
 pub(crate) const PRODUCER_COLUMNS: &[&str] = &[
     "producer",
     "service",
