@@ -129,3 +129,75 @@ async fn the_database_going_away_loses_nothing_and_stores_nothing_twice(backend:
     collector.stop().await;
 }
 on_both_backends!(the_database_going_away_loses_nothing_and_stores_nothing_twice);
+
+/// Shutting down while the database is away, with two Postgres batches retrying at
+/// once (`DATABASE_WRITERS` = 2): the collector stops promptly, acks nothing of
+/// either, and a collector started later stores every event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_while_two_batches_retry_acks_neither_and_loses_nothing() {
+    let iso = Isolation::new();
+    let db = TestDb::new(Backend::Postgres).await;
+    let js = jetstream(&iso).await;
+    let reader = db.store().await;
+    let mut proxy = TcpProxy::start(pg_addr(&db.url)).await;
+    let through_proxy = db
+        .url
+        .replace(&pg_addr(&db.url).to_string(), &proxy.addr.to_string());
+    let mut s = settings(&iso, &through_proxy);
+    s.store.acquire_timeout = Duration::from_secs(1);
+    // Redelivered to the next collector soon after this one is gone.
+    s.ack_wait = Duration::from_secs(3);
+    assert_eq!(s.store.writers, 2, "the default");
+    let collector = spawn(s).await;
+
+    let first = run_envelopes("renderer-s", 0, 0);
+    publish_all(&js, &iso, &first).await;
+    wait_for_events(&reader, first.len() as i64).await;
+
+    proxy.cut();
+    // Two batches (the linger is 20 ms), each retrying on its own writer.
+    let second = run_envelopes("renderer-s", 100, 1);
+    let third = run_envelopes("renderer-s", 200, 2);
+    publish_all(&js, &iso, &second).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    publish_all(&js, &iso, &third).await;
+    let metrics = collector.metrics.clone();
+    let unacked = second.len() + third.len();
+    let stream = js.get_stream(&iso.stream).await.unwrap();
+    wait_until(
+        Duration::from_secs(20),
+        "both batches delivered and failing",
+        || async {
+            let info = stream
+                .consumer_info(telemetry_collector::config::DEFAULT_CONSUMER)
+                .await
+                .unwrap();
+            info.num_ack_pending == unacked && metrics.db_errors() >= 4
+        },
+    )
+    .await;
+    tokio::time::timeout(Duration::from_secs(15), collector.stop())
+        .await
+        .expect("the collector stops while its batches retry");
+
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_stream(&iso.stream)
+        .await
+        .unwrap()
+        .get_consumer(telemetry_collector::config::DEFAULT_CONSUMER)
+        .await
+        .unwrap();
+    let info = consumer.info().await.unwrap();
+    assert_eq!(
+        info.ack_floor.stream_sequence,
+        first.len() as u64,
+        "acked while the database was away"
+    );
+
+    proxy.restore();
+    let again = spawn(settings(&iso, &db.url)).await;
+    let total = (first.len() + second.len() + third.len()) as i64;
+    wait_for_events(&reader, total).await;
+    assert_eq!(common::first_runs(&reader).await.len(), 3);
+    again.stop().await;
+}
