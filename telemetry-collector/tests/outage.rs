@@ -139,7 +139,7 @@ async fn shutdown_while_two_batches_retry_acks_neither_and_loses_nothing() {
     let db = TestDb::new(Backend::Postgres).await;
     let js = jetstream(&iso).await;
     let reader = db.store().await;
-    let mut proxy = TcpProxy::start(pg_addr(&db.url)).await;
+    let proxy = TcpProxy::start(pg_addr(&db.url)).await;
     let through_proxy = db
         .url
         .replace(&pg_addr(&db.url).to_string(), &proxy.addr.to_string());
