@@ -21,6 +21,18 @@ enum Outage {
     Lock(sqlx::SqliteConnection),
 }
 
+/// The stream sequence up to which the collectors' consumer has acked everything.
+async fn ack_floor(js: &async_nats::jetstream::Context, iso: &Isolation) -> u64 {
+    js.get_stream(&iso.stream)
+        .await
+        .unwrap()
+        .consumer_info(telemetry_collector::config::DEFAULT_CONSUMER)
+        .await
+        .unwrap()
+        .ack_floor
+        .stream_sequence
+}
+
 async fn the_database_going_away_loses_nothing_and_stores_nothing_twice(backend: Backend) {
     let iso = Isolation::new();
     let db = TestDb::new(backend).await;
@@ -83,16 +95,8 @@ async fn the_database_going_away_loses_nothing_and_stores_nothing_twice(backend:
     assert!(collector.metrics.db_errors() >= 2, "it kept retrying");
     // Nothing of the failing batch was acked: the consumer's ack floor is still the
     // last message of the first (committed) batch.
-    let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
-        .get_stream(&iso.stream)
-        .await
-        .unwrap()
-        .get_consumer(telemetry_collector::config::DEFAULT_CONSUMER)
-        .await
-        .unwrap();
-    let floor = consumer.info().await.unwrap().ack_floor.stream_sequence;
     assert_eq!(
-        floor,
+        ack_floor(&js, &iso).await,
         first.len() as u64,
         "acked while the database was down"
     );
@@ -180,16 +184,8 @@ async fn shutdown_while_two_batches_retry_acks_neither_and_loses_nothing() {
         .await
         .expect("the collector stops while its batches retry");
 
-    let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
-        .get_stream(&iso.stream)
-        .await
-        .unwrap()
-        .get_consumer(telemetry_collector::config::DEFAULT_CONSUMER)
-        .await
-        .unwrap();
-    let info = consumer.info().await.unwrap();
     assert_eq!(
-        info.ack_floor.stream_sequence,
+        ack_floor(&js, &iso).await,
         first.len() as u64,
         "acked while the database was away"
     );
