@@ -183,6 +183,11 @@ impl Telemetry {
             ledger.drop_event(reason);
             Err(error)
         };
+        // Counted, and warned about at most once per `QUEUE_FULL_WARN_INTERVAL`.
+        let queue_full = || {
+            ledger.drop_queue_full();
+            Err(EmitError::QueueFull)
+        };
         if inner.closed.load(Relaxed) {
             return fail(EmitError::Closed, DropReason::Closed);
         }
@@ -193,7 +198,7 @@ impl Telemetry {
         let before = ledger.queued_bytes.fetch_add(bytes, Relaxed);
         if before + bytes > inner.queue_max_bytes {
             ledger.queued_bytes.fetch_sub(bytes, Relaxed);
-            return fail(EmitError::QueueFull, DropReason::QueueFull);
+            return queue_full();
         }
         let queued = Queued {
             seq,
@@ -205,7 +210,7 @@ impl Telemetry {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(queued)) => {
                 ledger.queued_bytes.fetch_sub(queued.bytes, Relaxed);
-                fail(EmitError::QueueFull, DropReason::QueueFull)
+                queue_full()
             }
             Err(mpsc::error::TrySendError::Closed(queued)) => {
                 ledger.queued_bytes.fetch_sub(queued.bytes, Relaxed);

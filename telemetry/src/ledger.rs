@@ -6,6 +6,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
+
+/// At most one `queue_full` warning line per this interval: a full queue drops events
+/// by the thousand, and a line per drop would bury the log (and cost the caller).
+pub const QUEUE_FULL_WARN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Why an event was dropped. Each has its own counter and `ProducerStats` key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -74,11 +79,27 @@ pub(crate) struct Ledger {
     pub publish_failures: AtomicU64,
     pub connected: AtomicBool,
     dropped: [AtomicU64; DropReason::ALL.len()],
+    /// Rate limit of the `queue_full` warning.
+    queue_full_warning: DropWarning,
 }
 
 impl Ledger {
     pub fn drop_event(&self, reason: DropReason) {
         self.dropped[reason as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a `queue_full` drop and warns if a line is due ([`DropWarning`]).
+    pub fn drop_queue_full(&self) {
+        let total = self.dropped[DropReason::QueueFull as usize].fetch_add(1, Relaxed) + 1;
+        self.queue_full_warning.dropped(total, monotonic_ms());
+    }
+
+    /// Warns about `queue_full` drops no line has counted yet: when a line is due, or
+    /// at once when `force` (shutdown). The publisher calls it on its stats tick, so
+    /// the drops of a burst that stopped are still reported within an interval.
+    pub fn flush_queue_full_warning(&self, force: bool) {
+        let total = self.dropped[DropReason::QueueFull as usize].load(Relaxed);
+        self.queue_full_warning.flush(total, monotonic_ms(), force);
     }
 
     pub fn drop_events(&self, reason: DropReason, count: u64) {
@@ -112,6 +133,70 @@ impl Ledger {
     }
 }
 
+/// Milliseconds of the kernel's coarse monotonic clock (a vDSO read of a few ns, one
+/// scheduler tick of resolution: plenty for a 10 s rate limit).
+fn monotonic_ms() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    (now.tv_sec as u64) * 1000 + (now.tv_nsec as u64) / 1_000_000
+}
+
+/// The rate limit of the `queue_full` warning: at most one line per
+/// [`QUEUE_FULL_WARN_INTERVAL`], each saying how many events were dropped since the
+/// previous line and in total. Only the drop path touches it (one relaxed load after a
+/// clock read while no line is due); a call that queues its event never does.
+#[derive(Debug, Default)]
+pub(crate) struct DropWarning {
+    /// Monotonic ms before which no line is written; 0 until the first line.
+    quiet_until_ms: AtomicU64,
+    /// The total the last line reported.
+    reported: AtomicU64,
+}
+
+impl DropWarning {
+    /// A drop brought the total to `total` at `now_ms`. Returns what was logged.
+    #[inline]
+    fn dropped(&self, total: u64, now_ms: u64) -> Option<(u64, u64)> {
+        let quiet_until = self.quiet_until_ms.load(Relaxed);
+        if now_ms < quiet_until {
+            return None;
+        }
+        self.line(quiet_until, total, now_ms)
+    }
+
+    /// Reports drops not logged yet, if a line is due or `force`. Returns what was
+    /// logged.
+    fn flush(&self, total: u64, now_ms: u64, force: bool) -> Option<(u64, u64)> {
+        if total <= self.reported.load(Relaxed) {
+            return None;
+        }
+        let quiet_until = self.quiet_until_ms.load(Relaxed);
+        if now_ms < quiet_until && !force {
+            return None;
+        }
+        self.line(quiet_until, total, now_ms)
+    }
+
+    /// Writes the line unless another thread took this slot first.
+    #[cold]
+    #[inline(never)]
+    fn line(&self, quiet_until: u64, total: u64, now_ms: u64) -> Option<(u64, u64)> {
+        let next = now_ms + QUEUE_FULL_WARN_INTERVAL.as_millis() as u64;
+        self.quiet_until_ms
+            .compare_exchange(quiet_until, next, Relaxed, Relaxed)
+            .ok()?;
+        let before = self.reported.fetch_max(total, Relaxed);
+        let since = total.checked_sub(before).filter(|since| *since > 0)?;
+        tracing::warn!(
+            dropped_since_last_line = since,
+            dropped_total = total,
+            "telemetry queue full: events dropped (counted as queue_full in ProducerStats; \
+             at most one such line every {} s)",
+            QUEUE_FULL_WARN_INTERVAL.as_secs()
+        );
+        Some((since, total))
+    }
+}
+
 /// A point-in-time copy of the ledger (for `/metrics` and tests).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StatsSnapshot {
@@ -138,5 +223,74 @@ impl StatsSnapshot {
             .get(reason.as_str())
             .copied()
             .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INTERVAL: u64 = QUEUE_FULL_WARN_INTERVAL.as_millis() as u64;
+
+    #[test]
+    fn a_burst_of_drops_gives_one_line_per_interval_with_the_count_since_the_last() {
+        let warning = DropWarning::default();
+        let start = 1_000_000;
+        // The first drop is reported at once; the rest of the burst stays quiet.
+        assert_eq!(warning.dropped(1, start), Some((1, 1)));
+        for total in 2..=5_000 {
+            assert_eq!(warning.dropped(total, start + total), None);
+        }
+        // Not due yet: the stats tick has nothing to say either.
+        assert_eq!(warning.flush(5_000, start + INTERVAL - 1, false), None);
+        // Due: one line with what the burst dropped since the first line.
+        assert_eq!(
+            warning.flush(5_000, start + INTERVAL, false),
+            Some((4_999, 5_000))
+        );
+        assert_eq!(warning.flush(5_000, start + 3 * INTERVAL, false), None);
+        // A later drop after a quiet interval is reported at once again.
+        assert_eq!(
+            warning.dropped(5_001, start + 3 * INTERVAL),
+            Some((1, 5_001))
+        );
+        assert_eq!(warning.dropped(5_002, start + 3 * INTERVAL + 1), None);
+        // Shutdown reports the remainder whatever the interval.
+        assert_eq!(
+            warning.flush(5_010, start + 3 * INTERVAL + 2, true),
+            Some((9, 5_010))
+        );
+        assert_eq!(warning.flush(5_010, start + 3 * INTERVAL + 3, true), None);
+    }
+
+    #[test]
+    fn drops_on_many_threads_give_one_line_per_interval() {
+        let ledger = Ledger::default();
+        let lines = std::sync::Mutex::new(Vec::new());
+        let now = 42_000;
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..10_000 {
+                        let total = ledger.dropped[DropReason::QueueFull as usize]
+                            .fetch_add(1, Relaxed)
+                            + 1;
+                        if let Some(line) = ledger.queue_full_warning.dropped(total, now) {
+                            lines.lock().unwrap().push(line);
+                        }
+                    }
+                });
+            }
+        });
+        let lines = lines.into_inner().unwrap();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let (first, _) = lines[0];
+        // The next line counts every drop the first did not.
+        assert_eq!(
+            ledger
+                .queue_full_warning
+                .flush(40_000, now + INTERVAL, false),
+            Some((40_000 - first, 40_000))
+        );
     }
 }

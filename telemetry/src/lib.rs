@@ -10,9 +10,10 @@
 //! deduplicated by the broker) and retries failures with backoff while holding the event.
 //!
 //! Loss is never silent: when the queue is full the event is dropped and counted by
-//! reason, and a `ProducerStats` message (emitted, published, dropped by reason) goes out
-//! periodically and at shutdown. The collector keeps the last one per producer: the loss
-//! ledger.
+//! reason (and logged at warn with the count, at most one line per
+//! [`ledger::QUEUE_FULL_WARN_INTERVAL`]), and a `ProducerStats` message (emitted,
+//! published, dropped by reason) goes out periodically and at shutdown. The collector
+//! keeps the last one per producer: the loss ledger.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

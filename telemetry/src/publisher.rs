@@ -185,6 +185,8 @@ impl Publisher {
                     }
                 },
                 _ = stats_tick.tick() => {
+                    // Drops of a burst that has stopped still get their line.
+                    self.ledger.flush_queue_full_warning(false);
                     self.publish_stats(&js, false, Instant::now() + self.config.ack_timeout).await;
                 }
                 _ = tokio::time::sleep(IDLE_TICK), if must_poll => {}
@@ -403,6 +405,7 @@ impl Publisher {
             );
             self.ledger.drop_events(DropReason::ShutdownDeadline, left);
         }
+        self.ledger.flush_queue_full_warning(true);
         let final_stats_sent = match &js {
             Some(js) if Instant::now() < deadline => self.publish_stats(js, true, deadline).await,
             _ => false,
