@@ -140,6 +140,11 @@ impl Application {
     /// flight is done and the HTTP server has drained.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let shutdown = self.shutdown.clone();
+        // The backlog gauges, read from the broker beside ingest.
+        let backlog = self
+            .ingest
+            .as_ref()
+            .map(|ingest| tokio::spawn(crate::backlog::watch(ingest, shutdown.clone())));
         let ingest = self.ingest.map(|ingest| {
             let token = shutdown.clone();
             tokio::spawn(ingest.run(token))
@@ -177,6 +182,9 @@ impl Application {
         }
         if let Some(retention) = retention {
             let _ = retention.await;
+        }
+        if let Some(backlog) = backlog {
+            let _ = backlog.await;
         }
         if let Some(client) = self.nats {
             let _ = client.flush().await;

@@ -120,6 +120,9 @@ pub struct Settings {
     /// Periodic prune of old rows (`COLLECTOR_RETENTION`); `None` (the default) keeps
     /// everything.
     pub retention: Option<crate::retention::Retention>,
+    /// How often the consumer's backlog is read from the broker
+    /// (`COLLECTOR_BACKLOG_INTERVAL_SECS`, see [`crate::backlog::DEFAULT_BACKLOG_INTERVAL`]).
+    pub backlog_interval: Duration,
     /// See [`DEFAULT_MAX_BODY_BYTES`].
     pub max_body_bytes: usize,
     /// Pool sizes and timeouts.
@@ -186,6 +189,7 @@ impl Settings {
             min_backoff: DEFAULT_MIN_BACKOFF,
             max_backoff: DEFAULT_MAX_BACKOFF,
             retention: None,
+            backlog_interval: crate::backlog::DEFAULT_BACKLOG_INTERVAL,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             store: StoreOptions::default(),
             monitor: MonitorSettings::default(),
@@ -247,6 +251,11 @@ impl Settings {
                 crate::retention::MAX_PRUNE_BATCH,
             )?;
         }
+        at_most(
+            "COLLECTOR_BACKLOG_INTERVAL_SECS",
+            self.backlog_interval.as_secs(),
+            crate::backlog::MAX_BACKLOG_INTERVAL.as_secs(),
+        )?;
         at_most("DATABASE_WRITERS", self.store.writers, MAX_WRITERS)?;
         if self.store.max_connections == 0 {
             return Err(ConfigError::new(
@@ -417,6 +426,11 @@ pub struct IngestArgs {
     /// Rows per table deleted in one retention transaction.
     #[arg(long = "prune-batch-size", env = "COLLECTOR_PRUNE_BATCH_SIZE", default_value_t = crate::retention::DEFAULT_PRUNE_BATCH)]
     pub prune_batch_size: i64,
+    /// Seconds between two reads of the consumer's backlog from the broker (the
+    /// `collector_consumer_pending` / `_ack_pending` / `collector_oldest_unacked_age_seconds`
+    /// gauges).
+    #[arg(long = "backlog-interval-secs", env = "COLLECTOR_BACKLOG_INTERVAL_SECS", default_value_t = crate::backlog::DEFAULT_BACKLOG_INTERVAL.as_secs())]
+    pub backlog_interval_secs: u64,
 }
 
 /// `serve` flags.
@@ -496,6 +510,7 @@ impl IngestArgs {
             interval: self.retention_interval,
             batch: self.prune_batch_size,
         });
+        settings.backlog_interval = Duration::from_secs(self.backlog_interval_secs);
         settings
     }
 }
@@ -562,6 +577,14 @@ mod tests {
                 "DATABASE_URL",
             ),
             (Box::new(|s| s.batch_size = 0), "COLLECTOR_BATCH_SIZE"),
+            (
+                Box::new(|s| s.backlog_interval = Duration::ZERO),
+                "COLLECTOR_BACKLOG_INTERVAL_SECS",
+            ),
+            (
+                Box::new(|s| s.backlog_interval = Duration::from_secs(301)),
+                "COLLECTOR_BACKLOG_INTERVAL_SECS",
+            ),
             (Box::new(|s| s.store.writers = 0), "DATABASE_WRITERS"),
             (Box::new(|s| s.store.writers = 9), "DATABASE_WRITERS"),
             (

@@ -303,13 +303,9 @@ impl Ingest {
             dead: Vec::new(),
         };
         for message in messages {
-            let (stream_seq, pending) = message
-                .info()
-                .map(|info| (info.stream_sequence, Some(info.pending)))
-                .unwrap_or((0, None));
-            if let Some(pending) = pending {
-                self.metrics.set_pending(pending);
-            }
+            // The backlog gauges come from the broker ([`crate::backlog`]), not from here:
+            // during an outage nothing is delivered and this view would freeze.
+            let stream_seq = message.info().map(|info| info.stream_sequence).unwrap_or(0);
             match domain::parse(
                 &self.subjects,
                 message.subject.as_str(),

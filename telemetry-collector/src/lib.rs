@@ -32,12 +32,14 @@
 //! - [`ingest`]: consumer, batching, commit-then-ack, retry on database errors.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`, merging [`monitor`].
 //! - [`monitor`]: `/monitor` pages, `/api/v1/...` JSON, SSE, token access.
-//! - [`metrics`]: counters and readiness state.
+//! - [`metrics`]: counters and readiness state; [`backlog`] reads the consumer's
+//!   backlog from the broker into it.
 //! - [`app`]: [`Application`]: build, run, shut down.
 //! - operations: [`retention`] (`prune`, `COLLECTOR_RETENTION`), [`replay`] (rebuild
 //!   from the stream), [`dead_letters`] (list, show, requeue, purge).
 
 pub mod app;
+pub mod backlog;
 pub mod config;
 pub mod dead_letters;
 pub mod domain;

@@ -2,7 +2,7 @@
 //! Prometheus text. Plain atomics: the ingest loop updates them once per batch.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -71,7 +71,12 @@ pub struct Metrics {
     duplicates: AtomicU64,
     dead_letters: AtomicU64,
     db_errors: AtomicU64,
+    /// The consumer's backlog, from the broker ([`crate::backlog`]): not delivered yet,
     consumer_pending: AtomicU64,
+    /// delivered but not acked,
+    consumer_ack_pending: AtomicU64,
+    /// and when the oldest unacked message was stored (unix ms; 0: none).
+    oldest_unacked_ms: AtomicI64,
     /// The ingest loop has its consumer.
     consumer_attached: AtomicBool,
     /// The last database error, cleared by the next successful commit.
@@ -89,6 +94,8 @@ impl Default for Metrics {
             dead_letters: AtomicU64::new(0),
             db_errors: AtomicU64::new(0),
             consumer_pending: AtomicU64::new(0),
+            consumer_ack_pending: AtomicU64::new(0),
+            oldest_unacked_ms: AtomicI64::new(0),
             consumer_attached: AtomicBool::new(false),
             db_error: Mutex::new(None),
         }
@@ -113,9 +120,13 @@ impl Metrics {
         *self.db_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
     }
 
-    /// Messages the broker still holds for the consumer.
-    pub fn set_pending(&self, pending: u64) {
-        self.consumer_pending.store(pending, Relaxed);
+    /// The consumer's backlog as the broker last reported it ([`crate::backlog`]).
+    pub fn set_backlog(&self, backlog: &crate::backlog::Backlog) {
+        self.consumer_pending.store(backlog.pending, Relaxed);
+        self.consumer_ack_pending
+            .store(backlog.ack_pending, Relaxed);
+        self.oldest_unacked_ms
+            .store(backlog.oldest_unacked_ms.unwrap_or(0), Relaxed);
     }
 
     /// The ingest loop attached (or lost) its consumer.
@@ -188,12 +199,35 @@ impl Metrics {
                 value.load(Relaxed)
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP collector_consumer_pending Messages the broker holds for the consumer.\n\
-             # TYPE collector_consumer_pending gauge\ncollector_consumer_pending {}",
-            self.consumer_pending.load(Relaxed)
-        );
+        let oldest = self.oldest_unacked_ms.load(Relaxed);
+        let oldest_age = if oldest > 0 {
+            (crate::ingest::now_ms() - oldest).max(0) as f64 / 1000.0
+        } else {
+            0.0
+        };
+        let backlog = [
+            (
+                "collector_consumer_pending",
+                "Messages on the stream not yet delivered to the consumer (read from the broker every COLLECTOR_BACKLOG_INTERVAL_SECS).",
+                self.consumer_pending.load(Relaxed) as f64,
+            ),
+            (
+                "collector_consumer_ack_pending",
+                "Messages delivered to the consumer's collectors and not yet acked.",
+                self.consumer_ack_pending.load(Relaxed) as f64,
+            ),
+            (
+                "collector_oldest_unacked_age_seconds",
+                "Age of the oldest message not yet acked, delivered or not (0 when none).",
+                oldest_age,
+            ),
+        ];
+        for (name, help, value) in backlog {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP collector_db_up Whether the last batch write succeeded.\n\
