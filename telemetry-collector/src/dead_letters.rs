@@ -13,7 +13,7 @@ use telemetry_proto::subjects::DEFAULT_PREFIX;
 use telemetry_proto::Subjects;
 
 use crate::config::DatabaseArgs;
-use crate::domain::{self, Parsed};
+use crate::domain::{self, Parsed, Rejection};
 use crate::ingest::now_ms;
 use crate::store::{self, Batch, DeadLetterRecord, Store, StoreError};
 
@@ -118,7 +118,22 @@ async fn requeue_page(
         }
     }
     if !batch.facts.is_empty() {
-        report.stored += store.write(&batch).await?.stored;
+        // The database may refuse what now parses: those stay dead letters with its
+        // message (isolated like ingest does), instead of failing every requeue.
+        let written = store::write_isolating(store, &batch).await?;
+        report.stored += written.report.stored;
+        for (origin, reason) in written.rejected {
+            let at = batch
+                .facts
+                .iter()
+                .position(|f| f.origin == origin)
+                .expect("a rejected envelope is one of the batch's");
+            batch.facts.swap_remove(at);
+            failing.push((
+                resolved.swap_remove(at),
+                Rejection::Database(reason).to_string(),
+            ));
+        }
     }
     store.settle_dead_letters(&resolved, &failing).await?;
     report.requeued += resolved.len() as u64;

@@ -110,14 +110,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
         (Some(_), true) => "ok".to_owned(),
         (Some(_), false) => "not attached".to_owned(),
     };
-    let database = match state.metrics.db_error() {
-        Some(reason) => format!("last batch write failed: {reason}"),
-        None => match tokio::time::timeout(READY_PING_TIMEOUT, state.store.ping()).await {
-            Ok(Ok(())) => "ok".to_owned(),
-            Ok(Err(err)) => format!("unreachable: {err}"),
-            Err(_) => "no answer within 2 s".to_owned(),
-        },
-    };
+    let database = database_state(&state)
+        .await
+        .unwrap_or_else(|| "ok".to_owned());
     let ready = [&broker, &consumer, &database]
         .iter()
         .all(|s| *s == "ok" || *s == "not used");
@@ -138,7 +133,31 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// The database's state, `None` when usable: the last write's error, else a fresh
+/// ping's (recorded, so `/metrics`' `collector_db_up` says the same).
+async fn database_state(state: &AppState) -> Option<String> {
+    if let Some(reason) = state.metrics.db_error() {
+        if !reason.starts_with(UNREACHABLE) {
+            return Some(reason);
+        }
+    }
+    let ping = match tokio::time::timeout(READY_PING_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(err)) => Some(format!("{UNREACHABLE}: {err}")),
+        Err(_) => Some(format!(
+            "{UNREACHABLE}: no answer within {} s",
+            READY_PING_TIMEOUT.as_secs()
+        )),
+    };
+    state.metrics.pinged(ping);
+    state.metrics.db_error()
+}
+
+/// How a failed ping's reason starts.
+const UNREACHABLE: &str = "unreachable";
+
 async fn metrics(State(state): State<AppState>) -> Response {
+    database_state(&state).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -5,13 +5,17 @@
 //!   message to one of them, and the idempotent writes make a redelivery harmless.
 //! - A message that cannot be used is a dead letter written in the same transaction
 //!   and acked with its batch: it never blocks the stream.
-//! - A database error is never a dead letter: nothing is acked, the batch is kept and
-//!   retried with backoff without end (extending the broker's ack wait with
-//!   in-progress acks), and `/readyz` reports the reason until a commit succeeds.
-//! - Shutdown finishes the batch in flight (unless the database is down, in which case
-//!   its messages stay unacked and are redelivered to whoever runs next). Messages the
-//!   broker had already pushed to this collector's open pull request but that no batch
-//!   took stay unacked too, and are redelivered after the ack wait.
+//! - A transient database error (outage, disk full, lock) is never a dead letter:
+//!   nothing is acked, the batch is kept and retried with backoff without end
+//!   (extending the broker's ack wait with in-progress acks), and `/readyz` reports the
+//!   cause until a commit succeeds. A permanent one (the database refuses some rows) is
+//!   isolated by [`store::write_isolating`]: the refused envelopes become dead letters,
+//!   the rest is stored, and the batch is acked.
+//! - Shutdown finishes the batch in flight unless the database is down; then that
+//!   batch, the batches parsed behind it and what the pull stream already received are
+//!   NAKed, so whoever runs next gets them at once. Only a crash leaves messages to
+//!   the ack wait (`COLLECTOR_ACK_WAIT_SECS`): a successor idles until it passes, since
+//!   the dead instance's unacked messages count against `max_ack_pending`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +24,7 @@ use async_nats::jetstream::consumer::pull::{self, Stream as MessageStream};
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer};
 use async_nats::jetstream::{self, AckKind};
 use futures::stream::FuturesUnordered;
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use telemetry_proto::stream::create_error_hint;
 use telemetry_proto::{StreamSpec, Subjects};
 use tokio_util::sync::CancellationToken;
@@ -28,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::domain::{self, Parsed};
 use crate::metrics::Metrics;
-use crate::store::{Batch, Store};
+use crate::store::{self, Batch, Store};
 
 /// How often the pull stream expects a heartbeat from the server while idle.
 pub const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
@@ -37,6 +41,11 @@ pub const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
 pub const PIPELINE_DEPTH: usize = 1;
 /// A batch's messages (to ack) and what they parsed into.
 type Pending = (Vec<jetstream::Message>, Batch);
+/// How long a message NAKed at shutdown waits before the broker offers it again.
+/// nats-server 2.9 hands an immediately NAKed message straight back to the dead
+/// instance's pull request (seen in `tests/outage.rs`); a short delay lets it go to
+/// the next pull instead, still far sooner than the ack wait.
+pub const SHUTDOWN_NAK_DELAY: Duration = Duration::from_millis(200);
 /// How long one pull request stays open.
 pub const PULL_EXPIRES: Duration = Duration::from_secs(30);
 
@@ -154,13 +163,31 @@ impl Ingest {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Pending>(PIPELINE_DEPTH);
         let (committed_tx, mut committed_rx) =
             tokio::sync::mpsc::channel::<Vec<jetstream::Message>>(PIPELINE_DEPTH);
-        let collect = async move {
+        // Fetched but not written (shutdown during an outage): NAKed at the end.
+        let unwritten = std::sync::Mutex::new(Vec::<jetstream::Message>::new());
+        let give_back = |messages: Vec<jetstream::Message>| {
+            unwritten
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(messages);
+        };
+        let collect = async {
             while let Some(messages) = self.collect(&mut messages, shutdown).await {
                 let batch = self.parse(&messages);
-                if tx.send((messages, batch)).await.is_err() {
-                    return;
+                if let Err(refused) = tx.send((messages, batch)).await {
+                    // The writer stopped (shutdown while the database was down).
+                    give_back(refused.0 .0);
+                    break;
                 }
             }
+            drop(tx);
+            // What the pull stream already received will not be written either.
+            while let Some(Some(Ok(message))) = messages.next().now_or_never() {
+                give_back(vec![message]);
+            }
+            // Ends the pull request: the server skips a request nobody listens to, so
+            // the NAKed messages go to another collector, not back to this one.
+            drop(messages);
         };
         let writers = self.store.writers().max(1);
         let write = async move {
@@ -170,23 +197,33 @@ impl Ingest {
                 tokio::select! {
                     next = rx.recv(), if taking && writing.len() < writers => match next {
                         Some((messages, batch)) => writing.push(async move {
-                            self.write(&messages, batch, shutdown).await.map(|()| messages)
+                            let written = self.write(&messages, batch, shutdown).await;
+                            (written, messages)
                         }),
                         None => taking = false,
                     },
-                    Some(written) = writing.next(), if !writing.is_empty() => match written {
+                    Some((written, messages)) = writing.next(), if !writing.is_empty() => match written {
                         // Committed: hand it to the ack stage, which outlives this one.
-                        Ok(messages) => {
+                        Ok(()) => {
                             if committed_tx.send(messages).await.is_err() {
-                                return;
+                                break;
                             }
                         }
-                        // Shutdown interrupted a retry: that batch stays unacked; the
-                        // others in flight still finish (and are acked if committed).
-                        Err(()) => taking = false,
+                        // Shutdown interrupted a retry: NAK that batch (below) so another
+                        // collector (or the next one) gets it now, not after the ack
+                        // wait; the others in flight still finish (acked if committed).
+                        Err(()) => {
+                            give_back(messages);
+                            taking = false;
+                        }
                     },
-                    else => return,
+                    else => break,
                 }
+            }
+            // Batches parsed but never taken (shutdown during an outage).
+            rx.close();
+            while let Some((messages, _)) = rx.recv().await {
+                give_back(messages);
             }
         };
         let ack = async move {
@@ -201,6 +238,14 @@ impl Ingest {
             }
         };
         tokio::join!(collect, write, ack);
+        let unwritten = unwritten.into_inner().unwrap_or_else(|e| e.into_inner());
+        if !unwritten.is_empty() {
+            // A round trip on this connection: once it is answered, the server has
+            // processed the pull stream's unsubscribe, so no NAKed message can go
+            // back to that dead pull request.
+            let _ = self.js.query_account().await;
+            nak(&unwritten).await;
+        }
     }
 
     /// The next batch: waits for a first message, then up to the linger time or the
@@ -259,10 +304,11 @@ impl Ingest {
         let mut failures = 0u32;
         loop {
             let started = Instant::now();
-            match self.store.write(&batch).await {
-                Ok(report) => {
+            match store::write_isolating(&*self.store, &batch).await {
+                Ok(isolated) => {
                     self.metrics
-                        .committed(messages.len(), started.elapsed(), &report);
+                        .committed(messages.len(), started.elapsed(), &isolated.report);
+                    self.metrics.rejected(isolated.rejected.len());
                     if failures > 0 {
                         tracing::info!(failures, "database back; batch committed");
                     }
@@ -321,6 +367,23 @@ impl Ingest {
         }
         batch
     }
+}
+
+/// Negative-acks `messages`: the broker redelivers them at once (to this consumer's
+/// next fetch, whichever collector makes it) instead of after the ack wait.
+async fn nak(messages: &[jetstream::Message]) {
+    for message in messages {
+        if let Err(err) = message
+            .ack_with(AckKind::Nak(Some(SHUTDOWN_NAK_DELAY)))
+            .await
+        {
+            tracing::debug!(error = %err, "nak failed; redelivered after the ack wait");
+        }
+    }
+    tracing::info!(
+        messages = messages.len(),
+        "shutdown: returned unwritten messages to the broker"
+    );
 }
 
 /// Unix ms now.

@@ -71,6 +71,8 @@ pub struct Metrics {
     duplicates: AtomicU64,
     dead_letters: AtomicU64,
     db_errors: AtomicU64,
+    /// Envelopes the database refused for good, isolated into dead letters.
+    rejected: AtomicU64,
     /// The consumer's backlog, from the broker ([`crate::backlog`]): not delivered yet,
     consumer_pending: AtomicU64,
     /// delivered but not acked,
@@ -81,6 +83,10 @@ pub struct Metrics {
     consumer_attached: AtomicBool,
     /// The last database error, cleared by the next successful commit.
     db_error: Mutex<Option<String>>,
+    /// Why the last readiness ping failed, cleared by the next good one: an outage
+    /// while ingest is idle shows too. `/readyz` and `collector_db_up` both read
+    /// [`Metrics::db_error`], so they never disagree.
+    ping_error: Mutex<Option<String>>,
 }
 
 impl Default for Metrics {
@@ -93,11 +99,13 @@ impl Default for Metrics {
             duplicates: AtomicU64::new(0),
             dead_letters: AtomicU64::new(0),
             db_errors: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
             consumer_pending: AtomicU64::new(0),
             consumer_ack_pending: AtomicU64::new(0),
             oldest_unacked_ms: AtomicI64::new(0),
             consumer_attached: AtomicBool::new(false),
             db_error: Mutex::new(None),
+            ping_error: Mutex::new(None),
         }
     }
 }
@@ -114,7 +122,17 @@ impl Metrics {
         *self.db_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// A batch failed to commit.
+    /// The database refused `count` envelopes of a committed batch for good.
+    pub fn rejected(&self, count: usize) {
+        self.rejected.fetch_add(count as u64, Relaxed);
+    }
+
+    /// The outcome of a readiness ping.
+    pub fn pinged(&self, outcome: Option<String>) {
+        *self.ping_error.lock().unwrap_or_else(|e| e.into_inner()) = outcome;
+    }
+
+    /// A batch failed to commit (transiently: it is retried).
     pub fn db_failed(&self, reason: String) {
         self.db_errors.fetch_add(1, Relaxed);
         *self.db_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
@@ -139,12 +157,23 @@ impl Metrics {
         self.consumer_attached.load(Relaxed)
     }
 
-    /// The last database error, if the last write failed.
+    /// Why the database is not usable: the last write's error until a commit
+    /// succeeds, else the last ping's. `None` when it is up.
     pub fn db_error(&self) -> Option<String> {
-        self.db_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        let write = self.db_error.lock().unwrap_or_else(|e| e.into_inner());
+        match &*write {
+            Some(reason) => Some(format!("last batch write failed: {reason}")),
+            None => self
+                .ping_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
+    }
+
+    /// Envelopes the database refused, since start.
+    pub fn rejected_count(&self) -> u64 {
+        self.rejected.load(Relaxed)
     }
 
     /// Envelopes stored for the first time, since start.
@@ -188,8 +217,13 @@ impl Metrics {
             ),
             (
                 "collector_db_errors_total",
-                "Batch writes that failed and were retried.",
+                "Batch writes that failed transiently and were retried.",
                 &self.db_errors,
+            ),
+            (
+                "collector_envelopes_rejected_total",
+                "Envelopes the database refused for good, stored as dead letters.",
+                &self.rejected,
             ),
         ];
         for (name, help, value) in counters {
@@ -230,7 +264,7 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP collector_db_up Whether the last batch write succeeded.\n\
+            "# HELP collector_db_up Whether the database is usable (as /readyz says).\n\
              # TYPE collector_db_up gauge\ncollector_db_up {}",
             u8::from(self.db_error().is_none())
         );

@@ -90,6 +90,21 @@ async fn the_database_going_away_loses_nothing_and_stores_nothing_twice(backend:
         },
     )
     .await;
+    let (_, body) = http_get(port, "/readyz").await;
+    let cause = match backend {
+        // The proxy drops connections: the cause, not the pool's "timed out".
+        Backend::Postgres => "connection failed",
+        Backend::Sqlite => "database locked",
+    };
+    assert!(
+        body.contains(cause) && !body.contains("pool timed out"),
+        "/readyz names the cause ({cause}): {body}"
+    );
+    let (_, metrics) = http_get(port, "/metrics").await;
+    assert!(
+        metrics.contains("collector_db_up 0"),
+        "/metrics agrees with /readyz: {metrics}"
+    );
     // Let it retry for longer than the ack wait: in-progress acks keep the batch ours.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(collector.metrics.db_errors() >= 2, "it kept retrying");
@@ -136,7 +151,8 @@ on_both_backends!(the_database_going_away_loses_nothing_and_stores_nothing_twice
 
 /// Shutting down while the database is away, with two Postgres batches retrying at
 /// once (`DATABASE_WRITERS` = 2): the collector stops promptly, acks nothing of
-/// either, and a collector started later stores every event once.
+/// either, NAKs both, and a collector started later stores every event once at once,
+/// without waiting out the (long) ack wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_while_two_batches_retry_acks_neither_and_loses_nothing() {
     let iso = Isolation::new();
@@ -149,8 +165,9 @@ async fn shutdown_while_two_batches_retry_acks_neither_and_loses_nothing() {
         .replace(&pg_addr(&db.url).to_string(), &proxy.addr.to_string());
     let mut s = settings(&iso, &through_proxy);
     s.store.acquire_timeout = Duration::from_secs(1);
-    // Redelivered to the next collector soon after this one is gone.
-    s.ack_wait = Duration::from_secs(3);
+    // Longer than `wait_for_events` waits: the next collector gets the batches only
+    // because shutdown NAKed them, not because the ack wait passed.
+    s.ack_wait = Duration::from_secs(60);
     assert_eq!(s.store.writers, 2, "the default");
     let collector = spawn(s).await;
 

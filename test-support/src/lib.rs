@@ -7,7 +7,11 @@
 //! - [`NatsServer`]: a private `nats-server -js` on a free port with its own store, for
 //!   tests that kill and restart the broker, or that need TLS ([`NatsServer::start_tls`]).
 //!   Killed on drop.
-//! - [`PgDatabase`]: a fresh Postgres database, dropped on drop.
+//! - [`PgDatabase`]: a fresh Postgres database, dropped on drop; with a tablespace of
+//!   its own on a [`tmpfs::Tmpfs`] to fill ([`PgDatabase::create_in`]).
+//! - [`tmpfs::Tmpfs`]: a tiny tmpfs to fill, or to turn read-only (root only).
+
+pub mod tmpfs;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -283,6 +287,8 @@ pub struct PgDatabase {
     pub name: String,
     /// URL of the new database.
     pub url: String,
+    /// A tablespace of its own ([`PgDatabase::create_in`]), dropped after it.
+    tablespace: Option<String>,
 }
 
 fn postgres_admin_url() -> String {
@@ -321,7 +327,37 @@ impl PgDatabase {
             admin_url,
             name,
             url,
+            tablespace: None,
         }
+    }
+
+    /// Creates `test_<random>` whose tables go to a new tablespace at `location` (an
+    /// empty directory owned by the server's user, such as a [`tmpfs::Tmpfs`]): what
+    /// a full disk does to Postgres, without filling the server's own disk.
+    pub async fn create_in(location: &std::path::Path) -> Self {
+        use sqlx::Connection;
+        let mut db = Self::create().await;
+        let tablespace = format!("ts_{}", random_token());
+        let mut admin = sqlx::PgConnection::connect(&db.admin_url)
+            .await
+            .expect("connect to Postgres");
+        let location = location.display().to_string().replace('\'', "''");
+        sqlx::query(&format!(
+            r#"CREATE TABLESPACE "{tablespace}" LOCATION '{location}'"#
+        ))
+        .execute(&mut admin)
+        .await
+        .expect("create a tablespace (the directory must be empty and owned by postgres)");
+        db.tablespace = Some(tablespace.clone());
+        sqlx::query(&format!(
+            r#"ALTER DATABASE "{}" SET default_tablespace = "{tablespace}""#,
+            db.name
+        ))
+        .execute(&mut admin)
+        .await
+        .expect("set the database's default tablespace");
+        let _ = admin.close().await;
+        db
     }
 }
 
@@ -329,6 +365,7 @@ impl Drop for PgDatabase {
     fn drop(&mut self) {
         let admin_url = self.admin_url.clone();
         let name = self.name.clone();
+        let tablespace = self.tablespace.clone();
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -341,6 +378,12 @@ impl Drop for PgDatabase {
                     .execute(&mut admin)
                     .await
                     .ok()?;
+                if let Some(tablespace) = tablespace {
+                    sqlx::query(&format!(r#"DROP TABLESPACE IF EXISTS "{tablespace}""#))
+                        .execute(&mut admin)
+                        .await
+                        .ok()?;
+                }
                 Some(())
             })
         })

@@ -42,6 +42,11 @@ pub enum Rejection {
         /// The parser's complaint.
         error: String,
     },
+    /// The database refused the envelope's rows for good (a data error such as a value
+    /// too large for an index, not an outage); isolated from its batch so the rest is
+    /// stored (`store::isolate`).
+    #[error("the database refused it: {0}")]
+    Database(String),
     /// The subject is not one of this prefix's subjects.
     #[error("unknown subject {0:?}")]
     UnknownSubject(String),
@@ -216,6 +221,9 @@ pub struct Fact {
     pub origin: Origin,
     pub meta: Meta,
     pub body: Body,
+    /// The message bytes as received (a reference-counted view, not a copy): what a
+    /// dead letter keeps when the database refuses this fact.
+    pub raw: Bytes,
 }
 
 /// The result of parsing one message: a fact to store or a dead letter.
@@ -232,7 +240,12 @@ pub fn parse(subjects: &Subjects, subject: &str, stream_seq: u64, raw: Bytes) ->
         stream_seq,
     };
     match parse_checked(subjects, subject, &raw) {
-        Ok((meta, body)) => Parsed::Fact(Box::new(Fact { origin, meta, body })),
+        Ok((meta, body)) => Parsed::Fact(Box::new(Fact {
+            origin,
+            meta,
+            body,
+            raw,
+        })),
         Err(reason) => Parsed::Dead(DeadLetter {
             origin,
             reason,

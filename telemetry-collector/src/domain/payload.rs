@@ -146,6 +146,7 @@ mod tests {
                 producer_seq: 1,
             },
             body,
+            raw: bytes::Bytes::new(),
         }
     }
 

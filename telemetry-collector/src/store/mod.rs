@@ -6,12 +6,15 @@
 //! ([`projection`]), the loss ledger in `producers`, and dead letters. Only rows that
 //! were new count as stored, so a redelivered batch changes nothing.
 
+mod fault;
+pub mod isolate;
 pub(crate) mod monitor_reads;
 pub(crate) mod monitor_stats;
 pub(crate) mod ops;
 mod postgres;
 pub(crate) mod projection;
 mod sqlite;
+mod writer;
 
 use std::time::Duration;
 
@@ -19,6 +22,7 @@ use serde::Serialize;
 
 use crate::domain::{DeadLetter, Fact};
 
+pub use isolate::{write_isolating, Isolated};
 pub use monitor_reads::{EventFilter, RunFilter};
 pub use monitor_stats::{latency_bucket, GroupStats, Stats, StatsRow, LATENCY_BUCKET_SQL};
 pub use ops::PruneCounts;
@@ -47,18 +51,33 @@ pub const MAX_PAGE_SIZE: i64 = 500;
 /// Most events a run's detail includes.
 pub const MAX_RUN_EVENTS: i64 = 1_000;
 
-/// A database failure. Never a dead letter: the batch is retried.
+/// A database failure. [`StoreError::is_permanent`] tells the two kinds apart: a
+/// transient one (outage, disk full, lock) is retried without end and nothing is acked;
+/// a permanent one (the database refuses these rows) is isolated ([`isolate`]) and the
+/// refused envelopes become dead letters.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The URL is neither `sqlite:` nor `postgres:`, or does not parse.
     #[error("unsupported DATABASE_URL {0:?}: use sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
     /// Anything the driver reports.
-    #[error("database error: {0}")]
+    #[error("{cause}: {0}", cause = fault::cause(.0))]
     Database(#[from] sqlx::Error),
     /// Migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// Whether the database refused the data itself, so that writing the same rows
+    /// again fails again (see [`fault`] for the classes). Everything else, our own
+    /// bugs included, is transient: retried, never dead-lettered.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Database(err) => fault::is_permanent(err),
+            Self::UnsupportedUrl(_) | Self::Migrate(_) => false,
+        }
+    }
 }
 
 /// Pool sizes and timeouts.
@@ -72,6 +91,10 @@ pub struct StoreOptions {
     pub busy_timeout: Duration,
     /// See [`DEFAULT_ACQUIRE_TIMEOUT`].
     pub acquire_timeout: Duration,
+    /// SQLite's writer commits with `synchronous=FULL` (one fsync per batch), so a
+    /// power loss cannot drop a batch that was acked. No setting turns it off; only
+    /// the ingest bench does, to print what durability costs.
+    pub durable_commits: bool,
 }
 
 impl Default for StoreOptions {
@@ -81,6 +104,7 @@ impl Default for StoreOptions {
             writers: DEFAULT_WRITERS,
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            durable_commits: true,
         }
     }
 }

@@ -7,11 +7,13 @@ use std::str::FromStr;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::projection::{self, Prepared};
+use super::writer::WriterConn;
 use super::{
     read_queries, Batch, DeadLetterRecord, ProducerRecord, RunDetail, RunRecord, Store, StoreError,
     StoreOptions, WriteReport,
 };
 use crate::domain::{clamp, RunStart, VariantOutcome};
+use sqlx::Connection as _;
 
 /// The Postgres store.
 #[derive(Debug, Clone)]
@@ -22,6 +24,10 @@ pub struct PostgresStore {
     writer: PgPool,
     /// Monitor reads, operations and everything else (`DATABASE_MAX_CONNECTIONS`).
     reader: PgPool,
+    /// For [`PostgresStore::no_connection`]'s direct attempt.
+    connect: PgConnectOptions,
+    /// Bounds that attempt.
+    acquire_timeout: std::time::Duration,
 }
 
 impl PostgresStore {
@@ -31,7 +37,6 @@ impl PostgresStore {
         let connect = PgConnectOptions::from_str(url)?.application_name("telemetry-collector");
         // One direct attempt first: when it fails, the pool would report only that it
         // timed out, hiding the cause (refused, unknown host, TLS, password).
-        use sqlx::Connection as _;
         let _ = sqlx::PgConnection::connect_with(&connect)
             .await?
             .close()
@@ -44,9 +49,32 @@ impl PostgresStore {
         let reader = PgPoolOptions::new()
             .max_connections(options.max_connections.max(2))
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            connect,
+            acquire_timeout: options.acquire_timeout,
+        })
+    }
+
+    /// Why a pool had no connection to give: a pool only says that it timed out, so
+    /// one direct attempt names the cause (refused, unknown host, password, TLS, too
+    /// many clients) for the logs and `/readyz`.
+    async fn no_connection(&self, err: sqlx::Error) -> StoreError {
+        if !matches!(err, sqlx::Error::PoolTimedOut) {
+            return err.into();
+        }
+        let attempt = sqlx::PgConnection::connect_with(&self.connect);
+        match tokio::time::timeout(self.acquire_timeout, attempt).await {
+            Ok(Err(cause)) => cause.into(),
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                err.into()
+            }
+            Err(_) => err.into(),
+        }
     }
 
     read_queries!();
@@ -98,7 +126,11 @@ impl Store for PostgresStore {
     async fn write(&self, batch: &Batch) -> Result<WriteReport, StoreError> {
         let mut prepared = Prepared::from_batch(batch);
         let mut report = WriteReport::default();
-        let mut tx = self.writer.begin().await?;
+        let mut conn = match WriterConn::acquire(&self.writer).await {
+            Ok(conn) => conn,
+            Err(err) => return Err(self.no_connection(err).await),
+        };
+        let mut tx = conn.begin().await?;
 
         if !prepared.events.is_empty() {
             let events = &prepared.events;
@@ -287,12 +319,15 @@ impl Store for PostgresStore {
         }
 
         tx.commit().await?;
+        conn.committed();
         Ok(report)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
-        Ok(())
+        match sqlx::query("SELECT 1").execute(&self.reader).await {
+            Ok(_) => Ok(()),
+            Err(err) => Err(self.no_connection(err).await),
+        }
     }
 
     async fn run(&self, run_id: &str) -> Result<Option<RunDetail>, StoreError> {

@@ -1,6 +1,7 @@
 //! SQLite: one writer connection (SQLite serialises writers anyway; a second one would
 //! only wait on the lock), a small pool of readers, WAL so readers never block the
-//! writer, `synchronous=NORMAL` (durable at checkpoints, safe against corruption), a
+//! writer, `synchronous=FULL` on the writer (a batch is acked after its commit, so the
+//! commit must survive a power loss) and `NORMAL` on the readers (they never commit), a
 //! busy timeout for locks held by other processes. Batches are multi-row `INSERT`s.
 
 use std::str::FromStr;
@@ -44,8 +45,15 @@ impl SqliteStore {
             .pragma("temp_store", "memory");
         // Only the writer gets the large cache and checkpoint interval: it is the one
         // that commits (and so checkpoints), and readers' caches would multiply RSS.
+        // The writer commits what is then acked: `synchronous=FULL` makes each commit
+        // durable (one fsync per batch), so a power loss cannot drop an acked batch.
         let writer_connect = connect
             .clone()
+            .synchronous(if options.durable_commits {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
             .pragma("cache_size", format!("-{CACHE_KIB}"))
             .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
         let writer = SqlitePoolOptions::new()

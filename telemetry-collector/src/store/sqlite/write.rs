@@ -19,7 +19,9 @@ use telemetry_proto::BodyKind;
 
 use crate::domain::{clamp, Fact};
 use crate::store::projection::{self, Prepared, RunRow, VariantRow};
+use crate::store::writer::WriterConn;
 use crate::store::{Batch, StoreError, WriteReport};
+use sqlx::Connection as _;
 
 /// Rows of the largest multi-row `INSERT`. Beyond a few hundred rows the per-statement
 /// overhead is already amortised, and 256 rows × 31 columns stays far below SQLite's
@@ -128,7 +130,11 @@ pub(crate) async fn write(
 ) -> Result<WriteReport, StoreError> {
     let mut prepared = Prepared::from_batch(batch);
     let mut report = WriteReport::default();
-    let mut tx = pool.begin().await?;
+    let mut conn = WriterConn::acquire(pool).await?;
+    // IMMEDIATE: take the write lock now (a lock held elsewhere shows as busy here,
+    // not half-way through the batch), and sqlx refuses a custom BEGIN inside a
+    // transaction, so a connection that still thinks it is in one fails loudly.
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
 
     let mut groups: BTreeMap<(&str, bool), Vec<&Fact>> = BTreeMap::new();
     for fact in &prepared.events {
@@ -189,6 +195,7 @@ pub(crate) async fn write(
     }
 
     tx.commit().await?;
+    conn.committed();
     Ok(report)
 }
 
