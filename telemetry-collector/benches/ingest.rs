@@ -7,7 +7,9 @@
 //!
 //! 1. a bare consume-and-ack loop (no parsing, no database),
 //! 2. a bare batched insert of the same messages (parsed beforehand) into SQLite and
-//!    into Postgres, through the store's own `write`,
+//!    into Postgres, through the store's own `write`; on SQLite also with
+//!    `synchronous=NORMAL` (what the collector used before its commits were made
+//!    durable), to show what one fsync per batch costs,
 //! 3. the collector binary (`telemetry-collector ingest`, a child process so its peak
 //!    RSS is its own) draining the stream into a fresh SQLite file and a fresh Postgres
 //!    database, and two of them sharing one consumer into another fresh Postgres
@@ -129,8 +131,9 @@ async fn insert_only(total: usize) {
     let dir = tempfile::tempdir().unwrap();
     let pg = PgDatabase::create().await;
     let sqlite = format!("sqlite://{}", dir.path().join("bare.db").display());
+    let normal = format!("sqlite://{}", dir.path().join("normal.db").display());
     let mut rows = Vec::new();
-    bare_inserts(&batches, total, &sqlite, &pg.url, &mut rows).await;
+    bare_inserts(&batches, total, [&sqlite, &normal], &pg.url, &mut rows).await;
     print_table(&rows);
 }
 
@@ -158,18 +161,28 @@ fn parse_batches(subjects: &Subjects, stream: &str, kept: &[(String, u64, Bytes)
 async fn bare_inserts(
     batches: &[Batch],
     total: usize,
-    sqlite: &str,
+    sqlite: [&str; 2],
     postgres: &str,
     rows: &mut Vec<Row>,
 ) -> Vec<f64> {
     let mut insert_secs = Vec::new();
     // `BENCH_BACKEND=sqlite|postgres` measures one of them only.
     let only = std::env::var("BENCH_BACKEND").unwrap_or_default();
-    for (name, url) in [("SQLite", sqlite), ("Postgres", postgres)] {
-        if !only.is_empty() && !name.eq_ignore_ascii_case(&only) {
+    // The collector's settings first (their times are the ratios' baselines), then
+    // SQLite as it was before durable commits.
+    for (name, url, durable_commits) in [
+        ("SQLite", sqlite[0], true),
+        ("Postgres", postgres, true),
+        ("SQLite, synchronous=NORMAL (before)", sqlite[1], false),
+    ] {
+        if !only.is_empty() && !name.to_lowercase().starts_with(&only.to_lowercase()) {
             continue;
         }
-        let store = store::connect(url, &StoreOptions::default()).await.unwrap();
+        let options = StoreOptions {
+            durable_commits,
+            ..StoreOptions::default()
+        };
+        let store = store::connect(url, &options).await.unwrap();
         store.migrate().await.unwrap();
         let started = Instant::now();
         let cpu = cpu_secs();
@@ -309,7 +322,15 @@ async fn bench() {
     let dir = tempfile::tempdir().unwrap();
     let pg_bare = PgDatabase::create().await;
     let sqlite_bare = format!("sqlite://{}", dir.path().join("bare.db").display());
-    let insert_secs = bare_inserts(&batches, total, &sqlite_bare, &pg_bare.url, &mut rows).await;
+    let sqlite_normal = format!("sqlite://{}", dir.path().join("normal.db").display());
+    let insert_secs = bare_inserts(
+        &batches,
+        total,
+        [&sqlite_bare, &sqlite_normal],
+        &pg_bare.url,
+        &mut rows,
+    )
+    .await;
     drop(batches);
 
     // 3. The collector binary draining into each backend (default settings); on
