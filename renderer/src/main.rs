@@ -1,16 +1,24 @@
 //! `renderer`: parse flags, start tracing, build, serve until Ctrl-C or SIGTERM.
 
+use std::io::IsTerminal as _;
+
 use clap::Parser;
 use renderer::{Application, Cli};
-use telemetry::config::LogFormat;
+use telemetry::config::{log_colour, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    let logs = tracing_subscriber::fmt().with_env_filter(
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    let colour = log_colour(
+        std::io::stdout().is_terminal(),
+        std::env::var_os("NO_COLOR"),
     );
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_ansi(colour);
     match cli.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),

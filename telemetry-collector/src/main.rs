@@ -1,9 +1,11 @@
 //! `telemetry-collector serve | ingest | migrate | prune | replay | dead-letters`:
 //! parse, init tracing, build, run.
 
+use std::io::IsTerminal as _;
+
 use anyhow::Context as _;
 use clap::Parser as _;
-use telemetry::config::LogFormat;
+use telemetry::config::{log_colour, LogFormat};
 use telemetry_collector::config::{Cli, Command};
 use telemetry_collector::{dead_letters, replay, retention, store, Application};
 use tracing_subscriber::EnvFilter;
@@ -11,11 +13,16 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
+    let colour = log_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR"),
+    );
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     match cli.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),

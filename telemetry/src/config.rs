@@ -363,9 +363,36 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether a binary's text log lines carry ANSI colour codes: only when the stream it
+/// logs to is a terminal (`is_terminal`, from [`std::io::IsTerminal`]), and never when
+/// `NO_COLOR` (`no_color`, from `std::env::var_os("NO_COLOR")`) is set to a non-empty
+/// value (<https://no-color.org>). Escape sequences in a log file, a pipe or a journal
+/// are noise that `grep` trips over. The same for the renderer and the collector.
+#[cfg(feature = "cli")]
+pub fn log_colour(is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    is_terminal && no_color.is_none_or(|value| value.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "cli")]
+    #[test]
+    fn log_colour_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsString;
+        // A terminal, NO_COLOR unset or empty (an empty value does not count).
+        assert!(log_colour(true, None));
+        assert!(log_colour(true, Some(OsString::new())));
+        // NO_COLOR with any non-empty value, even "0" or "false".
+        for value in ["1", "0", "false", "yes"] {
+            assert!(!log_colour(true, Some(value.into())), "NO_COLOR={value}");
+        }
+        // A file or a pipe: never, whatever NO_COLOR says.
+        assert!(!log_colour(false, None));
+        assert!(!log_colour(false, Some(OsString::new())));
+        assert!(!log_colour(false, Some("1".into())));
+    }
 
     #[test]
     fn defaults_are_valid() {
