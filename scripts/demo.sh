@@ -92,8 +92,16 @@ else
   echo "demo: started nats-server (JetStream data in $DATA_DIR/nats)"
 fi
 
-echo "demo: building ($DEMO_PROFILE)…"
-cargo build --profile "$DEMO_PROFILE" -q -p telemetry-collector -p renderer
+# Say up front how long the wait is, then let cargo show it: no -q, so its
+# "Compiling …" lines reach stderr whether or not that is a terminal (its progress
+# bar only shows on one), and a slow build can be told from a stalled one.
+if [ "$DEMO_PROFILE" = release ]; then
+  echo "demo: building (release); first build: ~8 min on 2 cores, later ones rebuild" \
+    "only what changed; DEMO_PROFILE=dev builds faster (unoptimised binaries)"
+else
+  echo "demo: building ($DEMO_PROFILE); the first build takes a few minutes on a small machine"
+fi
+cargo build --profile "$DEMO_PROFILE" -p telemetry-collector -p renderer
 bin="${CARGO_TARGET_DIR:-target}/$([ "$DEMO_PROFILE" = dev ] && echo debug || echo "$DEMO_PROFILE")"
 
 DATABASE_URL="${DATABASE_URL:-sqlite://$DATA_DIR/telemetry.db}" COLLECTOR_ADDR="$COLLECTOR_ADDR" \

@@ -3,7 +3,9 @@
 # HEAD in a temp dir, `bash scripts/demo.sh` there; passes when renders show up in the
 # collector's API (some of them with FAILED and TIMEOUT variants) within a bound, and
 # when, after SIGINT to the script, no process started from the clone is left and the
-# shared NATS server on NATS_URL is the same one, still running. Called by .ci/run.
+# shared NATS server on NATS_URL is the same one, still running. Also checks what a
+# newcomer sees: cargo's own build output (not a silent wait), and service logs that,
+# written to a file, carry no ANSI escape sequences. Called by .ci/run.
 #
 # Isolation: free ports, a random subject prefix and stream (deleted at the end) on the
 # shared NATS, the clone's own ./data. The clone builds into this checkout's target dir
@@ -107,8 +109,10 @@ git -C "$TMP/repo" checkout -q "$(git rev-parse HEAD)"
 
 # Job control: demo.sh gets its own process group (the cleanup signals the group).
 # demo.sh itself makes sure it starts with SIGINT at its default.
+# NO_COLOR and CARGO_TERM_COLOR unset: the log file must be free of colour because it is
+# not a terminal, not because something asked for plain output.
 set -m
-(cd "$TMP/repo" && exec bash scripts/demo.sh) >"$TMP/demo.log" 2>&1 &
+(cd "$TMP/repo" && exec env -u NO_COLOR -u CARGO_TERM_COLOR bash scripts/demo.sh) >"$TMP/demo.log" 2>&1 &
 demo_pid=$!
 set +m
 say "demo.sh started (pid $demo_pid, $PROFILE build, collector $COLLECTOR_ADDR)"
@@ -125,6 +129,12 @@ until curl -fsS --max-time 2 -o /dev/null "http://$COLLECTOR_ADDR/healthz" 2>/de
 done
 up=$SECONDS
 say "collector up after ${up}s (build included)"
+# cargo's own lines, not only demo.sh's: "Compiling …" for a build, or just "Finished …"
+# when the shared target dir was already fresh. Either shows cargo is not silenced.
+build_lines=$(grep -E '^ *(Compiling|Finished) ' "$TMP/demo.log" || true)
+[ -n "$build_lines" ] ||
+  fail "demo.sh showed none of cargo's build output (no Compiling or Finished line): is cargo run with -q?"
+say "cargo's build output visible: $(grep -c 'Compiling ' <<<"$build_lines") Compiling lines, then: $(grep -E 'Finished ' <<<"$build_lines" | tail -n 1 | sed 's/^ *//')"
 
 deadline=$((SECONDS + FIRST_RENDER_SECS))
 until grep -q '"status":"\(complete\|partial\|failed\)"' <<<"$(runs_json)"; do
@@ -166,4 +176,14 @@ after_id=$(server_id)
 [ "$after_id" = "$before_id" ] ||
   fail "the shared NATS server changed or stopped (server_id $before_id -> ${after_id:-none})"
 grep -q "demo: reusing the NATS server" "$TMP/demo.log" || fail "demo.sh did not reuse the running NATS"
-say "ok: renders seen, SIGINT left nothing behind, shared NATS $before_id still up"
+
+# The services' logs went to a file: no colour codes (ESC [), and the check is not
+# vacuous (both wrote plain INFO lines).
+if esc=$(grep -n -m 3 $'\x1b\\[' "$TMP/demo.log"); then
+  fail "ANSI escape sequences in a log written to a file (colour must be for terminals only); first lines: $(cat -v <<<"$esc")"
+fi
+for target in telemetry_collector renderer; do
+  grep -q " INFO $target" "$TMP/demo.log" || fail "no plain INFO line from $target in demo.sh's output"
+done
+say "logs written to a file: no escape sequences"
+say "ok: cargo output shown, renders seen, plain logs in a file, SIGINT left nothing behind, shared NATS $before_id still up"
