@@ -457,7 +457,8 @@ pub struct ServeArgs {
     /// How long a wrong monitor token waits for its answer, in milliseconds.
     #[arg(long = "monitor-failed-auth-delay-ms", env = "MONITOR_FAILED_AUTH_DELAY_MS", default_value_t = crate::monitor::auth::DEFAULT_FAILED_AUTH_DELAY.as_millis() as u64)]
     pub failed_auth_delay_ms: u64,
-    /// Monitor token checks running or waiting at once; more get 429 unchecked.
+    /// Wrong monitor tokens from one client address waiting out the delay at once;
+    /// more wrong ones from it get 429 (the right token is never held up).
     #[arg(long = "monitor-max-token-checks", env = "MONITOR_MAX_TOKEN_CHECKS", default_value_t = crate::monitor::auth::DEFAULT_MAX_TOKEN_CHECKS)]
     pub max_token_checks: usize,
     /// Overview (stats) queries at once; each reads every run in its window.
