@@ -4,16 +4,33 @@
 //! both sides first and compare in constant time. Without access: 401 for the API,
 //! a redirect to the login page for HTML.
 //!
-//! Guessing is throttled where the token itself is checked (bearer header, login
-//! form): a wrong token is answered only after [`DEFAULT_FAILED_AUTH_DELAY`], and at
-//! most [`DEFAULT_MAX_TOKEN_CHECKS`] checks run or wait at once; past that a token is
-//! not even checked (429, `Retry-After`). However many connections a guesser opens,
-//! that is a few tries a second. The login cookie is not throttled: it is a 256-bit
-//! value derived from the token, so a browser that has logged in keeps working while
-//! someone hammers the login form (which then answers 429 to everyone).
+//! Wrong tokens are throttled per client address, where the token itself is checked
+//! (bearer header, login form). A presented token is always compared first, so the
+//! right token is accepted at once whatever anyone else sends. A wrong one is
+//! answered only after [`DEFAULT_FAILED_AUTH_DELAY`], and at most
+//! [`DEFAULT_MAX_TOKEN_CHECKS`] wrong tokens from one client address wait out that
+//! delay at once; further wrong ones from that address get 429 (`Retry-After`) at
+//! once. The address is the TCP peer's (`ConnectInfo<SocketAddr>`; an IPv6 address
+//! counts by its /64, which one host usually holds whole); requests that carry none
+//! (a router driven without a server) share one bucket, and so do addresses beyond
+//! [`MAX_THROTTLED_CLIENTS`] with wrong tokens in flight at the same time. Behind a
+//! reverse proxy every client has the proxy's address: they share its bucket, and
+//! still nobody with the right token is held up. `X-Forwarded-For` is not trusted
+//! (anyone can send it).
+//!
+//! What this bounds is the work and the connections a guesser holds, not how many
+//! tokens a guesser can try: with many connections most wrong guesses get their 429
+//! at once. Guessing stays hopeless because of the token's length (at least
+//! [`MIN_TOKEN_CHARS`] characters; `openssl rand -hex 16` is 128 bits).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 use askama::Template;
-use axum::extract::{Query, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -34,39 +51,127 @@ pub const MAX_TOKEN_BYTES: usize = 4096;
 pub const MIN_TOKEN_CHARS: usize = 16;
 /// How long a wrong token waits for its answer. Knob: `MONITOR_FAILED_AUTH_DELAY_MS`.
 pub const DEFAULT_FAILED_AUTH_DELAY: Duration = Duration::from_secs(1);
-/// Token checks running or waiting out their delay at once; more get 429 unchecked.
-/// Knob: `MONITOR_MAX_TOKEN_CHECKS`.
+/// Wrong tokens from one client address waiting out their delay at once; more wrong
+/// ones from that address get 429 at once. Knob: `MONITOR_MAX_TOKEN_CHECKS`.
 pub const DEFAULT_MAX_TOKEN_CHECKS: usize = 4;
+/// Client addresses the throttle tells apart while they have wrong tokens in flight
+/// (an entry lives only as long as one of its wrong tokens waits); past that, new
+/// addresses share one bucket. Bounds the throttle's memory whatever the addresses.
+pub const MAX_THROTTLED_CLIENTS: usize = 4_096;
 
 /// Why a presented token was not accepted.
 enum Refused {
-    /// Checked, and wrong (answered after the delay).
+    /// Wrong (answered after the delay).
     Wrong,
-    /// Not checked: too many checks at once.
+    /// Wrong, and its address already has as many wrong tokens waiting as allowed.
     Busy,
 }
 
-/// Checks a presented token, throttled (see the module doc).
-async fn check_token(state: &AppState, candidate: &str) -> Result<(), Refused> {
+/// The peer address of a request, when the server provides one
+/// (`ConnectInfo<SocketAddr>`, which the collector's server inserts into every
+/// request). Never rejects: without it the request counts in the shared bucket.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Infallible> {
+        let peer = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
+            .await
+            .ok()
+            .map(|ConnectInfo(addr)| addr);
+        Ok(Self(peer))
+    }
+}
+
+/// A throttle bucket: an IPv4 address, an IPv6 /64, or `None` (the shared bucket).
+type Bucket = Option<IpAddr>;
+
+fn bucket(client: ClientAddr) -> Bucket {
+    client.0.map(|addr| match addr.ip().to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(prefix.into())
+        }
+        v4 => v4,
+    })
+}
+
+/// Wrong tokens waiting out their delay, per client bucket (see the module doc).
+pub(crate) struct FailureThrottle {
+    waiting: Arc<Mutex<HashMap<Bucket, usize>>>,
+    per_client: usize,
+}
+
+/// One wrong token's place in its bucket; released when dropped (also when the
+/// client goes away mid-delay).
+struct Waiting {
+    waiting: Arc<Mutex<HashMap<Bucket, usize>>>,
+    bucket: Bucket,
+}
+
+impl FailureThrottle {
+    pub(crate) fn new(per_client: usize) -> Self {
+        Self {
+            waiting: Arc::default(),
+            per_client: per_client.max(1),
+        }
+    }
+
+    /// A place for one more wrong token from `client`, unless its bucket is full.
+    fn enter(&self, client: ClientAddr) -> Option<Waiting> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let mut key = bucket(client);
+        if key.is_some() && !waiting.contains_key(&key) && waiting.len() >= MAX_THROTTLED_CLIENTS {
+            key = None;
+        }
+        let count = waiting.entry(key).or_insert(0);
+        if *count >= self.per_client {
+            return None;
+        }
+        *count += 1;
+        Some(Waiting {
+            waiting: self.waiting.clone(),
+            bucket: key,
+        })
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = waiting.get_mut(&self.bucket) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                waiting.remove(&self.bucket);
+            }
+        }
+    }
+}
+
+/// Checks a presented token: compared first (constant time), and only a wrong one is
+/// throttled (see the module doc).
+async fn check_token(state: &AppState, client: ClientAddr, candidate: &str) -> Result<(), Refused> {
     let monitor = &state.monitor.inner;
     let Some(expected) = monitor.token_digest else {
         return Ok(());
     };
-    let Ok(permit) = monitor.token_checks.clone().try_acquire_owned() else {
-        return Err(Refused::Busy);
-    };
     if candidate.len() <= MAX_TOKEN_BYTES && bool::from(digest(candidate).ct_eq(&expected)) {
         return Ok(());
     }
+    let Some(waiting) = monitor.failures.enter(client) else {
+        return Err(Refused::Busy);
+    };
     tokio::time::sleep(monitor.failed_auth_delay).await;
-    drop(permit);
+    drop(waiting);
     Err(Refused::Wrong)
 }
 
-/// 429 with `Retry-After`, for a token that was not checked.
+/// 429 with `Retry-After`, for a wrong token over its address's allowance.
 fn too_many(state: &AppState, api: bool) -> Response {
     let retry = state.monitor.inner.failed_auth_delay.as_secs().max(1);
-    let message = "too many token checks at once; try again shortly";
+    let message = "too many wrong tokens from this address at once; try again shortly";
     let mut response = if api {
         (
             StatusCode::TOO_MANY_REQUESTS,
@@ -127,6 +232,7 @@ fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
 /// Middleware on every monitor page and API route.
 pub async fn require_token(
     State(state): State<AppState>,
+    client: ClientAddr,
     request: Request,
     next: Next,
 ) -> Response {
@@ -135,7 +241,7 @@ pub async fn require_token(
     }
     let api = request.uri().path().starts_with("/api/");
     if let Some(token) = bearer(request.headers()) {
-        match check_token(&state, token).await {
+        match check_token(&state, client, token).await {
             Ok(()) => return next.run(request).await,
             Err(Refused::Busy) => return too_many(&state, api),
             Err(Refused::Wrong) => {}
@@ -206,6 +312,7 @@ pub async fn login_page(Query(query): Query<LoginQuery>) -> Response {
 /// `Secure`.
 pub async fn login(
     State(state): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -215,7 +322,7 @@ pub async fn login(
     let Some(session) = monitor.session.as_deref() else {
         return Redirect::to(&next).into_response();
     };
-    match check_token(&state, &form.token).await {
+    match check_token(&state, client, &form.token).await {
         Ok(()) => {}
         Err(Refused::Busy) => return too_many(&state, false),
         Err(Refused::Wrong) => {

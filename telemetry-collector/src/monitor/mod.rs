@@ -73,8 +73,8 @@ struct Inner {
     image_base_url: Option<String>,
     csp: HeaderValue,
     sse_slots: Arc<Semaphore>,
-    /// See [`auth::DEFAULT_MAX_TOKEN_CHECKS`].
-    token_checks: Arc<Semaphore>,
+    /// Wrong tokens per client address; see [`auth::DEFAULT_MAX_TOKEN_CHECKS`].
+    failures: auth::FailureThrottle,
     /// See [`DEFAULT_MAX_OVERVIEW_QUERIES`].
     overview_slots: Arc<Semaphore>,
     /// See [`auth::DEFAULT_FAILED_AUTH_DELAY`].
@@ -99,7 +99,7 @@ impl Monitor {
                 image_base_url,
                 csp,
                 sse_slots: Arc::new(Semaphore::new(settings.max_live_clients.max(1))),
-                token_checks: Arc::new(Semaphore::new(settings.max_token_checks.max(1))),
+                failures: auth::FailureThrottle::new(settings.max_token_checks),
                 overview_slots: Arc::new(Semaphore::new(settings.max_overview_queries.max(1))),
                 failed_auth_delay: settings.failed_auth_delay,
                 shutdown,

@@ -1,0 +1,200 @@
+//! The monitor against hostile clients (issue 11, items 6–9): wrong tokens cannot lock
+//! the right one out.
+
+mod common;
+mod monitor_support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::extract::connect_info::MockConnectInfo;
+use common::{Backend, TestDb};
+use monitor_support::*;
+use telemetry_collector::config::MonitorSettings;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+const TOKEN: &str = "s3cret-token-of-24-chars";
+
+fn with_token() -> MonitorSettings {
+    MonitorSettings {
+        token: Some(TOKEN.into()),
+        ..Default::default()
+    }
+}
+
+/// The `name=value` part of a login answer's `Set-Cookie`.
+fn session_of(login: &Answer) -> String {
+    assert_eq!(login.status, 303, "login: {}", login.body);
+    let cookie = login.header("set-cookie");
+    assert!(
+        cookie.starts_with("monitor_session="),
+        "no session cookie: {cookie:?}"
+    );
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+async fn login(app: &axum::Router) -> String {
+    session_of(&post_form(app, "/monitor/login", &format!("token={TOKEN}")).await)
+}
+
+/// A wrong guess: half as bearer header, half on the login form.
+async fn guess(app: axum::Router, n: usize) -> Answer {
+    if n.is_multiple_of(2) {
+        let bearer = format!("Bearer wrong-guess-number-{n}");
+        get(&app, "/api/v1/runs", &[("authorization", &bearer)]).await
+    } else {
+        post_form(&app, "/monitor/login", &format!("token=wrong-guess-{n}")).await
+    }
+}
+
+// ---- 6. Token lockout -------------------------------------------------------------
+
+/// Forty wrong tokens in parallel from one client (no peer address: the shared
+/// bucket, the worst case) fill the failure throttle, yet the right token is answered
+/// at once, as header and on the login form; the wrong ones are still throttled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_tokens_in_parallel_do_not_lock_out_the_right_one() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = app(db.store().await, with_token(), CancellationToken::new());
+
+    let guesses: Vec<_> = (0..40)
+        .map(|n| tokio::spawn(guess(app.clone(), n)))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    let started = Instant::now();
+    let bearer = format!("Bearer {TOKEN}");
+    let right = get(&app, "/api/v1/runs", &[("authorization", &bearer)]).await;
+    assert_eq!(right.status, 200, "the right token: {}", right.body);
+    let page = get(&app, "/monitor", &[("authorization", &bearer)]).await;
+    assert_eq!(page.status, 200);
+    let session = login(&app).await;
+    assert_eq!(
+        get(&app, "/monitor", &[("cookie", &session)]).await.status,
+        200
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "the right token waited {:?} behind the guesses",
+        started.elapsed()
+    );
+
+    let mut statuses = Vec::new();
+    for guess in guesses {
+        statuses.push(guess.await.unwrap().status);
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(
+        checked,
+        telemetry_collector::monitor::auth::DEFAULT_MAX_TOKEN_CHECKS,
+        "failures are still throttled: {statuses:?}"
+    );
+}
+
+/// The failure throttle is per client address: one address flooding with wrong
+/// tokens gets 429, while a wrong token from another address is still checked (401
+/// after the delay, not 429) and the right one from the flooding address passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_client_address_has_its_own_failure_budget() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let monitor = MonitorSettings {
+        failed_auth_delay: Duration::from_millis(600),
+        ..with_token()
+    };
+    let app = app(db.store().await, monitor, CancellationToken::new());
+    let flooder = app.clone().layer(MockConnectInfo(SocketAddr::from((
+        [203, 0, 113, 7],
+        40_000,
+    ))));
+    let other = app.layer(MockConnectInfo(SocketAddr::from((
+        [198, 51, 100, 9],
+        40_001,
+    ))));
+
+    let flood: Vec<_> = (0..20)
+        .map(|n| tokio::spawn(guess(flooder.clone(), n)))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let elsewhere = guess(other.clone(), 0).await;
+    assert_eq!(
+        elsewhere.status, 401,
+        "another address's wrong token is checked, not refused: {}",
+        elsewhere.body
+    );
+    let bearer = format!("Bearer {TOKEN}");
+    let right = get(&flooder, "/api/v1/runs", &[("authorization", &bearer)]).await;
+    assert_eq!(right.status, 200);
+    let mut refused = 0;
+    for answer in flood {
+        let answer = answer.await.unwrap();
+        if answer.status == 429 {
+            assert_eq!(answer.header("retry-after"), "1");
+            refused += 1;
+        }
+    }
+    assert_eq!(
+        refused,
+        20 - telemetry_collector::monitor::auth::DEFAULT_MAX_TOKEN_CHECKS
+    );
+}
+
+/// One raw HTTP/1.1 request on `127.0.0.1:port`: status and body.
+async fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("Content-Length: 0\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
+    (status, body.unwrap_or_default())
+}
+
+/// The same through a served collector over TCP, one client (127.0.0.1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tcp_the_right_token_is_served_while_wrong_ones_flood() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut settings = telemetry_collector::Settings::new(
+        "nats://127.0.0.1:4222",
+        "telemetry",
+        "TELEMETRY",
+        &db.url,
+    );
+    settings.ingest = false;
+    settings.monitor = with_token();
+    let collector = common::spawn(settings).await;
+    let port = collector.port;
+
+    let flood: Vec<_> = (0..30)
+        .map(|n| {
+            tokio::spawn(async move {
+                let bearer = format!("Bearer wrong-guess-number-{n}");
+                http(port, "GET", "/api/v1/runs", &[("Authorization", &bearer)]).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let started = Instant::now();
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, body) = http(port, "GET", "/api/v1/runs", &[("Authorization", &bearer)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(started.elapsed() < Duration::from_millis(500));
+    for answer in flood {
+        let (status, _) = answer.await.unwrap();
+        assert!(status == 401 || status == 429, "{status}");
+    }
+    collector.stop().await;
+}
