@@ -150,6 +150,8 @@ pub struct MonitorSettings {
     pub max_token_checks: usize,
     /// See [`crate::monitor::DEFAULT_MAX_OVERVIEW_QUERIES`].
     pub max_overview_queries: usize,
+    /// See [`crate::monitor::sessions::DEFAULT_SESSION_TTL`].
+    pub session_ttl: Duration,
 }
 
 impl Default for MonitorSettings {
@@ -162,6 +164,7 @@ impl Default for MonitorSettings {
             failed_auth_delay: crate::monitor::auth::DEFAULT_FAILED_AUTH_DELAY,
             max_token_checks: crate::monitor::auth::DEFAULT_MAX_TOKEN_CHECKS,
             max_overview_queries: crate::monitor::DEFAULT_MAX_OVERVIEW_QUERIES,
+            session_ttl: crate::monitor::sessions::DEFAULT_SESSION_TTL,
         }
     }
 }
@@ -317,6 +320,13 @@ impl Settings {
             monitor.max_token_checks,
             MAX_TOKEN_CHECKS_LIMIT,
         )?;
+        let max_ttl = crate::monitor::sessions::MAX_SESSION_TTL;
+        if monitor.session_ttl < Duration::from_secs(1) || monitor.session_ttl > max_ttl {
+            return Err(ConfigError::new(
+                "MONITOR_SESSION_TTL",
+                format!("must be between 1s and {}d", max_ttl.as_secs() / 86_400),
+            ));
+        }
         let exposed = self.http_addr.is_some_and(|addr| !addr.ip().is_loopback());
         if exposed && monitor.token.is_none() && !monitor.insecure_no_auth {
             return Err(ConfigError::new(
@@ -464,6 +474,9 @@ pub struct ServeArgs {
     /// Overview (stats) queries at once; each reads every run in its window.
     #[arg(long = "monitor-max-overview-queries", env = "MONITOR_MAX_OVERVIEW_QUERIES", default_value_t = crate::monitor::DEFAULT_MAX_OVERVIEW_QUERIES)]
     pub max_overview_queries: usize,
+    /// How long a monitor login lasts (12h, 30m, 7d, ...); logging out ends it sooner.
+    #[arg(long = "monitor-session-ttl", env = "MONITOR_SESSION_TTL", default_value = "12h", value_parser = crate::retention::parse_age)]
+    pub session_ttl: Duration,
 }
 
 impl DatabaseArgs {
@@ -535,6 +548,7 @@ impl ServeArgs {
             failed_auth_delay: Duration::from_millis(self.failed_auth_delay_ms),
             max_token_checks: self.max_token_checks,
             max_overview_queries: self.max_overview_queries,
+            session_ttl: self.session_ttl,
         };
         Ok(settings)
     }
@@ -635,6 +649,14 @@ mod tests {
             (
                 Box::new(|s| s.monitor.max_overview_queries = 17),
                 "MONITOR_MAX_OVERVIEW_QUERIES",
+            ),
+            (
+                Box::new(|s| s.monitor.session_ttl = Duration::ZERO),
+                "MONITOR_SESSION_TTL",
+            ),
+            (
+                Box::new(|s| s.monitor.session_ttl = Duration::from_secs(31 * 86_400)),
+                "MONITOR_SESSION_TTL",
             ),
             (
                 Box::new(|s| s.monitor.max_live_clients = 0),

@@ -1,5 +1,5 @@
 //! The monitor against hostile clients (issue 11, items 6–9): wrong tokens cannot lock
-//! the right one out.
+//! the right one out, sessions are revocable and expire.
 
 mod common;
 mod monitor_support;
@@ -197,4 +197,121 @@ async fn over_tcp_the_right_token_is_served_while_wrong_ones_flood() {
         assert!(status == 401 || status == 429, "{status}");
     }
     collector.stop().await;
+}
+
+// ---- 7. Sessions ------------------------------------------------------------------
+
+/// Each login is a session of its own; logging out revokes that session on the
+/// server, so the same cookie replayed afterwards is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logged_out_session_is_refused() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = app(db.store().await, with_token(), CancellationToken::new());
+    let first = login(&app).await;
+    let second = login(&app).await;
+    assert_ne!(first, second, "every login gets a fresh random session id");
+    assert_eq!(first.len(), "monitor_session=".len() + 64, "{first}");
+    assert!(!first.contains(TOKEN));
+    for session in [&first, &second] {
+        assert_eq!(
+            get(&app, "/monitor", &[("cookie", session)]).await.status,
+            200
+        );
+        assert_eq!(
+            get(&app, "/api/v1/runs", &[("cookie", session)])
+                .await
+                .status,
+            200
+        );
+    }
+
+    let request = axum::http::Request::post("/monitor/logout")
+        .header("cookie", &first)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let logout = answer(
+        tower::ServiceExt::oneshot(app.clone(), request)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(logout.status, 303);
+    assert!(logout.header("set-cookie").contains("Max-Age=0"));
+
+    let page = get(&app, "/monitor", &[("cookie", &first)]).await;
+    assert_eq!(page.status, 303, "a revoked session still opens pages");
+    assert!(page.header("location").starts_with("/monitor/login"));
+    assert_eq!(
+        get(&app, "/api/v1/runs", &[("cookie", &first)])
+            .await
+            .status,
+        401
+    );
+    // The other session is untouched.
+    assert_eq!(
+        get(&app, "/monitor", &[("cookie", &second)]).await.status,
+        200
+    );
+}
+
+/// A session lives `MONITOR_SESSION_TTL`; the cookie says so too (`Max-Age`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_is_refused() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let monitor = MonitorSettings {
+        session_ttl: Duration::from_secs(1),
+        ..with_token()
+    };
+    let app = app(db.store().await, monitor, CancellationToken::new());
+    let login = post_form(&app, "/monitor/login", &format!("token={TOKEN}")).await;
+    assert!(
+        login.header("set-cookie").contains("Max-Age=1"),
+        "{}",
+        login.header("set-cookie")
+    );
+    let session = session_of(&login);
+    assert_eq!(
+        get(&app, "/monitor", &[("cookie", &session)]).await.status,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(
+        get(&app, "/monitor", &[("cookie", &session)]).await.status,
+        303,
+        "an expired session still opens pages"
+    );
+    assert_eq!(
+        get(&app, "/api/v1/runs", &[("cookie", &session)])
+            .await
+            .status,
+        401
+    );
+}
+
+/// Sessions live in the collector's memory: a restart (with the same token or a new
+/// one) ends every session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_ends_every_session() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = db.store().await;
+    let before = app(store.clone(), with_token(), CancellationToken::new());
+    let session = login(&before).await;
+    let same_token = app(store.clone(), with_token(), CancellationToken::new());
+    assert_eq!(
+        get(&same_token, "/monitor", &[("cookie", &session)])
+            .await
+            .status,
+        303
+    );
+    let new_token = MonitorSettings {
+        token: Some("another-token-of-24-chars".into()),
+        ..Default::default()
+    };
+    let rotated = app(store, new_token, CancellationToken::new());
+    assert_eq!(
+        get(&rotated, "/monitor", &[("cookie", &session)])
+            .await
+            .status,
+        303
+    );
 }

@@ -1,8 +1,9 @@
 //! Access with `MONITOR_TOKEN`: an `Authorization: Bearer` header, or the login form,
-//! which sets an HttpOnly, SameSite=Strict cookie. The cookie holds a value derived
-//! from the token (a SHA-256 with a fixed label), never the token. Comparisons hash
-//! both sides first and compare in constant time. Without access: 401 for the API,
-//! a redirect to the login page for HTML.
+//! which starts a session ([`super::sessions`]) and sets an HttpOnly, SameSite=Strict
+//! cookie holding its random id (never the token), for `MONITOR_SESSION_TTL`. Logging
+//! out ends the session on the server, so the cookie no longer works anywhere. Token
+//! comparisons hash both sides first and compare in constant time. Without access:
+//! 401 for the API, a redirect to the login page for HTML.
 //!
 //! Wrong tokens are throttled per client address, where the token itself is checked
 //! (bearer header, login form). A presented token is always compared first, so the
@@ -192,19 +193,6 @@ pub fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// The login cookie's value for a token.
-pub fn session_value(token: &str) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(b"telemetry-monitor-session\0");
-    hasher.update(token.as_bytes());
-    hex::encode(hasher.finalize())
-}
-
-fn same(a: &[u8], b: &[u8]) -> bool {
-    let (a, b): ([u8; 32], [u8; 32]) = (Sha256::digest(a).into(), Sha256::digest(b).into());
-    a.ct_eq(&b).into()
-}
-
 /// The bearer token of the request, if it sends one.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
@@ -213,11 +201,17 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
-/// Whether the request carries the login cookie.
-fn has_session(state: &AppState, headers: &HeaderMap) -> bool {
-    let session = state.monitor.inner.session.as_deref().unwrap_or_default();
+/// The session ids the request's cookies carry.
+fn session_ids(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     cookies(headers)
-        .any(|(name, value)| name == SESSION_COOKIE && same(value.as_bytes(), session.as_bytes()))
+        .filter(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
+}
+
+/// Whether the request carries the cookie of a live session.
+fn has_session(state: &AppState, headers: &HeaderMap) -> bool {
+    let sessions = &state.monitor.inner.sessions;
+    session_ids(headers).any(|id| sessions.is_live(id))
 }
 
 fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
@@ -319,9 +313,9 @@ pub async fn login(
     let next = safe_next(form.next.as_deref());
     let monitor = &state.monitor.inner;
     // No token configured: nothing to log in to.
-    let Some(session) = monitor.session.as_deref() else {
+    if monitor.token_digest.is_none() {
         return Redirect::to(&next).into_response();
-    };
+    }
     match check_token(&state, client, &form.token).await {
         Ok(()) => {}
         Err(Refused::Busy) => return too_many(&state, false),
@@ -335,7 +329,11 @@ pub async fn login(
         .get("x-forwarded-proto")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
     let secure = if https { "; Secure" } else { "" };
-    let cookie = format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict{secure}");
+    let session = monitor.sessions.create();
+    let max_age = monitor.sessions.ttl().as_secs();
+    let cookie = format!(
+        "{SESSION_COOKIE}={session}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+    );
     let mut response = Redirect::to(&next).into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -343,7 +341,12 @@ pub async fn login(
     response
 }
 
-pub async fn logout() -> Response {
+/// Ends the request's session (on the server: the same cookie sent again is refused)
+/// and clears the cookie.
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    for id in session_ids(&headers) {
+        state.monitor.inner.sessions.revoke(id);
+    }
     let mut response = Redirect::to("/monitor/login").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,

@@ -9,7 +9,8 @@
 //! `static/monitor.js` (SSE), so the Content-Security-Policy forbids inline script.
 //!
 //! # Layout
-//! - [`auth`]: bearer header or login cookie, login and logout.
+//! - [`auth`]: bearer header or login cookie, login and logout; [`sessions`]: the
+//!   login sessions (random ids, expiring, revocable).
 //! - [`params`]: query strings → store filters; cursors.
 //! - [`views`]: rows as the templates show them (formatting, links); [`ledger`]: dead
 //!   letters (byte previews) and the producers' loss ledger.
@@ -24,6 +25,7 @@ pub mod ledger;
 pub mod live;
 pub mod pages;
 pub mod params;
+pub mod sessions;
 pub mod views;
 
 use std::sync::Arc;
@@ -68,8 +70,8 @@ pub struct Monitor {
 struct Inner {
     /// SHA-256 of the token: compared in constant time, whatever the input length.
     token_digest: Option<[u8; 32]>,
-    /// The login cookie's value (derived from the token, not the token itself).
-    session: Option<String>,
+    /// Live login sessions (in memory: a restart, e.g. with a new token, ends them).
+    sessions: sessions::Sessions,
     image_base_url: Option<String>,
     csp: HeaderValue,
     sse_slots: Arc<Semaphore>,
@@ -86,7 +88,6 @@ impl Monitor {
     /// From the settings; `shutdown` ends open SSE streams so graceful shutdown can finish.
     pub fn new(settings: &MonitorSettings, shutdown: CancellationToken) -> Self {
         let token_digest = settings.token.as_deref().map(auth::digest);
-        let session = settings.token.as_deref().map(auth::session_value);
         let image_base_url = settings
             .image_base_url
             .as_deref()
@@ -95,7 +96,7 @@ impl Monitor {
         Self {
             inner: Arc::new(Inner {
                 token_digest,
-                session,
+                sessions: sessions::Sessions::new(settings.session_ttl),
                 image_base_url,
                 csp,
                 sse_slots: Arc::new(Semaphore::new(settings.max_live_clients.max(1))),
