@@ -1,5 +1,6 @@
 //! The monitor against hostile clients (issue 11, items 6–9): wrong tokens cannot lock
-//! the right one out, sessions are revocable and expire.
+//! the right one out, sessions are revocable and expire, control characters in filters
+//! and a bad `next` are refused cleanly.
 
 mod common;
 mod monitor_support;
@@ -315,3 +316,103 @@ async fn a_restart_ends_every_session() {
         303
     );
 }
+
+// ---- 8. Bad input -----------------------------------------------------------------
+
+async fn control_characters_in_filters_are_a_400_naming_the_parameter(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    seed(&store, &RunSpec::new(1, 1_700_000_000_000).envelopes(), &[]).await;
+    let app = app(store, MonitorSettings::default(), CancellationToken::new());
+    let cases = [
+        ("/api/v1/runs?shop=a%00b", "shop"),
+        ("/api/v1/runs?status=%00", "status"),
+        ("/api/v1/runs?model=m%00", "model"),
+        (
+            "/api/v1/runs?prompt_pack_version=%00x",
+            "prompt_pack_version",
+        ),
+        ("/api/v1/runs?q=run%00", "q"),
+        ("/api/v1/runs?cursor=1700000000000%3Aa%00b", "cursor"),
+        ("/api/v1/runs?shop=a%0Ab", "shop"),
+        ("/api/v1/runs?shop=a%1Fb", "shop"),
+        ("/api/v1/runs?shop=a%7Fb", "shop"),
+        ("/api/v1/events?type=%00", "type"),
+        ("/api/v1/events?source=%00", "source"),
+        ("/api/v1/events?shop=%00", "shop"),
+        ("/api/v1/events?request_id=req%00", "request_id"),
+        ("/api/v1/events?cursor=1%3A%00", "cursor"),
+        ("/api/v1/runs/run%00id", "run id"),
+        ("/monitor?shop=%00", "shop"),
+        ("/monitor?q=%0D%0A", "q"),
+        ("/monitor/events?source=%00", "source"),
+        ("/monitor/runs/run%00id", "run id"),
+        ("/monitor/live/runs?shop=%00", "shop"),
+        ("/monitor/live/events?request_id=%00", "request_id"),
+        ("/monitor/live/runs/run%00id", "run id"),
+    ];
+    for (path, parameter) in cases {
+        let answer = get(&app, path, &[]).await;
+        assert_eq!(answer.status, 400, "{path}: {}", answer.body);
+        assert!(
+            answer.body.contains(parameter) && answer.body.contains("control character"),
+            "{path}: the refusal names {parameter}: {}",
+            answer.body
+        );
+    }
+    // Ordinary text, including non-ASCII and a tab-free space, is still a filter.
+    for path in [
+        "/api/v1/runs?shop=caf%C3%A9.myshopify.com",
+        "/api/v1/runs?q=a%20b",
+        "/monitor?shop=shop-1.myshopify.com",
+        "/api/v1/events?source=app_proxy",
+    ] {
+        assert_eq!(get(&app, path, &[]).await.status, 200, "{path}");
+    }
+}
+on_both_backends!(control_characters_in_filters_are_a_400_naming_the_parameter);
+
+/// The login form's `next` only ever leads to a same-site path: CR/LF (a header
+/// injection), `//host`, `/\host`, absolute URLs and non-ASCII fall back to `/monitor`;
+/// an ordinary monitor path with its query survives.
+async fn login_next_is_a_safe_redirect(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let app = app(db.store().await, with_token(), CancellationToken::new());
+    for next in [
+        "%2Fmonitor%0D%0ASet-Cookie%3A%20x%3D1",
+        "%2Fmonitor%0Aevil",
+        "%2Fmonitor%00",
+        "%2F%2Fevil.example",
+        "%2F%5Cevil.example",
+        "https%3A%2F%2Fevil.example",
+        "%2Fmonitor%2Fruns%2F%C3%BC",
+        "%2Fmonitor%2Flogin",
+        "monitor",
+    ] {
+        let answer = post_form(
+            &app,
+            "/monitor/login",
+            &format!("token={TOKEN}&next={next}"),
+        )
+        .await;
+        assert_eq!(answer.status, 303, "next={next}: {}", answer.body);
+        assert_eq!(answer.header("location"), "/monitor", "next={next}");
+        let page = get(&app, &format!("/monitor/login?next={next}"), &[]).await;
+        assert_eq!(page.status, 200, "login page, next={next}");
+        assert!(
+            page.body.contains(r#"name="next" value="/monitor""#),
+            "next={next}"
+        );
+    }
+    let kept = post_form(
+        &app,
+        "/monitor/login",
+        &format!("token={TOKEN}&next=%2Fmonitor%2Fevents%3Fsource%3Dapp_proxy%26limit%3D5"),
+    )
+    .await;
+    assert_eq!(
+        kept.header("location"),
+        "/monitor/events?source=app_proxy&limit=5"
+    );
+}
+on_both_backends!(login_next_is_a_safe_redirect);

@@ -36,7 +36,8 @@ pub async fn run(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<RunDetail>, AppError> {
-    Ok(Json(state.store.run(&id).await?.ok_or(AppError::NotFound)?))
+    let id = params::run_id(&id)?;
+    Ok(Json(state.store.run(id).await?.ok_or(AppError::NotFound)?))
 }
 
 /// A page of events.

@@ -285,12 +285,20 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-/// Only a path inside the monitor is a place to go back to (no open redirect).
+/// Where to go after logging in: only a same-site path, else `/monitor`. That is one
+/// leading `/` (`//host` and `/\host` lead to another site), no backslash, visible
+/// ASCII only (CR/LF would split the `Location` header; a URI is ASCII anyway), and
+/// not the login page itself.
 fn safe_next(next: Option<&str>) -> String {
+    let same_site = |next: &str| {
+        let bytes = next.as_bytes();
+        bytes.first() == Some(&b'/')
+            && bytes.get(1) != Some(&b'/')
+            && bytes.iter().all(|b| b.is_ascii_graphic() && *b != b'\\')
+            && !next.starts_with("/monitor/login")
+    };
     match next {
-        Some(next) if next.starts_with("/monitor") && !next.starts_with("/monitor/login") => {
-            next.to_owned()
-        }
+        Some(next) if same_site(next) => next.to_owned(),
         _ => "/monitor".to_owned(),
     }
 }

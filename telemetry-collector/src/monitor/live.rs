@@ -161,5 +161,8 @@ pub async fn events(
 
 /// `/monitor/live/runs/{id}`: the run's status, variants and timeline until it ends.
 pub async fn run(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    if let Err(refused) = super::params::run_id(&id) {
+        return refused.into_response();
+    }
     open(state, View::Run(id))
 }

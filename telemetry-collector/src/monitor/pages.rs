@@ -152,7 +152,8 @@ pub async fn run(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    let detail = state.store.run(&id).await?.ok_or(AppError::NotFound)?;
+    let id = params::run_id(&id)?;
+    let detail = state.store.run(id).await?.ok_or(AppError::NotFound)?;
     let run = RunView::new(&detail, state.monitor.image_base_url());
     let live_url = run.live.then(|| {
         format!(

@@ -1,6 +1,11 @@
 //! Query strings of pages and API routes → store filters, and back (next-page and live
 //! links). Empty fields (what an HTML form sends) mean "no filter". Times are unix ms
 //! or `YYYY-MM-DDTHH:MM[:SS]` in UTC (what `<input type=datetime-local>` sends).
+//!
+//! Every text a filter (or a run id in a path) passes on to the store is refused with a
+//! 400 naming the parameter when it holds a control character (`%00`, CR, LF, DEL,
+//! ...): Postgres `text` cannot hold NUL, and no id, name or version holds any of them
+//! (the parse edge dead-letters envelopes whose ids do).
 
 use serde::Deserialize;
 
@@ -73,6 +78,27 @@ pub fn present(value: &Option<String>) -> Option<String> {
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .map(str::to_owned)
+}
+
+/// `Err` naming `name` when the raw value (before trimming) has a control character.
+fn no_control(name: &str, value: Option<&str>) -> Result<(), AppError> {
+    if value.is_some_and(|v| v.chars().any(char::is_control)) {
+        return Err(bad(format!("{name} must not contain control characters")));
+    }
+    Ok(())
+}
+
+/// A text filter: [`present`], after refusing control characters (400 naming `name`).
+pub fn text(name: &str, value: &Option<String>) -> Result<Option<String>, AppError> {
+    no_control(name, value.as_deref())?;
+    Ok(present(value))
+}
+
+/// A run id from a path (`/monitor/runs/{id}`, `/api/v1/runs/{id}`, live): no control
+/// characters.
+pub fn run_id(id: &str) -> Result<&str, AppError> {
+    no_control("run id", Some(id))?;
+    Ok(id)
 }
 
 fn limit(value: &Option<String>) -> Result<i64, AppError> {
@@ -148,7 +174,7 @@ pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
 
 /// `at:id` keyset cursor.
 pub fn parse_cursor(cursor: &Option<String>) -> Result<Option<(i64, String)>, AppError> {
-    let Some(cursor) = present(cursor) else {
+    let Some(cursor) = text("cursor", cursor)? else {
         return Ok(None);
     };
     let (at, id) = cursor.split_once(':').ok_or_else(|| bad("bad cursor"))?;
@@ -166,13 +192,13 @@ pub fn next_cursor<T>(rows: &[T], limit: i64, key: impl Fn(&T) -> String) -> Opt
 impl RunsParams {
     pub fn filter(&self) -> Result<RunFilter, AppError> {
         Ok(RunFilter {
-            shop_id: present(&self.shop),
-            status: present(&self.status),
-            model: present(&self.model),
-            prompt_pack_version: present(&self.prompt_pack_version),
+            shop_id: text("shop", &self.shop)?,
+            status: text("status", &self.status)?,
+            model: text("model", &self.model)?,
+            prompt_pack_version: text("prompt_pack_version", &self.prompt_pack_version)?,
             from: parse_time("from", &self.from)?,
             to: parse_time("to", &self.to)?,
-            text: present(&self.q),
+            text: text("q", &self.q)?,
             before: parse_cursor(&self.cursor)?,
             limit: limit(&self.limit)?,
         })
@@ -196,10 +222,10 @@ impl RunsParams {
 impl EventsParams {
     pub fn filter(&self) -> Result<EventFilter, AppError> {
         Ok(EventFilter {
-            event_type: present(&self.event_type),
-            source: present(&self.source),
-            shop_id: present(&self.shop),
-            request_id: present(&self.request_id),
+            event_type: text("type", &self.event_type)?,
+            source: text("source", &self.source)?,
+            shop_id: text("shop", &self.shop)?,
+            request_id: text("request_id", &self.request_id)?,
             from: parse_time("from", &self.from)?,
             to: parse_time("to", &self.to)?,
             before: parse_cursor(&self.cursor)?,
@@ -285,6 +311,24 @@ mod tests {
         assert_eq!(t(" "), None);
         assert!(parse_time("from", &Some("yesterday".into())).is_err());
         assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
+    }
+
+    #[test]
+    fn control_characters_are_refused_naming_the_parameter() {
+        for raw in ["a\0b", "\r\n", "x\u{7f}", "\u{85}"] {
+            let err = text("shop", &Some(raw.to_owned())).unwrap_err();
+            assert!(
+                matches!(&err, AppError::BadRequest(r) if r == "shop must not contain control characters"),
+                "{raw:?}: {err:?}"
+            );
+        }
+        assert_eq!(
+            text("shop", &Some(" café ".into())).unwrap().as_deref(),
+            Some("café")
+        );
+        assert_eq!(text("shop", &Some(" ".into())).unwrap(), None);
+        assert!(parse_cursor(&Some("1:a\0".into())).is_err());
+        assert!(run_id("run\0").is_err() && run_id("run-1").is_ok());
     }
 
     #[test]
