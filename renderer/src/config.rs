@@ -28,6 +28,24 @@ pub const DEFAULT_MAX_IMAGE_BYTES: usize = 12 * 1024 * 1024;
 /// Most pixels (width x height) an input image may have: decoding is width x height x 4
 /// bytes of memory, so this caps one request's memory.
 pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 40_000_000;
+/// Most bytes one input image may take once decoded, as the decoder reports them before
+/// allocating (width x height x bytes per pixel). Pixels alone do not bound memory: a
+/// 16-bit RGBA pixel is 8 bytes. The default fits an 8-bit RGBA image at
+/// [`DEFAULT_MAX_IMAGE_PIXELS`]; 16-bit images are converted to 8-bit as soon as they are
+/// decoded, so what a render holds is 4 bytes a pixel at most.
+pub const DEFAULT_MAX_DECODED_IMAGE_BYTES: u64 = 4 * DEFAULT_MAX_IMAGE_PIXELS;
+/// Renders in progress at once per core with the local provider, across all requests. A
+/// render holds both decoded images from decoding to completion and composites on the
+/// CPU, so more renders than cores only add memory.
+pub const RENDER_CONCURRENCY_PER_CORE_LOCAL: usize = 1;
+/// Renders in progress at once per core with Gemini: a Gemini render mostly waits on the
+/// network, so a core can carry several; the bound is there for memory (each render
+/// holds its two decoded images, at most 2 x `MAX_DECODED_IMAGE_BYTES`).
+pub const RENDER_CONCURRENCY_PER_CORE_GEMINI: usize = 4;
+/// How long a request may wait for a render slot before it is answered 503 with
+/// `Retry-After`. A local render of storefront photos takes tens of milliseconds, so a
+/// wait of seconds means a backlog that waiting longer would only grow.
+pub const DEFAULT_RENDER_QUEUE_WAIT: Duration = Duration::from_secs(5);
 /// Most variants in one prompt pack.
 pub const DEFAULT_MAX_VARIANTS: usize = 8;
 /// How long shutdown waits for the telemetry queue to drain.
@@ -38,6 +56,18 @@ pub const DEFAULT_GEMINI_MODEL: &str = "gemini-2.5-flash-image";
 pub const DEFAULT_GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com";
 /// Model name reported for the local compositor.
 pub const LOCAL_MODEL: &str = "local-composite";
+
+/// The default of `RENDER_CONCURRENCY`: the cores this process may use times the
+/// provider's renders per core ([`RENDER_CONCURRENCY_PER_CORE_LOCAL`],
+/// [`RENDER_CONCURRENCY_PER_CORE_GEMINI`]).
+pub fn default_render_concurrency(provider: ProviderKind) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    cores
+        * match provider {
+            ProviderKind::Local => RENDER_CONCURRENCY_PER_CORE_LOCAL,
+            ProviderKind::Gemini => RENDER_CONCURRENCY_PER_CORE_GEMINI,
+        }
+}
 
 /// A setting with a wrong value: printed as one line at start-up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -131,6 +161,17 @@ pub struct Cli {
     /// Most pixels of an input image.
     #[arg(long, env = "MAX_IMAGE_PIXELS", default_value_t = DEFAULT_MAX_IMAGE_PIXELS)]
     pub max_image_pixels: u64,
+    /// Most bytes an input image may take once decoded (width x height x bytes per pixel).
+    #[arg(long, env = "MAX_DECODED_IMAGE_BYTES", default_value_t = DEFAULT_MAX_DECODED_IMAGE_BYTES)]
+    pub max_decoded_image_bytes: u64,
+    /// Renders in progress at once across all requests (image decoding to completion).
+    /// Default: the number of cores with the local provider, four per core with Gemini.
+    #[arg(long, env = "RENDER_CONCURRENCY")]
+    pub render_concurrency: Option<usize>,
+    /// How long a request waits for a render slot before it gets 503, in milliseconds
+    /// (0: answer 503 at once when every slot is taken).
+    #[arg(long, env = "RENDER_QUEUE_WAIT_MS", default_value_t = DEFAULT_RENDER_QUEUE_WAIT.as_millis() as u64)]
+    pub render_queue_wait_ms: u64,
     /// Most variants in one request.
     #[arg(long, env = "MAX_VARIANTS", default_value_t = DEFAULT_MAX_VARIANTS)]
     pub max_variants: usize,
@@ -199,6 +240,12 @@ pub struct Limits {
     pub max_image_bytes: usize,
     /// See [`DEFAULT_MAX_IMAGE_PIXELS`].
     pub max_image_pixels: u64,
+    /// See [`DEFAULT_MAX_DECODED_IMAGE_BYTES`].
+    pub max_decoded_image_bytes: u64,
+    /// Renders in progress at once across all requests: see [`default_render_concurrency`].
+    pub render_concurrency: usize,
+    /// See [`DEFAULT_RENDER_QUEUE_WAIT`].
+    pub render_queue_wait: Duration,
     /// See [`DEFAULT_MAX_VARIANTS`].
     pub max_variants: usize,
     /// See [`DEFAULT_VARIANT_TIMEOUT`].
@@ -213,6 +260,9 @@ impl Default for Limits {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_image_bytes: DEFAULT_MAX_IMAGE_BYTES,
             max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
+            max_decoded_image_bytes: DEFAULT_MAX_DECODED_IMAGE_BYTES,
+            render_concurrency: default_render_concurrency(ProviderKind::Local),
+            render_queue_wait: DEFAULT_RENDER_QUEUE_WAIT,
             max_variants: DEFAULT_MAX_VARIANTS,
             variant_timeout: DEFAULT_VARIANT_TIMEOUT,
             variant_concurrency: DEFAULT_VARIANT_CONCURRENCY,
@@ -262,6 +312,7 @@ impl Settings {
             ("MAX_IMAGE_BYTES", limits.max_image_bytes),
             ("MAX_VARIANTS", limits.max_variants),
             ("VARIANT_CONCURRENCY", limits.variant_concurrency),
+            ("RENDER_CONCURRENCY", limits.render_concurrency),
         ] {
             if value == 0 {
                 return Err(ConfigError::new(setting, "must be at least 1"));
@@ -269,6 +320,12 @@ impl Settings {
         }
         if limits.max_image_pixels == 0 {
             return Err(ConfigError::new("MAX_IMAGE_PIXELS", "must be at least 1"));
+        }
+        if limits.max_decoded_image_bytes == 0 {
+            return Err(ConfigError::new(
+                "MAX_DECODED_IMAGE_BYTES",
+                "must be at least 1",
+            ));
         }
         if limits.variant_timeout.is_zero() {
             return Err(ConfigError::new(
@@ -372,6 +429,11 @@ impl Cli {
                 max_body_bytes: self.max_body_bytes,
                 max_image_bytes: self.max_image_bytes,
                 max_image_pixels: self.max_image_pixels,
+                max_decoded_image_bytes: self.max_decoded_image_bytes,
+                render_concurrency: self
+                    .render_concurrency
+                    .unwrap_or_else(|| default_render_concurrency(self.provider)),
+                render_queue_wait: Duration::from_millis(self.render_queue_wait_ms),
                 max_variants: self.max_variants,
                 variant_timeout: Duration::from_millis(self.variant_timeout_ms),
                 variant_concurrency: self.variant_concurrency,
@@ -410,6 +472,11 @@ mod tests {
             (vec!["--addr", "nowhere"], "RENDERER_ADDR"),
             (vec!["--telemetry", "maybe"], "TELEMETRY"),
             (vec!["--variant-concurrency", "0"], "VARIANT_CONCURRENCY"),
+            (vec!["--render-concurrency", "0"], "RENDER_CONCURRENCY"),
+            (
+                vec!["--max-decoded-image-bytes", "0"],
+                "MAX_DECODED_IMAGE_BYTES",
+            ),
             (vec!["--variant-timeout-ms", "0"], "VARIANT_TIMEOUT_MS"),
             (vec!["--local-failure-rate", "1.5"], "LOCAL_FAILURE_RATE"),
             (vec!["--provider", "gemini"], "GEMINI_API_KEY"),

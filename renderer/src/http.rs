@@ -6,6 +6,7 @@
 //! - `/healthz`, `/readyz`, `/metrics`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
@@ -204,6 +205,29 @@ async fn bad_input(state: &AppState, ctx: &RequestContext, err: InputError) -> R
     )
 }
 
+/// The `Retry-After` of a 503: the queue wait in whole seconds, rounded up, at least 1.
+fn retry_after_secs(queue_wait: Duration) -> u64 {
+    (queue_wait.as_secs() + u64::from(queue_wait.subsec_nanos() > 0)).max(1)
+}
+
+/// 503 + `Retry-After`: no render slot came free within the queue wait.
+async fn overloaded(state: &AppState, ctx: &RequestContext) -> Response {
+    let limits = &state.limits;
+    let message = format!(
+        "all {} render slots stayed busy for {} ms; retry later",
+        limits.render_concurrency,
+        limits.render_queue_wait.as_millis()
+    );
+    rejected(state, ctx, "overloaded", &message).await;
+    state.metrics.request(RequestOutcome::Overloaded);
+    let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message);
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(retry_after_secs(limits.render_queue_wait)),
+    );
+    with_request_id(response, &ctx.request_id)
+}
+
 /// `POST /app-proxy/see-it-now/render`.
 async fn render(
     State(state): State<AppState>,
@@ -247,6 +271,8 @@ async fn render(
         Ok(body) => body,
         Err(err) => return bad_input(&state, &ctx, err).await,
     };
+    // The parsed body has its own copy: the raw one need not wait for a slot too.
+    drop(bytes);
     if body.request_id.is_some() {
         ctx.request_id = request_id(body.request_id.as_deref(), &headers);
     }
@@ -270,12 +296,17 @@ async fn render(
             .to_string(),
         })
         .await;
+    // Decoded images are what a render holds in memory: decode only inside a slot.
+    let Some(slot) = state.renderer.render_slot().await else {
+        return overloaded(&state, &ctx).await;
+    };
     let limits = state.limits;
-    // Decoding images is CPU work: keep it off the async worker threads.
-    let checked = tokio::task::spawn_blocking(move || input::check(&body, &limits)).await;
-    let input = match checked {
-        Ok(Ok(input)) => input,
-        Ok(Err(err)) => return bad_input(&state, &ctx, err).await,
+    // Decoding images is CPU work: keep it off the async worker threads. The slot goes
+    // with it, so a caller who hangs up mid-decode does not free it early.
+    let checked = tokio::task::spawn_blocking(move || (input::check(&body, &limits), slot)).await;
+    let (input, slot) = match checked {
+        Ok((Ok(input), slot)) => (input, slot),
+        Ok((Err(err), _slot)) => return bad_input(&state, &ctx, err).await,
         Err(err) => {
             tracing::error!(error = %err, "input check task failed");
             state.metrics.request(RequestOutcome::Error);
@@ -287,8 +318,15 @@ async fn render(
         }
     };
     // The run goes on in its own task even if the caller hangs up, so it always
-    // completes (and says so in telemetry).
-    let run = tokio::spawn(state.renderer.clone().run(ctx.clone(), input));
+    // completes (and says so in telemetry), holding its slot until then.
+    let run = tokio::spawn({
+        let (renderer, ctx) = (state.renderer.clone(), ctx.clone());
+        async move {
+            let outcome = renderer.run(ctx, input).await;
+            drop(slot);
+            outcome
+        }
+    });
     match run.await {
         Ok(outcome) => {
             state.metrics.request(RequestOutcome::Rendered);

@@ -9,7 +9,7 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use image::{DynamicImage, ImageFormat, ImageReader};
+use image::{ColorType, DynamicImage, ImageDecoder as _, ImageError, ImageFormat, ImageReader};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -80,6 +80,25 @@ pub enum InputError {
         /// The limit.
         limit: u64,
     },
+    /// The image would take more than [`Limits::max_decoded_image_bytes`] once decoded.
+    #[error(
+        "{field} is {width}x{height} pixels of {color}, {bytes} bytes decoded, \
+         over the {limit}-byte limit"
+    )]
+    DecodedImageTooLarge {
+        /// `productImage` or `roomImage`.
+        field: &'static str,
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+        /// The decoder's colour type (`Rgba16`, ...).
+        color: String,
+        /// Bytes the decoded pixels would take.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// A JSON blob is over [`MAX_JSON_BYTES`] or not an object.
     #[error("{field} must be a JSON object of at most {limit} bytes")]
     InvalidJsonBlob {
@@ -118,6 +137,7 @@ impl InputError {
             Self::UndecodableImage { .. } => "undecodable_image",
             Self::ImageTooLarge { .. } => "image_too_large",
             Self::TooManyPixels { .. } => "too_many_pixels",
+            Self::DecodedImageTooLarge { .. } => "decoded_image_too_large",
             Self::InvalidJsonBlob { .. } => "invalid_json_blob",
             Self::NoVariants => "no_variants",
             Self::TooManyVariants { .. } => "too_many_variants",
@@ -191,7 +211,7 @@ pub struct InputImage {
     pub sha256: String,
     /// PNG, JPEG or WebP.
     pub format: ImageFormat,
-    /// The decoded pixels.
+    /// The decoded pixels, 8 bits a channel.
     pub image: DynamicImage,
 }
 
@@ -221,7 +241,10 @@ impl InputImage {
         }
     }
 
-    /// Decodes base64 `data` under `limits`. CPU-heavy: call off the async threads.
+    /// Decodes base64 `data` under `limits`: the file's size, its pixels, and the bytes its
+    /// pixels take decoded, each checked before the next step allocates. Images of more
+    /// than 8 bits a channel are converted to 8 bits at once. CPU-heavy: call off the
+    /// async threads.
     pub fn decode(field: &'static str, data: &str, limits: &Limits) -> Result<Self, InputError> {
         // Base64 is 4/3 of the bytes: refuse before decoding what is surely too large.
         if data.len() / 4 * 3 > limits.max_image_bytes + 3 {
@@ -259,10 +282,16 @@ impl InputImage {
                 "{format:?} is not supported (PNG, JPEG or WebP)"
             )));
         }
-        let reader = || ImageReader::with_format(Cursor::new(&bytes[..]), format);
-        let (width, height) = reader()
-            .into_dimensions()
+        let mut reader = ImageReader::with_format(Cursor::new(&bytes[..]), format);
+        // The decoder's own buffers stay under the same budget as the pixels.
+        let mut decoder_limits = image::Limits::default();
+        decoder_limits.max_alloc = Some(limits.max_decoded_image_bytes);
+        reader.limits(decoder_limits);
+        // Reads the header only: nothing of the image's size is allocated yet.
+        let decoder = reader
+            .into_decoder()
             .map_err(|err| undecodable(err.to_string()))?;
+        let (width, height) = decoder.dimensions();
         if u64::from(width) * u64::from(height) > limits.max_image_pixels {
             return Err(InputError::TooManyPixels {
                 field,
@@ -271,9 +300,24 @@ impl InputImage {
                 limit: limits.max_image_pixels,
             });
         }
-        let image = reader()
-            .decode()
-            .map_err(|err| undecodable(err.to_string()))?;
+        let decoded_bytes = decoder.total_bytes();
+        if decoded_bytes > limits.max_decoded_image_bytes {
+            return Err(InputError::DecodedImageTooLarge {
+                field,
+                width,
+                height,
+                color: format!("{:?}", decoder.color_type()),
+                bytes: decoded_bytes,
+                limit: limits.max_decoded_image_bytes,
+            });
+        }
+        let image = DynamicImage::from_decoder(decoder).map_err(|err| match err {
+            ImageError::Limits(limit) => undecodable(format!(
+                "the decoder needs more memory than allowed: {limit}"
+            )),
+            other => undecodable(other.to_string()),
+        })?;
+        let image = to_8_bit(image);
         let sha256 = hex::encode(Sha256::digest(&bytes));
         Ok(Self {
             bytes,
@@ -281,6 +325,19 @@ impl InputImage {
             format,
             image,
         })
+    }
+}
+
+/// `image` with 8 bits a channel: 16-bit and float images are converted (and the wide
+/// copy freed) right after decoding, so a render holds at most 4 bytes a pixel, and the
+/// providers' conversions to RGBA8 copy no more than that.
+fn to_8_bit(image: DynamicImage) -> DynamicImage {
+    match image.color() {
+        ColorType::L16 => DynamicImage::ImageLuma8(image.to_luma8()),
+        ColorType::La16 => DynamicImage::ImageLumaA8(image.to_luma_alpha8()),
+        ColorType::Rgb16 | ColorType::Rgb32F => DynamicImage::ImageRgb8(image.to_rgb8()),
+        ColorType::Rgba16 | ColorType::Rgba32F => DynamicImage::ImageRgba8(image.to_rgba8()),
+        _ => image,
     }
 }
 
@@ -460,6 +517,41 @@ mod tests {
         assert_eq!(input.room_image.meta().format, "png");
         assert_eq!(input.prompt_pack_version, "v1");
         assert_eq!(input.variants.len(), 2);
+    }
+
+    fn png_16_bit(width: u32, height: u32) -> String {
+        let image = DynamicImage::ImageRgba16(image::ImageBuffer::new(width, height));
+        let mut out = Cursor::new(Vec::new());
+        image.write_to(&mut out, ImageFormat::Png).unwrap();
+        base64::engine::general_purpose::STANDARD.encode(out.into_inner())
+    }
+
+    #[test]
+    fn decoded_bytes_are_bounded_and_wide_images_become_8_bit() {
+        // 100x100 RGBA16 is 80,000 bytes decoded, RGBA8 40,000.
+        let limits = Limits {
+            max_decoded_image_bytes: 80_000,
+            ..Limits::default()
+        };
+        let image = InputImage::decode("roomImage", &png_16_bit(100, 100), &limits).unwrap();
+        assert_eq!(image.image.color(), ColorType::Rgba8);
+        assert_eq!((image.meta().width, image.meta().height), (100, 100));
+
+        let err = InputImage::decode("roomImage", &png_16_bit(100, 101), &limits).unwrap_err();
+        assert_eq!(err.reason(), "decoded_image_too_large");
+        assert_eq!(
+            err.to_string(),
+            "roomImage is 100x101 pixels of Rgba16, 80800 bytes decoded, \
+             over the 80000-byte limit"
+        );
+        // An 8-bit image of the same pixels fits.
+        let rgba8 = {
+            let image = DynamicImage::new_rgba8(100, 101);
+            let mut out = Cursor::new(Vec::new());
+            image.write_to(&mut out, ImageFormat::Png).unwrap();
+            base64::engine::general_purpose::STANDARD.encode(out.into_inner())
+        };
+        assert!(InputImage::decode("roomImage", &rgba8, &limits).is_ok());
     }
 
     #[test]

@@ -66,16 +66,19 @@ pub enum RequestOutcome {
     Unauthorized,
     /// 413: body over the limit.
     TooLarge,
+    /// 503: no render slot came free within the queue wait.
+    Overloaded,
     /// 500.
     Error,
 }
 
 impl RequestOutcome {
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 6] = [
         Self::Rendered,
         Self::BadRequest,
         Self::Unauthorized,
         Self::TooLarge,
+        Self::Overloaded,
         Self::Error,
     ];
 
@@ -85,6 +88,7 @@ impl RequestOutcome {
             Self::BadRequest => "bad_request",
             Self::Unauthorized => "unauthorized",
             Self::TooLarge => "too_large",
+            Self::Overloaded => "overloaded",
             Self::Error => "error",
         }
     }
@@ -93,7 +97,7 @@ impl RequestOutcome {
 /// The renderer's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: [AtomicU64; 5],
+    requests: [AtomicU64; RequestOutcome::ALL.len()],
     /// Variants by outcome: success, failed, timeout.
     variants: [AtomicU64; 3],
     /// Runs by status: complete, partial, failed.

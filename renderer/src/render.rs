@@ -15,7 +15,7 @@ use telemetry::{
     hash_prompt, CompleteRun, ErrorCode, ImageInfo, RunStatus, StartRun, VariantResultRecord,
     VariantStart, VariantStatus,
 };
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Limits;
 use crate::input::{InputImage, RenderInput, Variant};
@@ -97,6 +97,14 @@ fn image_info(image: &InputImage) -> ImageInfo {
     }
 }
 
+/// One of the [`Limits::render_concurrency`] renders in progress. Held from decoding the
+/// request's images until its run completes (so also while the run goes on after the
+/// caller hung up); dropping it lets the next request in.
+#[derive(Debug)]
+pub struct RenderSlot {
+    _permit: OwnedSemaphorePermit,
+}
+
 /// Renders runs: the provider, the store and the recorder, shared by all requests.
 pub struct Renderer {
     provider: Arc<dyn Provider>,
@@ -104,6 +112,8 @@ pub struct Renderer {
     recorder: Arc<dyn RunRecorder>,
     limits: Limits,
     metrics: Arc<Metrics>,
+    /// [`Limits::render_concurrency`] permits, shared by all requests.
+    slots: Arc<Semaphore>,
 }
 
 impl Renderer {
@@ -121,6 +131,18 @@ impl Renderer {
             recorder,
             limits,
             metrics,
+            slots: Arc::new(Semaphore::new(limits.render_concurrency)),
+        }
+    }
+
+    /// A render slot, waiting for one at most [`Limits::render_queue_wait`] (in arrival
+    /// order); `None` when none came free in time.
+    pub async fn render_slot(&self) -> Option<RenderSlot> {
+        let acquire = self.slots.clone().acquire_owned();
+        match tokio::time::timeout(self.limits.render_queue_wait, acquire).await {
+            // The semaphore is never closed.
+            Ok(permit) => permit.ok().map(|permit| RenderSlot { _permit: permit }),
+            Err(_elapsed) => None,
         }
     }
 

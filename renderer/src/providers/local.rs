@@ -88,12 +88,17 @@ pub fn composite(room: &DynamicImage, product: &DynamicImage, job: &RenderJob) -
     let target_w = ((room_w as f32 * scale).round() as u32).clamp(1, room_w.max(1));
     let target_h =
         ((target_w as f32 * prod_h as f32 / prod_w as f32).round() as u32).clamp(1, room_h.max(1));
-    let scaled = imageops::resize(
-        &product.to_rgba8(),
-        target_w,
-        target_h,
-        FilterType::Triangle,
-    );
+    // An RGBA8 product (most cutouts) is resized in place of a full-size copy: with
+    // several variants at once, that copy is a large share of a render's memory.
+    let scaled = match product.as_rgba8() {
+        Some(rgba) => imageops::resize(rgba, target_w, target_h, FilterType::Triangle),
+        None => imageops::resize(
+            &product.to_rgba8(),
+            target_w,
+            target_h,
+            FilterType::Triangle,
+        ),
+    };
     let x = ((room_w - scaled.width()) as f32 * fx).round() as i64;
     let y = ((room_h - scaled.height()) as f32 * fy).round() as i64;
     imageops::overlay(&mut canvas, &scaled, x, y);

@@ -8,8 +8,13 @@ use test_support::{free_port, Isolation};
 
 use crate::helpers::{read_envelopes, records, request};
 
+/// The renderer binary, without the settings a developer's environment might carry.
 fn renderer() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_renderer"));
+    clean(Command::new(env!("CARGO_BIN_EXE_renderer")))
+}
+
+/// `command` without the environment variables that would change what the tests expect.
+fn clean(mut command: Command) -> Command {
     for var in [
         "SHOPIFY_API_SECRET",
         "RENDER_PROVIDER",
@@ -21,15 +26,38 @@ fn renderer() -> Command {
     command
 }
 
+/// The renderer binary run by `prlimit` with its address space capped at `bytes`: an
+/// allocation past the cap fails (and aborts the process) as it would on a host that
+/// is out of memory.
+pub(crate) fn renderer_with_address_space_limit(bytes: u64) -> Command {
+    let mut command = Command::new("prlimit");
+    command
+        .arg(format!("--as={bytes}"))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_renderer"));
+    clean(command)
+}
+
 /// Starts the renderer binary on a free port, publishing to `isolation`'s stream, and
 /// waits until it answers `/healthz`. Returns the child and its address.
-async fn spawn_renderer(
+pub(crate) async fn spawn_renderer(
+    isolation: &Isolation,
+    image_store: &std::path::Path,
+    extra_env: &[(&str, &str)],
+) -> (std::process::Child, String) {
+    spawn_command(renderer(), isolation, image_store, extra_env).await
+}
+
+/// [`spawn_renderer`] with another command line for the binary (e.g.
+/// [`renderer_with_address_space_limit`]).
+pub(crate) async fn spawn_command(
+    mut command: Command,
     isolation: &Isolation,
     image_store: &std::path::Path,
     extra_env: &[(&str, &str)],
 ) -> (std::process::Child, String) {
     let addr = format!("127.0.0.1:{}", free_port());
-    let child = renderer()
+    let child = command
         .env("RENDERER_ADDR", &addr)
         .env("NATS_URL", &isolation.nats_url)
         .env("TELEMETRY_SUBJECT_PREFIX", &isolation.prefix)
@@ -62,7 +90,7 @@ async fn spawn_renderer(
 }
 
 /// Sends SIGTERM and asserts the binary exits successfully.
-async fn terminate(mut child: std::process::Child) {
+pub(crate) async fn terminate(mut child: std::process::Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -12,4 +12,5 @@ mod gemini;
 mod helpers;
 mod images;
 mod nats_down;
+mod overload;
 mod render;
