@@ -152,6 +152,11 @@ pub struct MonitorSettings {
     pub max_overview_queries: usize,
     /// See [`crate::monitor::sessions::DEFAULT_SESSION_TTL`].
     pub session_ttl: Duration,
+    /// Whether `/readyz` names the database's error: only on a loopback
+    /// `COLLECTOR_ADDR` (off loopback it says `unavailable` and the log has the
+    /// detail). [`ServeArgs::settings`] sets it from the address; `false` by default,
+    /// [`Settings::new`] (loopback) turns it on.
+    pub readyz_detail: bool,
 }
 
 impl Default for MonitorSettings {
@@ -165,6 +170,7 @@ impl Default for MonitorSettings {
             max_token_checks: crate::monitor::auth::DEFAULT_MAX_TOKEN_CHECKS,
             max_overview_queries: crate::monitor::DEFAULT_MAX_OVERVIEW_QUERIES,
             session_ttl: crate::monitor::sessions::DEFAULT_SESSION_TTL,
+            readyz_detail: false,
         }
     }
 }
@@ -195,7 +201,11 @@ impl Settings {
             backlog_interval: crate::backlog::DEFAULT_BACKLOG_INTERVAL,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             store: StoreOptions::default(),
-            monitor: MonitorSettings::default(),
+            // The address above is loopback: `/readyz` may say why the database fails.
+            monitor: MonitorSettings {
+                readyz_detail: true,
+                ..MonitorSettings::default()
+            },
         }
     }
 
@@ -549,6 +559,7 @@ impl ServeArgs {
             max_token_checks: self.max_token_checks,
             max_overview_queries: self.max_overview_queries,
             session_ttl: self.session_ttl,
+            readyz_detail: addr.ip().is_loopback(),
         };
         Ok(settings)
     }

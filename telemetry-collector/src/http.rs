@@ -88,7 +88,8 @@ impl IntoResponse for AppError {
     }
 }
 
-/// Readiness of each dependency: `ok` or why not.
+/// Readiness of each dependency: `ok` or why not (the database's reason only on a
+/// loopback address: [`crate::monitor::Monitor::readyz_database`]).
 #[derive(Debug, Serialize)]
 struct Readiness {
     ready: bool,
@@ -110,9 +111,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
         (Some(_), true) => "ok".to_owned(),
         (Some(_), false) => "not attached".to_owned(),
     };
-    let database = database_state(&state)
-        .await
-        .unwrap_or_else(|| "ok".to_owned());
+    // Off loopback only `unavailable`: the reason stays in the log.
+    let database = state.monitor.readyz_database(database_state(&state).await);
     let ready = [&broker, &consumer, &database]
         .iter()
         .all(|s| *s == "ok" || *s == "not used");

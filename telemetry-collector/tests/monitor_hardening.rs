@@ -1,6 +1,7 @@
 //! The monitor against hostile clients (issue 11, items 6–9): wrong tokens cannot lock
 //! the right one out, sessions are revocable and expire, control characters in filters
-//! and a bad `next` are refused cleanly.
+//! and a bad `next` are refused cleanly, and `/readyz` off loopback names no database
+//! error.
 
 mod common;
 mod monitor_support;
@@ -9,9 +10,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::extract::connect_info::MockConnectInfo;
+use clap::Parser as _;
 use common::{Backend, TestDb};
 use monitor_support::*;
-use telemetry_collector::config::MonitorSettings;
+use telemetry_collector::config::{Cli, Command, MonitorSettings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -416,3 +418,87 @@ async fn login_next_is_a_safe_redirect(backend: Backend) {
     );
 }
 on_both_backends!(login_next_is_a_safe_redirect);
+
+// ---- 9. /readyz off loopback ------------------------------------------------------
+
+/// Settings as `serve` builds them from its flags, without ingest (no broker needed).
+fn serve_settings(addr: &str, database_url: &str) -> telemetry_collector::Settings {
+    let cli = Cli::try_parse_from([
+        "telemetry-collector",
+        "serve",
+        "--addr",
+        addr,
+        "--monitor-token",
+        TOKEN,
+        "--database-url",
+        database_url,
+    ])
+    .expect("flags parse");
+    let Command::Serve(args) = cli.command else {
+        unreachable!()
+    };
+    let mut settings = args.settings().expect("settings");
+    settings.ingest = false;
+    settings
+}
+
+/// A write failure with detail: off loopback `/readyz` says only `unavailable`; on
+/// loopback it keeps the cause.
+async fn readyz_off_loopback_names_no_database_error(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    for (addr, detailed) in [("0.0.0.0:0", false), ("127.0.0.1:0", true)] {
+        let collector = common::spawn(serve_settings(addr, &db.url)).await;
+        let (status, body) = common::http_get(collector.port, "/readyz").await;
+        assert_eq!(status, 200, "{addr}: {body}");
+        collector
+            .metrics
+            .db_failed("disk full: /srv/secret/telemetry.db: error returned from database".into());
+        let (status, body) = common::http_get(collector.port, "/readyz").await;
+        assert_eq!(status, 503, "{addr}: {body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["ready"], false);
+        if detailed {
+            assert!(
+                body.contains("/srv/secret"),
+                "{addr}: loopback keeps the cause: {body}"
+            );
+        } else {
+            assert_eq!(json["database"], "unavailable", "{addr}: {body}");
+            assert!(
+                !body.contains("secret") && !body.contains("disk full"),
+                "{body}"
+            );
+        }
+        collector.stop().await;
+    }
+}
+on_both_backends!(readyz_off_loopback_names_no_database_error);
+
+/// The ping path: Postgres goes away behind a proxy; off loopback `/readyz` says
+/// `unavailable` without the connection error (host, port, driver message).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_off_loopback_hides_a_failed_ping() {
+    let db = TestDb::new(Backend::Postgres).await;
+    db.store().await;
+    let proxy = common::TcpProxy::start(common::pg_addr(&db.url)).await;
+    let url = db.url.replace(
+        &common::pg_addr(&db.url).to_string(),
+        &proxy.addr.to_string(),
+    );
+    let mut settings = serve_settings("0.0.0.0:0", &url);
+    settings.store.acquire_timeout = Duration::from_secs(1);
+    let collector = common::spawn(settings).await;
+    let port = collector.port;
+    assert_eq!(common::http_get(port, "/readyz").await.0, 200);
+    proxy.cut();
+    common::wait_until(Duration::from_secs(20), "/readyz 503", || async {
+        common::http_get(port, "/readyz").await.0 == 503
+    })
+    .await;
+    let (_, body) = common::http_get(port, "/readyz").await;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["database"], "unavailable", "{body}");
+    assert!(!body.contains(&proxy.addr.port().to_string()), "{body}");
+    proxy.restore();
+    collector.stop().await;
+}

@@ -81,6 +81,10 @@ struct Inner {
     overview_slots: Arc<Semaphore>,
     /// See [`auth::DEFAULT_FAILED_AUTH_DELAY`].
     failed_auth_delay: Duration,
+    /// See [`MonitorSettings::readyz_detail`].
+    readyz_detail: bool,
+    /// The database error last logged by [`Monitor::readyz_database`].
+    readyz_logged: std::sync::Mutex<Option<String>>,
     shutdown: CancellationToken,
 }
 
@@ -103,6 +107,8 @@ impl Monitor {
                 failures: auth::FailureThrottle::new(settings.max_token_checks),
                 overview_slots: Arc::new(Semaphore::new(settings.max_overview_queries.max(1))),
                 failed_auth_delay: settings.failed_auth_delay,
+                readyz_detail: settings.readyz_detail,
+                readyz_logged: std::sync::Mutex::new(None),
                 shutdown,
             }),
         }
@@ -135,6 +141,30 @@ impl Monitor {
             ));
         };
         Ok(store.monitor_stats(from, to).await?)
+    }
+
+    /// What `/readyz` says of the database, given why it is not usable (`None`: `ok`).
+    /// On a loopback address, the reason. Off loopback only `unavailable`: the text
+    /// can name hosts, paths and the driver's messages, and `/readyz` needs no token;
+    /// the reason goes to the log instead (once each time it changes).
+    pub fn readyz_database(&self, reason: Option<String>) -> String {
+        let mut logged = self
+            .inner
+            .readyz_logged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let Some(reason) = reason else {
+            *logged = None;
+            return "ok".to_owned();
+        };
+        if self.inner.readyz_detail {
+            return reason;
+        }
+        if logged.as_deref() != Some(reason.as_str()) {
+            tracing::warn!(reason = %reason, "database not usable; /readyz says \"unavailable\"");
+            *logged = Some(reason);
+        }
+        "unavailable".to_owned()
     }
 
     /// Fires when the collector shuts down.
