@@ -48,6 +48,9 @@ pub const RENDER_CONCURRENCY_PER_CORE_GEMINI: usize = 4;
 pub const DEFAULT_RENDER_QUEUE_WAIT: Duration = Duration::from_secs(5);
 /// Most variants in one prompt pack.
 pub const DEFAULT_MAX_VARIANTS: usize = 8;
+/// How far a signed app-proxy `timestamp` may be from now, either way, before the
+/// request is refused: Shopify's own libraries allow 90 seconds.
+pub const DEFAULT_SHOPIFY_PROXY_MAX_AGE: Duration = Duration::from_secs(90);
 /// How long shutdown waits for the telemetry queue to drain.
 pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 /// Default Gemini model (`GEMINI_MODEL`).
@@ -178,6 +181,9 @@ pub struct Cli {
     /// Shopify app secret: when set, requests must carry a valid app-proxy signature.
     #[arg(long, env = "SHOPIFY_API_SECRET", hide_env_values = true)]
     pub shopify_api_secret: Option<String>,
+    /// How far the signed app-proxy timestamp may be from now, either way, in seconds.
+    #[arg(long, env = "SHOPIFY_PROXY_MAX_AGE_SECS", default_value_t = DEFAULT_SHOPIFY_PROXY_MAX_AGE.as_secs())]
+    pub shopify_proxy_max_age_secs: u64,
     /// How long shutdown waits for queued telemetry, in milliseconds.
     #[arg(long, env = "SHUTDOWN_DEADLINE_MS", default_value_t = DEFAULT_SHUTDOWN_DEADLINE.as_millis() as u64)]
     pub shutdown_deadline_ms: u64,
@@ -246,6 +252,8 @@ pub struct Limits {
     pub render_concurrency: usize,
     /// See [`DEFAULT_RENDER_QUEUE_WAIT`].
     pub render_queue_wait: Duration,
+    /// See [`DEFAULT_SHOPIFY_PROXY_MAX_AGE`].
+    pub shopify_proxy_max_age: Duration,
     /// See [`DEFAULT_MAX_VARIANTS`].
     pub max_variants: usize,
     /// See [`DEFAULT_VARIANT_TIMEOUT`].
@@ -263,6 +271,7 @@ impl Default for Limits {
             max_decoded_image_bytes: DEFAULT_MAX_DECODED_IMAGE_BYTES,
             render_concurrency: default_render_concurrency(ProviderKind::Local),
             render_queue_wait: DEFAULT_RENDER_QUEUE_WAIT,
+            shopify_proxy_max_age: DEFAULT_SHOPIFY_PROXY_MAX_AGE,
             max_variants: DEFAULT_MAX_VARIANTS,
             variant_timeout: DEFAULT_VARIANT_TIMEOUT,
             variant_concurrency: DEFAULT_VARIANT_CONCURRENCY,
@@ -324,6 +333,12 @@ impl Settings {
         if limits.max_decoded_image_bytes == 0 {
             return Err(ConfigError::new(
                 "MAX_DECODED_IMAGE_BYTES",
+                "must be at least 1",
+            ));
+        }
+        if limits.shopify_proxy_max_age.is_zero() {
+            return Err(ConfigError::new(
+                "SHOPIFY_PROXY_MAX_AGE_SECS",
                 "must be at least 1",
             ));
         }
@@ -434,6 +449,7 @@ impl Cli {
                     .render_concurrency
                     .unwrap_or_else(|| default_render_concurrency(self.provider)),
                 render_queue_wait: Duration::from_millis(self.render_queue_wait_ms),
+                shopify_proxy_max_age: Duration::from_secs(self.shopify_proxy_max_age_secs),
                 max_variants: self.max_variants,
                 variant_timeout: Duration::from_millis(self.variant_timeout_ms),
                 variant_concurrency: self.variant_concurrency,
@@ -493,6 +509,10 @@ mod tests {
             ),
             (vec!["--stream", "a.b"], "TELEMETRY_STREAM"),
             (vec!["--shopify-api-secret", ""], "SHOPIFY_API_SECRET"),
+            (
+                vec!["--shopify-proxy-max-age-secs", "0"],
+                "SHOPIFY_PROXY_MAX_AGE_SECS",
+            ),
         ] {
             let err = parse(&args).unwrap_err();
             assert_eq!(err.setting, setting, "{args:?}: {err}");

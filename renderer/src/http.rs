@@ -6,7 +6,7 @@
 //! - `/healthz`, `/readyz`, `/metrics`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
@@ -237,13 +237,24 @@ async fn render(
 ) -> Response {
     let query = query.unwrap_or_default();
     // Auth first: an unsigned request gets no telemetry run, and no event either (the
-    // shop it claims cannot be trusted).
+    // shop it claims cannot be trusted). Nor does a signed query that is stale or
+    // malformed.
     let shop_id = match &state.shopify_api_secret {
-        Some(secret) => match signature::verify(&query, secret) {
+        Some(secret) => match signature::verify(
+            &query,
+            secret,
+            SystemTime::now(),
+            state.limits.shopify_proxy_max_age,
+        ) {
             Ok(shop) => shop,
             Err(err) => {
-                state.metrics.request(RequestOutcome::Unauthorized);
-                return error_response(StatusCode::UNAUTHORIZED, "unauthorized", err.to_string());
+                let (status, outcome) = if err.is_unauthorized() {
+                    (StatusCode::UNAUTHORIZED, RequestOutcome::Unauthorized)
+                } else {
+                    (StatusCode::BAD_REQUEST, RequestOutcome::BadRequest)
+                };
+                state.metrics.request(outcome);
+                return error_response(status, err.reason(), err.to_string());
             }
         },
         None => signature::unverified_shop(&query).unwrap_or_default(),

@@ -25,6 +25,40 @@ pub const MAX_JSON_BYTES: usize = telemetry::config::DEFAULT_MAX_JSON_BYTES;
 /// Longest variant id: it becomes a file name in the image store.
 pub const MAX_VARIANT_ID_BYTES: usize = 64;
 
+/// Most bytes of a request's own text that go back out in an error message or a
+/// rejection event, after escaping: a hostile value cannot make either large (a
+/// rejection event over the SDK's limits would be dropped, not recorded).
+pub const MAX_ECHOED_BYTES: usize = 256;
+
+/// `text` cut to at most `max` bytes on a character boundary, with `…` when cut.
+pub fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+/// `value` quoted and escaped as Rust's `{:?}` does (control characters become escapes),
+/// cut at [`MAX_ECHOED_BYTES`] with `…`: how the request's own values appear in errors.
+pub fn echo(value: &str) -> String {
+    // Escaping at most quadruples a byte: no need to escape more than the bound's worth.
+    let mut end = value.len().min(MAX_ECHOED_BYTES + 1);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    let quoted = format!("{:?}", &value[..end]);
+    let cut = end < value.len();
+    match truncate(quoted, MAX_ECHOED_BYTES) {
+        text if cut && !text.ends_with('…') => text + "…",
+        text => text,
+    }
+}
+
 /// Why a request was refused. `reason()` is the stable code, `Display` the message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InputError {
@@ -507,6 +541,22 @@ mod tests {
             .as_bytes(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn echoed_values_are_escaped_and_bounded() {
+        assert_eq!(echo("v1"), "\"v1\"");
+        assert_eq!(echo("a\u{1}b"), "\"a\\u{1}b\"");
+        for long in ["\"".repeat(32_000), "é".repeat(1000), "x".repeat(300)] {
+            let echoed = echo(&long);
+            assert!(
+                echoed.len() <= MAX_ECHOED_BYTES + '…'.len_utf8(),
+                "{echoed}"
+            );
+            assert!(echoed.ends_with('…'), "{echoed}");
+        }
+        assert_eq!(truncate("abc".into(), 3), "abc");
+        assert_eq!(truncate("aé".into(), 2), "a…");
     }
 
     #[test]

@@ -140,8 +140,12 @@ fn png(width: u32, height: u32, rgb: [u8; 3]) -> String {
 }
 
 async fn render(renderer: &Renderer, request_id: &str) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let query = format!(
-        "shop={SHOP}&logged_in_customer_id=&path_prefix=%2Fapps%2Fsee-it-now&timestamp=1700000000"
+        "shop={SHOP}&logged_in_customer_id=&path_prefix=%2Fapps%2Fsee-it-now&timestamp={now}"
     );
     let query = format!(
         "{query}&signature={}",

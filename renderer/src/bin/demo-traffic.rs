@@ -89,9 +89,12 @@ async fn main() -> anyhow::Result<()> {
     let mut n = 0u64;
     loop {
         let shop = SHOPS[(n % SHOPS.len() as u64) as usize];
+        // The renderer accepts a signed timestamp only within SHOPIFY_PROXY_MAX_AGE_SECS.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
         let mut query = format!(
-            "logged_in_customer_id=&path_prefix=%2Fapps%2Fsee-it-now&shop={shop}&timestamp={}",
-            1_700_000_000 + n
+            "logged_in_customer_id=&path_prefix=%2Fapps%2Fsee-it-now&shop={shop}&timestamp={now}"
         );
         if let Some(secret) = &args.secret {
             let signature = renderer::signature::sign(&query, secret);

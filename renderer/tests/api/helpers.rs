@@ -75,12 +75,32 @@ pub async fn spawn_app(
     }
 }
 
-/// The app-proxy query Shopify would send for `shop`, signed with `secret`.
+/// Now, in unix seconds (the app proxy's `timestamp`).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The app-proxy query Shopify would send for `shop` now, signed with `secret`.
 pub fn signed_query(shop: &str, secret: &str) -> String {
-    let query = format!(
-        "shop={shop}&logged_in_customer_id=&path_prefix=%2Fapps%2Fsee-it-now&timestamp=1700000000"
-    );
-    format!("{query}&signature={}", signature::sign(&query, secret))
+    signed_query_at(shop, secret, unix_now())
+}
+
+/// [`signed_query`] with the given `timestamp`.
+pub fn signed_query_at(shop: &str, secret: &str, timestamp: i64) -> String {
+    signed(
+        &format!(
+            "shop={shop}&logged_in_customer_id=&path_prefix=%2Fapps%2Fsee-it-now&timestamp={timestamp}"
+        ),
+        secret,
+    )
+}
+
+/// `query` with its app-proxy signature appended.
+pub fn signed(query: &str, secret: &str) -> String {
+    format!("{query}&signature={}", signature::sign(query, secret))
 }
 
 impl TestApp {
