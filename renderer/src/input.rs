@@ -62,12 +62,17 @@ pub fn echo(value: &str) -> String {
 /// Why a request was refused. `reason()` is the stable code, `Display` the message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InputError {
-    /// The body is not JSON of the expected shape.
+    /// The body is not JSON of the expected shape (the parser's message, which may
+    /// quote the body, cut at [`MAX_ECHOED_BYTES`]).
     #[error("malformed JSON body: {0}")]
     MalformedJson(String),
     /// A required field is missing or empty.
     #[error("missing field {0}")]
     MissingField(&'static str),
+    /// An id contains a control character (it would travel into logs, events and the
+    /// monitor as sent).
+    #[error("field {0} contains a control character")]
+    ControlCharacter(&'static str),
     /// An id is too long.
     #[error("field {field} is longer than {limit} bytes")]
     FieldTooLong {
@@ -152,8 +157,9 @@ pub enum InputError {
         /// The limit.
         limit: usize,
     },
-    /// A variant id is empty, too long, not `[A-Za-z0-9._-]`, or repeated.
-    #[error("invalid variant id {0:?} (1-64 of A-Z a-z 0-9 . _ -, unique, not starting with '.')")]
+    /// A variant id is empty, too long, not `[A-Za-z0-9._-]`, or repeated (the id as
+    /// [`echo`] shows it).
+    #[error("invalid variant id {0} (1-64 of A-Z a-z 0-9 . _ -, unique, not starting with '.')")]
     InvalidVariantId(String),
     /// A variant has an empty prompt.
     #[error("variant {0:?} has an empty prompt")]
@@ -165,6 +171,7 @@ impl InputError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::MalformedJson(_) => "malformed_json",
+            Self::ControlCharacter(_) => "control_character",
             Self::MissingField(_) => "missing_field",
             Self::FieldTooLong { .. } => "field_too_long",
             Self::InvalidBase64 { .. } => "invalid_base64",
@@ -232,7 +239,7 @@ pub struct RenderBody {
 impl RenderBody {
     /// Parses the raw body.
     pub fn parse(bytes: &[u8]) -> Result<Self, InputError> {
-        serde_json::from_slice(bytes).map_err(|err| InputError::MalformedJson(err.to_string()))
+        serde_json::from_slice(bytes).map_err(malformed)
     }
 }
 
@@ -306,7 +313,10 @@ impl InputImage {
                 limit: limits.max_image_bytes,
             });
         }
-        let undecodable = |reason: String| InputError::UndecodableImage { field, reason };
+        let undecodable = |reason: String| InputError::UndecodableImage {
+            field,
+            reason: truncate(reason, MAX_ECHOED_BYTES),
+        };
         let format = image::guess_format(&bytes).map_err(|err| undecodable(err.to_string()))?;
         if !matches!(
             format,
@@ -398,6 +408,20 @@ pub struct RenderInput {
     pub variants: Vec<Variant>,
 }
 
+/// A JSON error as [`InputError::MalformedJson`]: serde quotes strings it did not
+/// expect, whole, so its message is cut.
+fn malformed(err: impl std::fmt::Display) -> InputError {
+    InputError::MalformedJson(truncate(err.to_string(), MAX_ECHOED_BYTES))
+}
+
+/// Refuses control characters in the id `field`.
+fn no_control_characters(field: &'static str, value: &str) -> Result<(), InputError> {
+    if value.chars().any(char::is_control) {
+        return Err(InputError::ControlCharacter(field));
+    }
+    Ok(())
+}
+
 fn id_field(
     field: &'static str,
     value: Option<&String>,
@@ -407,6 +431,7 @@ fn id_field(
     if value.is_empty() && required {
         return Err(InputError::MissingField(field));
     }
+    no_control_characters(field, value)?;
     if value.len() > MAX_ID_BYTES {
         return Err(InputError::FieldTooLong {
             field,
@@ -428,8 +453,12 @@ fn json_blob(field: &'static str, value: &serde_json::Value) -> Result<String, I
 }
 
 /// The ids the request names, checked: enough to emit SF_RENDER_REQUESTED before the
-/// (slow) image checks.
+/// (slow) image checks. The body's `requestId` is checked here too (an unusable one is
+/// otherwise replaced, see the HTTP handler, but a control character is refused).
 pub fn ids(body: &RenderBody) -> Result<(String, String), InputError> {
+    if let Some(request_id) = &body.request_id {
+        no_control_characters("requestId", request_id)?;
+    }
     Ok((
         id_field("productId", body.product_id.as_ref(), true)?,
         id_field("roomSessionId", body.room_session_id.as_ref(), true)?,
@@ -447,7 +476,7 @@ fn check_pack(
         .ok_or(InputError::MissingField("promptPack"))?;
     let prompt_pack_json = json_blob("promptPack", pack_value)?;
     let pack: PromptPack = serde_json::from_value(pack_value.clone())
-        .map_err(|err| InputError::MalformedJson(format!("promptPack: {err}")))?;
+        .map_err(|err| malformed(format!("promptPack: {err}")))?;
     let version = match pack.version {
         serde_json::Value::String(text) => text,
         serde_json::Value::Null => String::new(),
@@ -465,11 +494,12 @@ fn check_pack(
     }
     let mut seen = std::collections::HashSet::new();
     for variant in &pack.variants {
+        no_control_characters("promptPack.variants.id", &variant.id)?;
         if !valid_id(&variant.id)
             || variant.id.len() > MAX_VARIANT_ID_BYTES
             || !seen.insert(variant.id.as_str())
         {
-            return Err(InputError::InvalidVariantId(variant.id.clone()));
+            return Err(InputError::InvalidVariantId(echo(&variant.id)));
         }
         if variant.prompt.trim().is_empty() {
             return Err(InputError::EmptyPrompt(variant.id.clone()));

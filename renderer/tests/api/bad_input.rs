@@ -128,3 +128,102 @@ async fn each_kind_of_bad_input_gets_400_with_its_reason_and_a_rejected_event() 
     }
     assert_eq!(rejected, expected);
 }
+
+#[tokio::test]
+async fn a_control_character_in_any_id_gets_400_naming_the_field() {
+    let isolation = Isolation::new();
+    let app = spawn_app(Some(&isolation), |_| {}).await;
+    let good = request(&["a"]).body;
+    let query = signed_query(SHOP, SECRET);
+    let cases: Vec<(&str, Value)> = vec![
+        ("productId", json!("gid://shopify/Product/4\u{0}2")),
+        ("productAssetId", json!("asset\r\n42")),
+        ("roomSessionId", json!("room\u{1b}[31m-7")),
+        ("requestId", json!("req\u{7}-1")),
+        ("promptPack.version", json!("pack\u{85}-2024")),
+        ("promptPack.variants.id", json!("a\u{7f}")),
+    ];
+    for (index, (field, value)) in cases.into_iter().enumerate() {
+        let mut body = good.clone();
+        match field {
+            "promptPack.version" => body["promptPack"]["version"] = value,
+            "promptPack.variants.id" => body["promptPack"]["variants"][0]["id"] = value,
+            _ => body[field] = value,
+        }
+        let request_id = format!("req-control-{index}");
+        let response = app
+            .post(&query, body.to_string().into_bytes(), &request_id)
+            .await;
+        assert_eq!(response.status(), 400, "{field}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["error"], "control_character", "{field}: {answer}");
+        let message = answer["message"].as_str().unwrap();
+        assert!(message.contains(field), "{field}: {answer}");
+        assert!(!message.chars().any(char::is_control), "{answer}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn values_echoed_into_errors_and_rejected_events_are_truncated() {
+    let isolation = Isolation::new();
+    let app = spawn_app(Some(&isolation), |_| {}).await;
+    let query = signed_query(SHOP, SECRET);
+    let quotes = "\"".repeat(32_000);
+    let mut long_variant_id = request(&["a"]).body;
+    long_variant_id["promptPack"]["variants"][0]["id"] = json!(quotes);
+    // serde's own message quotes a string where a variant should be.
+    let mut string_variant = request(&["a"]).body;
+    string_variant["promptPack"]["variants"] = json!([quotes]);
+    for (request_id, body, reason) in [
+        ("req-long-id", long_variant_id, "invalid_variant_id"),
+        ("req-string-variant", string_variant, "malformed_json"),
+    ] {
+        let response = app
+            .post(&query, body.to_string().into_bytes(), request_id)
+            .await;
+        assert_eq!(response.status(), 400);
+        let text = response.text().await.unwrap();
+        assert!(text.len() < 1024, "{} bytes: {text:.300}", text.len());
+        let answer: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(answer["error"], reason, "{answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains('…'),
+            "{answer}"
+        );
+    }
+    let report = app.stop().await;
+    assert_eq!(report.dropped, 0, "{report:?}");
+    let envelopes = read_envelopes(
+        &isolation.nats_url,
+        &isolation.stream,
+        2,
+        Duration::from_secs(5),
+    )
+    .await;
+    let rejected: Vec<(String, String)> = records(envelopes)
+        .into_iter()
+        .filter_map(|envelope| match envelope.body {
+            Some(Body::Event(event)) if event.r#type == EventType::SfRenderRejected as i32 => {
+                assert!(
+                    event.payload_json.len() < 1024,
+                    "{}",
+                    event.payload_json.len()
+                );
+                let payload: Value = serde_json::from_str(&event.payload_json).unwrap();
+                Some((
+                    envelope.request_id,
+                    payload["reason"].as_str().unwrap().to_owned(),
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        rejected,
+        [
+            ("req-long-id".to_owned(), "invalid_variant_id".to_owned()),
+            ("req-string-variant".to_owned(), "malformed_json".to_owned()),
+        ]
+    );
+}
