@@ -359,12 +359,22 @@ async fn render(
     }
 }
 
-/// `GET /images/{*key}`.
+/// `GET /images/{*key}`. Every answer says `X-Content-Type-Options: nosniff`: a
+/// browser must not guess another type (HTML, script) from a stored file's bytes.
 async fn image(
     State(state): State<AppState>,
     axum::extract::Path(key): axum::extract::Path<String>,
 ) -> Response {
-    match state.store.get(&key).await {
+    let mut response = image_response(&state, &key).await;
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+async fn image_response(state: &AppState, key: &str) -> Response {
+    match state.store.get(key).await {
         Ok(bytes) => (
             [
                 (header::CONTENT_TYPE, "image/png"),

@@ -4,6 +4,8 @@
 //! telemetry, so the monitor can link a result to its image. Keys that come back from
 //! the outside (`GET /images/{key}`) are checked segment by segment: no `..`, no
 //! absolute paths, no backslashes, only plain names, so a key can never leave the root.
+//! Reading also resolves symbolic links and serves only what resolves inside the root,
+//! and only regular files: a directory is as absent as a missing file.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -26,6 +28,12 @@ pub enum StoreError {
         /// The cause.
         source: std::io::Error,
     },
+}
+
+/// Whether `err` means there is nothing (readable as a file) at the path.
+fn absent(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{IsADirectory, NotADirectory, NotFound};
+    matches!(err.kind(), NotFound | NotADirectory | IsADirectory)
 }
 
 /// A stored image: where and what.
@@ -125,16 +133,47 @@ impl ImageStore {
         })
     }
 
-    /// Reads the image under `key`.
+    /// Reads the image under `key`: a regular file that resolves (symbolic links
+    /// followed) inside the root. Anything else is [`StoreError::NotFound`], so the
+    /// answer never tells a directory from a missing file. The check and the open are
+    /// two steps: whoever can write into the store directory could swap a link in
+    /// between, so keep it writable by the renderer only.
     pub async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        use tokio::io::AsyncReadExt as _;
         let path = self.path_of(key)?;
-        match tokio::fs::read(&path).await {
-            Ok(bytes) => Ok(bytes),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                Err(StoreError::NotFound(key.to_owned()))
-            }
-            Err(source) => Err(StoreError::Io { path, source }),
+        let not_found = || StoreError::NotFound(key.to_owned());
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::Io { path, source }
+        };
+        let real = match tokio::fs::canonicalize(&path).await {
+            Ok(real) => real,
+            Err(err) if absent(&err) => return Err(not_found()),
+            Err(source) => return Err(io(&path)(source)),
+        };
+        let root = tokio::fs::canonicalize(&self.root)
+            .await
+            .map_err(io(&self.root))?;
+        if !real.starts_with(&root) {
+            tracing::warn!(
+                key,
+                target = %real.display(),
+                "image key resolves outside the image store; not served"
+            );
+            return Err(not_found());
         }
+        let mut file = match tokio::fs::File::open(&real).await {
+            Ok(file) => file,
+            Err(err) if absent(&err) => return Err(not_found()),
+            Err(source) => return Err(io(&real)(source)),
+        };
+        let metadata = file.metadata().await.map_err(io(&real))?;
+        if !metadata.is_file() {
+            return Err(not_found());
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+        file.read_to_end(&mut bytes).await.map_err(io(&real))?;
+        Ok(bytes)
     }
 }
 
@@ -179,5 +218,31 @@ mod tests {
             store.get("renders/r/w.png").await,
             Err(StoreError::NotFound(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn directories_and_links_out_of_the_store_are_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path().join("store")).unwrap();
+        store.put("renders/r/v.png", b"abc").await.unwrap();
+        std::fs::write(dir.path().join("outside.png"), b"outside").unwrap();
+        let renders = store.root().join("renders");
+        std::os::unix::fs::symlink(dir.path().join("outside.png"), renders.join("out.png"))
+            .unwrap();
+        std::os::unix::fs::symlink(dir.path(), renders.join("up")).unwrap();
+        std::os::unix::fs::symlink(renders.join("r/v.png"), renders.join("in.png")).unwrap();
+        for key in [
+            "renders",
+            "renders/r",
+            "renders/r/v.png/x",
+            "renders/out.png",
+            "renders/up/outside.png",
+        ] {
+            assert!(
+                matches!(store.get(key).await, Err(StoreError::NotFound(_))),
+                "{key}"
+            );
+        }
+        assert_eq!(store.get("renders/in.png").await.unwrap(), b"abc");
     }
 }

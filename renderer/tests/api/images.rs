@@ -1,3 +1,5 @@
+use std::sync::{Arc, Mutex};
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{request, spawn_app};
@@ -55,5 +57,119 @@ async fn images_are_served_by_key_and_traversal_is_refused() {
     }
     let (status, _) = raw_get(&app.base, "/images/renders/nope/a.png").await;
     assert_eq!(status, 404);
+    app.stop().await;
+}
+
+/// Log lines written while the test's subscriber is the thread's default: a
+/// current-thread runtime runs the server's tasks on the test's thread.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_directory_key_is_404_without_an_error_log() {
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let app = spawn_app(None, |_| {}).await;
+    let answer: serde_json::Value = app
+        .render(&request(&["a"]).body, "req-dir")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let run_id = answer["runId"].as_str().unwrap();
+    for path in ["/images/renders", &format!("/images/renders/{run_id}")] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), 404, "{path}");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(answer["error"], "not_found", "{path}: {answer}");
+    }
+    app.stop().await;
+    let logs = logs.text();
+    assert!(
+        logs.contains("renderer listening"),
+        "no logs captured: {logs}"
+    );
+    assert!(!logs.contains("ERROR"), "{logs}");
+}
+
+#[tokio::test]
+async fn images_say_nosniff() {
+    let app = spawn_app(None, |_| {}).await;
+    let answer: serde_json::Value = app
+        .render(&request(&["a"]).body, "req-nosniff")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let url = answer["variants"][0]["imageUrl"].as_str().unwrap();
+    let image = app.get(url).await;
+    assert_eq!(image.status(), 200);
+    assert_eq!(image.headers()["content-type"], "image/png");
+    assert_eq!(image.headers()["x-content-type-options"], "nosniff");
+    let missing = app.get("/images/renders/nope/a.png").await;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.headers()["x-content-type-options"], "nosniff");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_symlink_out_of_the_store_is_not_followed() {
+    let app = spawn_app(None, |_| {}).await;
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.png"), "outside the store").unwrap();
+    let renders = app.store_dir.path().join("renders");
+    std::fs::create_dir_all(&renders).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret.png"), renders.join("link.png"))
+        .unwrap();
+    std::os::unix::fs::symlink(outside.path(), renders.join("linked-dir")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), app.store_dir.path().join("outside")).unwrap();
+    // A link that stays inside the store is harmless and still served.
+    let answer: serde_json::Value = app
+        .render(&request(&["a"]).body, "req-link")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let key = answer["variants"][0]["imageKey"].as_str().unwrap();
+    std::os::unix::fs::symlink(app.store_dir.path().join(key), renders.join("inside.png")).unwrap();
+    assert_eq!(app.get("/images/renders/inside.png").await.status(), 200);
+
+    for path in [
+        "/images/renders/link.png",
+        "/images/renders/linked-dir/secret.png",
+        "/images/outside/secret.png",
+    ] {
+        let (status, response) = raw_get(&app.base, path).await;
+        assert_eq!(status, 404, "{path}\n{response}");
+        assert!(
+            !response.contains("outside the store"),
+            "{path} followed the link"
+        );
+    }
     app.stop().await;
 }
