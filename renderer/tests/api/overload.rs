@@ -104,7 +104,7 @@ async fn a_request_that_would_wait_too_long_for_a_render_slot_gets_503_with_retr
         let ProviderSettings::Local(local) = &mut settings.provider else {
             unreachable!("spawn_app uses the local provider")
         };
-        local.latency = Duration::from_millis(1500);
+        local.latency = Duration::from_millis(3000);
     })
     .await;
     let body = request(&["a"]).body;
@@ -126,7 +126,7 @@ async fn a_request_that_would_wait_too_long_for_a_render_slot_gets_503_with_retr
                 .status()
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
 
     // ...so the next one waits its 200 ms and is turned away.
     let started = Instant::now();
