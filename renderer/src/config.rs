@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use telemetry::config::{LogFormat, NatsArgs};
+use telemetry::http_server::{HttpArgs, HttpLimits};
 use telemetry::TelemetryConfig;
 
 /// Default listen address (`RENDERER_ADDR`).
@@ -107,6 +108,9 @@ pub struct Cli {
     /// Address to listen on.
     #[arg(long, env = "RENDERER_ADDR", default_value = DEFAULT_ADDR)]
     pub addr: String,
+    /// HTTP read timeouts and connection bound (`HTTP_HEADER_TIMEOUT_MS`, ...).
+    #[command(flatten)]
+    pub http: HttpArgs,
     /// NATS connection and telemetry subjects.
     #[command(flatten)]
     pub nats: NatsArgs,
@@ -284,6 +288,8 @@ impl Default for Limits {
 pub struct Settings {
     /// Where to listen; port 0 picks a free one (tests).
     pub addr: SocketAddr,
+    /// Header, body and idle timeouts and the connection bound of the HTTP server.
+    pub http: HttpLimits,
     /// `None` switches telemetry off.
     pub telemetry: Option<TelemetryConfig>,
     /// The image model.
@@ -304,6 +310,7 @@ impl Settings {
     pub fn local(addr: SocketAddr, image_store_dir: PathBuf) -> Self {
         Self {
             addr,
+            http: HttpLimits::default(),
             telemetry: None,
             provider: ProviderSettings::Local(LocalSettings::default()),
             image_store_dir,
@@ -327,6 +334,10 @@ impl Settings {
                 return Err(ConfigError::new(setting, "must be at least 1"));
             }
         }
+        self.http.validate().map_err(|err| ConfigError {
+            setting: err.setting,
+            reason: err.reason,
+        })?;
         if limits.max_image_pixels == 0 {
             return Err(ConfigError::new("MAX_IMAGE_PIXELS", "must be at least 1"));
         }
@@ -437,6 +448,7 @@ impl Cli {
         };
         let settings = Settings {
             addr,
+            http: self.http.limits(),
             telemetry,
             provider,
             image_store_dir: self.image_store_dir.clone(),
@@ -513,6 +525,11 @@ mod tests {
                 vec!["--shopify-proxy-max-age-secs", "0"],
                 "SHOPIFY_PROXY_MAX_AGE_SECS",
             ),
+            (
+                vec!["--http-header-timeout-ms", "0"],
+                "HTTP_HEADER_TIMEOUT_MS",
+            ),
+            (vec!["--http-max-connections", "0"], "HTTP_MAX_CONNECTIONS"),
         ] {
             let err = parse(&args).unwrap_err();
             assert_eq!(err.setting, setting, "{args:?}: {err}");

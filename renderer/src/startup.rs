@@ -203,8 +203,7 @@ impl Application {
         let deadline = self.settings.shutdown_deadline;
         let telemetry_thread = self.telemetry_thread;
         tracing::info!(addr = %self.addr, "renderer listening");
-        axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(stop)
+        telemetry::http_server::serve(self.listener, router(self.state), self.settings.http, stop)
             .await?;
         let report = telemetry.shutdown(deadline).await;
         if let Some(thread) = telemetry_thread {

@@ -60,6 +60,7 @@ pub struct Application {
     ingest: Option<Ingest>,
     nats: Option<async_nats::Client>,
     max_body_bytes: usize,
+    http: telemetry::http_server::HttpLimits,
     monitor: crate::config::MonitorSettings,
     retention: Option<crate::retention::Retention>,
     shutdown: CancellationToken,
@@ -110,6 +111,7 @@ impl Application {
             ingest,
             nats,
             max_body_bytes: settings.max_body_bytes,
+            http: settings.http,
             monitor: settings.monitor.clone(),
             retention: settings.retention,
             shutdown: CancellationToken::new(),
@@ -158,10 +160,10 @@ impl Application {
                 monitor: crate::monitor::Monitor::new(&self.monitor, shutdown.clone()),
             };
             let token = shutdown.clone();
+            let limits = self.http;
             tokio::spawn(async move {
-                axum::serve(listener, router(state))
-                    .with_graceful_shutdown(async move { token.cancelled().await })
-                    .await
+                let stop = async move { token.cancelled().await };
+                telemetry::http_server::serve(listener, router(state), limits, stop).await
             })
         });
         // Retention beside ingest: small transactions, stopped with everything else.

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use telemetry::config::NatsArgs;
+use telemetry::http_server::{HttpArgs, HttpLimits};
 use telemetry::NatsConfig;
 use telemetry_proto::stream::{validate_stream_name, DEFAULT_MAX_BYTES, DEFAULT_STREAM};
 use telemetry_proto::subjects::DEFAULT_PREFIX;
@@ -103,6 +104,8 @@ pub struct Settings {
     /// HTTP address (`COLLECTOR_ADDR`); `None` ingests without serving HTTP. Port 0
     /// picks a free port ([`crate::Application::port`]).
     pub http_addr: Option<SocketAddr>,
+    /// Header, body and idle timeouts and the connection bound of the HTTP server.
+    pub http: HttpLimits,
     /// Run the ingest loop (off only for a read-only API).
     pub ingest: bool,
     /// See [`DEFAULT_BATCH_SIZE`].
@@ -190,6 +193,7 @@ impl Settings {
             consumer: DEFAULT_CONSUMER.to_owned(),
             database_url: database_url.to_owned(),
             http_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            http: HttpLimits::default(),
             ingest: true,
             batch_size: DEFAULT_BATCH_SIZE,
             batch_linger: DEFAULT_BATCH_LINGER,
@@ -279,6 +283,9 @@ impl Settings {
         let stream = StreamSpec::new(self.stream.clone(), subjects.clone())
             .with_max_bytes(self.stream_max_bytes)
             .map_err(|reason| ConfigError::new("TELEMETRY_STREAM_MAX_BYTES", reason))?;
+        self.http
+            .validate()
+            .map_err(|err| ConfigError::new(err.setting, err.reason))?;
         self.validate_monitor()?;
         Ok((subjects, stream))
     }
@@ -462,6 +469,9 @@ pub struct ServeArgs {
     /// HTTP listen address.
     #[arg(long = "addr", env = "COLLECTOR_ADDR", default_value = DEFAULT_ADDR)]
     pub addr: String,
+    /// HTTP read timeouts and connection bound (`HTTP_HEADER_TIMEOUT_MS`, ...).
+    #[command(flatten)]
+    pub http: HttpArgs,
     /// Token the monitor and API require (bearer header or login form).
     #[arg(long = "monitor-token", env = "MONITOR_TOKEN", hide_env_values = true)]
     pub monitor_token: Option<String>,
@@ -550,6 +560,7 @@ impl ServeArgs {
             )
         })?;
         settings.http_addr = Some(addr);
+        settings.http = self.http.limits();
         settings.monitor = MonitorSettings {
             token: self.monitor_token.clone(),
             insecure_no_auth: self.insecure_no_auth,
@@ -584,6 +595,34 @@ mod tests {
     }
 
     #[test]
+    fn serve_takes_the_http_limits_flags() {
+        use clap::{CommandFactory as _, Parser as _};
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "telemetry-collector",
+            "serve",
+            "--http-header-timeout-ms",
+            "1500",
+            "--http-max-connections",
+            "7",
+            "--database-max-connections",
+            "3",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        let settings = args.settings().unwrap();
+        assert_eq!(settings.http.header_timeout, Duration::from_millis(1500));
+        assert_eq!(settings.http.max_connections, 7);
+        assert_eq!(settings.store.max_connections, 3);
+        assert_eq!(
+            settings.http.idle_timeout,
+            telemetry::http_server::DEFAULT_HTTP_IDLE_TIMEOUT
+        );
+    }
+
+    #[test]
     fn a_public_address_is_served_with_a_token_or_when_told_insecure() {
         let mut settings = valid();
         settings.http_addr = Some(SocketAddr::from(([0, 0, 0, 0], 8080)));
@@ -612,6 +651,10 @@ mod tests {
                 "COLLECTOR_BACKLOG_INTERVAL_SECS",
             ),
             (Box::new(|s| s.store.writers = 0), "DATABASE_WRITERS"),
+            (
+                Box::new(|s| s.http.body_timeout = Duration::ZERO),
+                "HTTP_BODY_TIMEOUT_MS",
+            ),
             (Box::new(|s| s.store.writers = 9), "DATABASE_WRITERS"),
             (
                 Box::new(|s| s.stream_max_bytes = -1),

@@ -38,10 +38,14 @@
 //! - [`ledger`]: the counters behind `ProducerStats` and [`StatsSnapshot`].
 //! - [`handle`]: [`Telemetry`], the cheap `Clone` handle the calls are made on.
 //! - `publisher`: the background task that owns the NATS connection.
+//! - `http_server` (feature `http-server`): the renderer's and the collector's HTTP edge,
+//!   with header, body and idle timeouts and a connection bound.
 
 pub mod config;
 pub mod error;
 pub mod handle;
+#[cfg(feature = "http-server")]
+pub mod http_server;
 pub mod ledger;
 pub mod nats;
 mod publisher;

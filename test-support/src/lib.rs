@@ -10,7 +10,10 @@
 //! - [`PgDatabase`]: a fresh Postgres database, dropped on drop; with a tablespace of
 //!   its own on a [`tmpfs::Tmpfs`] to fill ([`PgDatabase::create_in`]).
 //! - [`tmpfs::Tmpfs`]: a tiny tmpfs to fill, or to turn read-only (root only).
+//! - [`http_edges`]: hostile HTTP clients on raw TCP (headers or a body never
+//!   finished, idle keep-alive, connections over the bound), run against both services.
 
+pub mod http_edges;
 pub mod tmpfs;
 
 use std::net::{TcpListener, TcpStream};

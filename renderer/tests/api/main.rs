@@ -10,6 +10,7 @@ mod end_to_end;
 mod faults;
 mod gemini;
 mod helpers;
+mod http_edges;
 mod images;
 mod nats_down;
 mod overload;
