@@ -265,6 +265,16 @@ async fn render(
     };
     let bytes: Bytes = match axum::body::to_bytes(body, state.limits.max_body_bytes).await {
         Ok(bytes) => bytes,
+        // The serve loop answers 408 whatever is returned here; record the real reason.
+        Err(err) if telemetry::http_server::is_body_timeout(&err) => {
+            let message = "request body not complete within HTTP_BODY_TIMEOUT_MS".to_owned();
+            rejected(&state, &ctx, "body_timeout", &message).await;
+            state.metrics.request(RequestOutcome::BodyTimeout);
+            return with_request_id(
+                error_response(StatusCode::REQUEST_TIMEOUT, "body_timeout", message),
+                &ctx.request_id,
+            );
+        }
         Err(err) => {
             let message = format!(
                 "request body over the {}-byte limit or unreadable: {err}",

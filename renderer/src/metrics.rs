@@ -66,6 +66,8 @@ pub enum RequestOutcome {
     Unauthorized,
     /// 413: body over the limit.
     TooLarge,
+    /// 408: the body did not arrive within `HTTP_BODY_TIMEOUT_MS`.
+    BodyTimeout,
     /// 503: no render slot came free within the queue wait.
     Overloaded,
     /// 500.
@@ -73,11 +75,12 @@ pub enum RequestOutcome {
 }
 
 impl RequestOutcome {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 7] = [
         Self::Rendered,
         Self::BadRequest,
         Self::Unauthorized,
         Self::TooLarge,
+        Self::BodyTimeout,
         Self::Overloaded,
         Self::Error,
     ];
@@ -88,6 +91,7 @@ impl RequestOutcome {
             Self::BadRequest => "bad_request",
             Self::Unauthorized => "unauthorized",
             Self::TooLarge => "too_large",
+            Self::BodyTimeout => "body_timeout",
             Self::Overloaded => "overloaded",
             Self::Error => "error",
         }

@@ -49,6 +49,13 @@ async fn a_trickled_render_body_gets_408_at_the_body_timeout() {
         signed_query(SHOP, SECRET)
     );
     edges::trickled_body_gets_408(addr, body_timeout, &head, HEALTHZ).await;
+    // Counted as what it was, not as a body over the size limit.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"renderer_requests_total{outcome="body_timeout"} 1"#)
+            && metrics.contains(r#"renderer_requests_total{outcome="too_large"} 0"#),
+        "{metrics}"
+    );
     app.stop().await;
 }
 
