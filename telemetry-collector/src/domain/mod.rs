@@ -11,6 +11,46 @@
 //! - Enum values are stored as lowercase names without their prefix (`success`,
 //!   `provider_error`); a value this build does not know is kept as `unknown(<n>)`,
 //!   never dead-lettered.
+//!
+//! Hostile strings: one set of rules here, so SQLite and Postgres store the same rows
+//! and no string can make the database refuse a batch (Postgres refuses a NUL byte in
+//! `text`, and a b-tree index row over 2704 bytes; SQLite stores both):
+//! - Ids are at most [`MAX_ID_BYTES`] bytes of UTF-8 and hold no control character
+//!   (`char::is_control`: U+0000–U+001F, U+007F–U+009F), or the envelope is a dead letter
+//!   whose reason names the field ([`Rejection::IdTooLong`],
+//!   [`Rejection::ControlCharacter`], which do not quote the value). Ids are:
+//!   `event_id`, `shop_id`, `request_id`, `producer`; `run_id` and `variant_id`
+//!   wherever they appear (an event's `run_id` may be empty); `product_asset_id`,
+//!   `room_session_id`, `prompt_pack_version`, `model`, `resolved_facts_hash`,
+//!   `prompt_pack_hash`, each image's `hash` and `meta.format`; `final_prompt_hash`,
+//!   `output_image_key`, `output_image_hash`; the stats' `service` and every
+//!   `dropped_by_reason` key. A tab or a newline is legal text to both databases, but
+//!   never part of a real id and makes one ambiguous on a page or in a log line. Other
+//!   unicode (format characters, private use, U+FFFD) is an id like any other.
+//! - A run start's `run_id`, `model` and `prompt_pack_version` share one row of a
+//!   Postgres index (`render_runs_overview`), so together they are at most
+//!   [`MAX_RUN_KEY_BYTES`] ([`Rejection::RunKeyTooLong`]).
+//! - Free text that is not JSON — `error_message`, the only such field — is stored with
+//!   each NUL replaced by U+FFFD (`\u{FFFD}`, the replacement character), on both
+//!   backends and in the event's payload summary alike; other control characters stay
+//!   (newlines and tabs are ordinary in an error message; pages escape what they show).
+//!   It is not truncated: the SDK cuts error messages at 4 KiB, the broker's
+//!   `max_payload` (1 MiB by default) bounds a foreign producer's whole envelope, and no
+//!   index holds free text.
+//! - The subject kept with a message ([`Origin::subject`]) follows the same rule: a
+//!   NATS server accepts a NUL in a subject and the stream binds `{prefix}.v1.>`, so
+//!   `{prefix}.v1.a<NUL>b` arrives, is an unknown subject, and its dead letter keeps the
+//!   subject with U+FFFD for the NUL (the reason quotes it escaped, `\0`). Subjects the
+//!   collector knows never change.
+//! - A JSON blob never holds a raw NUL once it parsed: JSON forbids unescaped control
+//!   characters inside strings and NUL anywhere else, so such a blob is a
+//!   [`Rejection::NotJson`] dead letter. The escape `\u0000` is six ASCII characters
+//!   and is stored as sent, on both backends: every JSON column is `text`, never
+//!   `jsonb` (which would refuse it). Blobs are not bounded here beyond the envelope's
+//!   size (the SDK refuses blobs over 64 KiB).
+//! - Numbers: `occurred_at` and `started_at` are signed on the wire and stored as they
+//!   come, extremes included (both databases hold any `i64`); unsigned counters past
+//!   `i64::MAX` saturate ([`clamp`]); 32-bit values widen.
 
 mod payload;
 
@@ -18,6 +58,26 @@ use bytes::Bytes;
 use prost::Message as _;
 use telemetry_proto::v1::{self, envelope::Body as ProtoBody};
 use telemetry_proto::{BodyKind, Subjects};
+
+/// The longest id the collector stores, in bytes of UTF-8; a longer one is a dead
+/// letter ([`Rejection::IdTooLong`]).
+///
+/// Ids are keys of b-tree indexes, and Postgres refuses an index row over 2704 bytes (a
+/// third of an 8 KiB page: "index row size exceeds btree version 4 maximum 2704"),
+/// failing the whole batch, where SQLite would store it. 1 KiB per id keeps every
+/// index of two ids under that limit with room for the rest of the row, and is the
+/// SDK's own limit (`telemetry::DEFAULT_MAX_FIELD_BYTES`), so nothing the SDK sends is
+/// refused here.
+pub const MAX_ID_BYTES: usize = 1024;
+
+/// The most bytes a run start's `run_id`, `model` and `prompt_pack_version` may have
+/// together ([`Rejection::RunKeyTooLong`]).
+///
+/// The three share one row of the Postgres index `render_runs_overview` (with
+/// `started_at`), so three ids of [`MAX_ID_BYTES`] would make a row of about 3 KB,
+/// over Postgres's 2704-byte b-tree limit (measured: 3056 bytes, refused). 2 KiB leaves
+/// room for the row's headers and `started_at`.
+pub const MAX_RUN_KEY_BYTES: usize = 2048;
 
 /// Why a message is a dead letter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +94,38 @@ pub enum Rejection {
     /// `event_id` is not a UUID.
     #[error("event_id {0:?} is not a UUID")]
     BadEventId(String),
+    /// An id is longer than [`MAX_ID_BYTES`].
+    #[error("field `{field}` is {len} bytes, more than the {max} an id may have")]
+    IdTooLong {
+        /// The id's field name (`product_image.hash`, `dropped_by_reason` for a key).
+        field: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// [`MAX_ID_BYTES`].
+        max: usize,
+    },
+    /// An id holds a control character (`char::is_control`), NUL included.
+    #[error("field `{field}` has a control character (U+{code:04X}) at byte {at}")]
+    ControlCharacter {
+        /// The id's field name.
+        field: &'static str,
+        /// Byte offset of the first control character.
+        at: usize,
+        /// Its code point.
+        code: u32,
+    },
+    /// A run start's `run_id`, `model` and `prompt_pack_version` are longer together
+    /// than [`MAX_RUN_KEY_BYTES`].
+    #[error(
+        "fields `run_id`, `model` and `prompt_pack_version` are {len} bytes together, \
+         more than the {max} one index row of a run holds"
+    )]
+    RunKeyTooLong {
+        /// Their bytes together.
+        len: usize,
+        /// [`MAX_RUN_KEY_BYTES`].
+        max: usize,
+    },
     /// A JSON blob is not JSON.
     #[error("field `{field}` is not JSON: {error}")]
     NotJson {
@@ -65,7 +157,7 @@ pub enum Rejection {
 /// Where a message came from on the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
-    /// NATS subject.
+    /// NATS subject, with any NUL replaced by U+FFFD (see the module doc).
     pub subject: String,
     /// Stream sequence.
     pub stream_seq: u64,
@@ -236,7 +328,7 @@ pub enum Parsed {
 /// Parses one message from the stream.
 pub fn parse(subjects: &Subjects, subject: &str, stream_seq: u64, raw: Bytes) -> Parsed {
     let origin = Origin {
-        subject: subject.to_owned(),
+        subject: free_text(subject.to_owned()),
         stream_seq,
     };
     match parse_checked(subjects, subject, &raw) {
@@ -279,6 +371,10 @@ fn parse_checked(
 /// The envelope's common fields and its body, validated.
 fn envelope_parts(envelope: v1::Envelope) -> Result<(Meta, Body), Rejection> {
     required("event_id", &envelope.event_id)?;
+    id("event_id", &envelope.event_id)?;
+    id("shop_id", &envelope.shop_id)?;
+    id("request_id", &envelope.request_id)?;
+    id("producer", &envelope.producer)?;
     let uuid = uuid::Uuid::parse_str(&envelope.event_id)
         .map_err(|_| Rejection::BadEventId(envelope.event_id.clone()))?;
     // SDKs send the canonical form already: keep their string rather than format anew.
@@ -302,6 +398,8 @@ fn envelope_parts(envelope: v1::Envelope) -> Result<(Meta, Body), Rejection> {
         ProtoBody::VariantStarted(start) => {
             required("run_id", &start.run_id)?;
             required("variant_id", &start.variant_id)?;
+            id("run_id", &start.run_id)?;
+            id("variant_id", &start.variant_id)?;
             Body::VariantStarted(VariantStart {
                 run_id: start.run_id,
                 variant_id: start.variant_id,
@@ -310,7 +408,7 @@ fn envelope_parts(envelope: v1::Envelope) -> Result<(Meta, Body), Rejection> {
         ProtoBody::VariantResult(result) => Body::VariantResult(result.try_into()?),
         ProtoBody::RunCompleted(done) => Body::RunCompleted(done.try_into()?),
         ProtoBody::Event(event) => Body::Event(event.try_into()?),
-        ProtoBody::ProducerStats(stats) => Body::ProducerStats(stats.into()),
+        ProtoBody::ProducerStats(stats) => Body::ProducerStats(stats.try_into()?),
     };
     Ok((meta, body))
 }
@@ -320,6 +418,20 @@ impl TryFrom<v1::RunStarted> for RunStart {
 
     fn try_from(run: v1::RunStarted) -> Result<Self, Rejection> {
         required("run_id", &run.run_id)?;
+        id("run_id", &run.run_id)?;
+        id("product_asset_id", &run.product_asset_id)?;
+        id("room_session_id", &run.room_session_id)?;
+        id("prompt_pack_version", &run.prompt_pack_version)?;
+        id("model", &run.model)?;
+        id("resolved_facts_hash", &run.resolved_facts_hash)?;
+        id("prompt_pack_hash", &run.prompt_pack_hash)?;
+        let run_key = run.run_id.len() + run.model.len() + run.prompt_pack_version.len();
+        if run_key > MAX_RUN_KEY_BYTES {
+            return Err(Rejection::RunKeyTooLong {
+                len: run_key,
+                max: MAX_RUN_KEY_BYTES,
+            });
+        }
         Ok(Self {
             resolved_facts_json: json_blob("resolved_facts_json", run.resolved_facts_json)?,
             prompt_pack_json: json_blob("prompt_pack_json", run.prompt_pack_json)?,
@@ -328,8 +440,12 @@ impl TryFrom<v1::RunStarted> for RunStart {
             room_session_id: run.room_session_id,
             prompt_pack_version: run.prompt_pack_version,
             model: run.model,
-            product_image: image(run.product_image),
-            room_image: image(run.room_image),
+            product_image: image(
+                run.product_image,
+                "product_image.hash",
+                "product_image.meta.format",
+            )?,
+            room_image: image(run.room_image, "room_image.hash", "room_image.meta.format")?,
             resolved_facts_hash: run.resolved_facts_hash,
             prompt_pack_hash: run.prompt_pack_hash,
             variant_count: i64::from(run.variant_count),
@@ -343,6 +459,11 @@ impl TryFrom<v1::VariantResult> for VariantOutcome {
     fn try_from(result: v1::VariantResult) -> Result<Self, Rejection> {
         required("run_id", &result.run_id)?;
         required("variant_id", &result.variant_id)?;
+        id("run_id", &result.run_id)?;
+        id("variant_id", &result.variant_id)?;
+        id("final_prompt_hash", &result.final_prompt_hash)?;
+        id("output_image_key", &result.output_image_key)?;
+        id("output_image_hash", &result.output_image_hash)?;
         Ok(Self {
             status: enum_name::<v1::VariantStatus>(result.status, "VARIANT_STATUS_"),
             error_code: enum_name::<v1::ErrorCode>(result.error_code, "ERROR_CODE_"),
@@ -352,7 +473,7 @@ impl TryFrom<v1::VariantResult> for VariantOutcome {
             latency_ms: clamp(result.latency_ms),
             output_image_key: result.output_image_key,
             output_image_hash: result.output_image_hash,
-            error_message: result.error_message,
+            error_message: free_text(result.error_message),
         })
     }
 }
@@ -362,6 +483,7 @@ impl TryFrom<v1::RunCompleted> for RunOutcome {
 
     fn try_from(done: v1::RunCompleted) -> Result<Self, Rejection> {
         required("run_id", &done.run_id)?;
+        id("run_id", &done.run_id)?;
         Ok(Self {
             status: enum_name::<v1::RunStatus>(done.status, "RUN_STATUS_"),
             run_id: done.run_id,
@@ -377,6 +499,7 @@ impl TryFrom<v1::Event> for AppEvent {
     type Error = Rejection;
 
     fn try_from(event: v1::Event) -> Result<Self, Rejection> {
+        id("run_id", &event.run_id)?;
         Ok(Self {
             source: enum_name::<v1::EventSource>(event.source, "EVENT_SOURCE_"),
             event_type: enum_name::<v1::EventType>(event.r#type, "EVENT_TYPE_"),
@@ -386,14 +509,21 @@ impl TryFrom<v1::Event> for AppEvent {
     }
 }
 
-impl From<v1::ProducerStats> for Stats {
-    fn from(stats: v1::ProducerStats) -> Self {
+impl TryFrom<v1::ProducerStats> for Stats {
+    type Error = Rejection;
+
+    fn try_from(stats: v1::ProducerStats) -> Result<Self, Rejection> {
+        id("service", &stats.service)?;
+        // A sorted map, so the first bad key reported is the same on every delivery.
         let by_reason: serde_json::Map<String, serde_json::Value> = stats
             .dropped_by_reason
             .into_iter()
             .map(|(reason, count)| (reason, count.into()))
             .collect();
-        Self {
+        for reason in by_reason.keys() {
+            id("dropped_by_reason", reason)?;
+        }
+        Ok(Self {
             service: stats.service,
             emitted: clamp(stats.emitted),
             published: clamp(stats.published),
@@ -403,7 +533,7 @@ impl From<v1::ProducerStats> for Stats {
             queue_depth: clamp(stats.queue_depth),
             started_at: stats.started_at,
             is_final: stats.r#final,
-        }
+        })
     }
 }
 
@@ -472,6 +602,34 @@ fn required(field: &'static str, value: &str) -> Result<(), Rejection> {
     }
 }
 
+/// An id: at most [`MAX_ID_BYTES`], no control character (see the module doc).
+fn id(field: &'static str, value: &str) -> Result<(), Rejection> {
+    if value.len() > MAX_ID_BYTES {
+        return Err(Rejection::IdTooLong {
+            field,
+            len: value.len(),
+            max: MAX_ID_BYTES,
+        });
+    }
+    match value.char_indices().find(|(_, c)| c.is_control()) {
+        Some((at, c)) => Err(Rejection::ControlCharacter {
+            field,
+            at,
+            code: u32::from(c),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Free text (not JSON): each NUL becomes U+FFFD, the rest is kept (see the module doc).
+fn free_text(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
+}
+
 /// Validates a JSON blob without building it (`IgnoredAny`), keeping the original text.
 fn json_blob(field: &'static str, text: String) -> Result<Option<String>, Rejection> {
     if text.is_empty() {
@@ -484,11 +642,19 @@ fn json_blob(field: &'static str, text: String) -> Result<Option<String>, Reject
     Ok(Some(text))
 }
 
-fn image(image: Option<v1::ImageRef>) -> ImageRef {
+fn image(
+    image: Option<v1::ImageRef>,
+    hash_field: &'static str,
+    format_field: &'static str,
+) -> Result<ImageRef, Rejection> {
     let Some(image) = image else {
-        return ImageRef::default();
+        return Ok(ImageRef::default());
     };
-    ImageRef {
+    id(hash_field, &image.hash)?;
+    if let Some(meta) = &image.meta {
+        id(format_field, &meta.format)?;
+    }
+    Ok(ImageRef {
         hash: image.hash,
         meta: image.meta.map(|meta| ImageMeta {
             width: i64::from(meta.width),
@@ -496,7 +662,7 @@ fn image(image: Option<v1::ImageRef>) -> ImageRef {
             format: meta.format,
             bytes: clamp(meta.bytes),
         }),
-    }
+    })
 }
 
 /// Unsigned wire counters (and stream sequences) in signed SQL columns: values past
@@ -668,5 +834,448 @@ mod tests {
         assert_eq!(fact.payload(), None);
         assert_eq!(fact.event_type(), "sf_render_requested");
         assert_eq!(fact.source(), Some("renderer"));
+    }
+
+    /// Every id field but `event_id`: the label of the case, the field a rejection
+    /// names, and how to build an otherwise valid envelope with `value` in that field.
+    const ID_FIELDS: &[(&str, &str)] = &[
+        ("shop_id", "shop_id"),
+        ("request_id", "request_id"),
+        ("producer", "producer"),
+        ("run.started run_id", "run_id"),
+        ("product_asset_id", "product_asset_id"),
+        ("room_session_id", "room_session_id"),
+        ("prompt_pack_version", "prompt_pack_version"),
+        ("model", "model"),
+        ("product_image.hash", "product_image.hash"),
+        ("product_image.meta.format", "product_image.meta.format"),
+        ("room_image.hash", "room_image.hash"),
+        ("room_image.meta.format", "room_image.meta.format"),
+        ("resolved_facts_hash", "resolved_facts_hash"),
+        ("prompt_pack_hash", "prompt_pack_hash"),
+        ("variant.started run_id", "run_id"),
+        ("variant.started variant_id", "variant_id"),
+        ("variant.result run_id", "run_id"),
+        ("variant.result variant_id", "variant_id"),
+        ("final_prompt_hash", "final_prompt_hash"),
+        ("output_image_key", "output_image_key"),
+        ("output_image_hash", "output_image_hash"),
+        ("run.completed run_id", "run_id"),
+        ("event run_id", "run_id"),
+        ("service", "service"),
+        ("dropped_by_reason key", "dropped_by_reason"),
+    ];
+
+    /// The subject and an otherwise valid envelope with `value` in the field of `case`.
+    fn with_id(case: &str, value: &str) -> (&'static str, v1::Envelope) {
+        let v = value.to_owned();
+        let image = |hash: String, format: String| {
+            Some(v1::ImageRef {
+                hash,
+                meta: Some(v1::ImageMeta {
+                    format,
+                    ..Default::default()
+                }),
+            })
+        };
+        let mut run = v1::RunStarted {
+            run_id: "r".into(),
+            ..Default::default()
+        };
+        let mut result = v1::VariantResult {
+            run_id: "r".into(),
+            variant_id: "v".into(),
+            ..Default::default()
+        };
+        let mut start = v1::VariantStarted {
+            run_id: "r".into(),
+            variant_id: "v".into(),
+        };
+        let mut stats = v1::ProducerStats::default();
+        let (subject, body) = match case {
+            "shop_id" | "request_id" | "producer" | "run.started run_id" => {
+                if case == "run.started run_id" {
+                    run.run_id = v.clone();
+                }
+                ("p.v1.run.started", ProtoBody::RunStarted(run))
+            }
+            "product_asset_id"
+            | "room_session_id"
+            | "prompt_pack_version"
+            | "model"
+            | "resolved_facts_hash"
+            | "prompt_pack_hash"
+            | "product_image.hash"
+            | "product_image.meta.format"
+            | "room_image.hash"
+            | "room_image.meta.format" => {
+                match case {
+                    "product_asset_id" => run.product_asset_id = v,
+                    "room_session_id" => run.room_session_id = v,
+                    "prompt_pack_version" => run.prompt_pack_version = v,
+                    "model" => run.model = v,
+                    "resolved_facts_hash" => run.resolved_facts_hash = v,
+                    "prompt_pack_hash" => run.prompt_pack_hash = v,
+                    "product_image.hash" => run.product_image = image(v, "png".into()),
+                    "product_image.meta.format" => run.product_image = image("h".into(), v),
+                    "room_image.hash" => run.room_image = image(v, "png".into()),
+                    _ => run.room_image = image("h".into(), v),
+                }
+                ("p.v1.run.started", ProtoBody::RunStarted(run))
+            }
+            "variant.started run_id" | "variant.started variant_id" => {
+                if case.ends_with("run_id") {
+                    start.run_id = v;
+                } else {
+                    start.variant_id = v;
+                }
+                ("p.v1.variant.started", ProtoBody::VariantStarted(start))
+            }
+            "variant.result run_id"
+            | "variant.result variant_id"
+            | "final_prompt_hash"
+            | "output_image_key"
+            | "output_image_hash" => {
+                match case {
+                    "variant.result run_id" => result.run_id = v,
+                    "variant.result variant_id" => result.variant_id = v,
+                    "final_prompt_hash" => result.final_prompt_hash = v,
+                    "output_image_key" => result.output_image_key = v,
+                    _ => result.output_image_hash = v,
+                }
+                ("p.v1.variant.result", ProtoBody::VariantResult(result))
+            }
+            "run.completed run_id" => (
+                "p.v1.run.completed",
+                ProtoBody::RunCompleted(v1::RunCompleted {
+                    run_id: v,
+                    ..Default::default()
+                }),
+            ),
+            "event run_id" => (
+                "p.v1.event",
+                ProtoBody::Event(v1::Event {
+                    run_id: v,
+                    ..Default::default()
+                }),
+            ),
+            "service" | "dropped_by_reason key" => {
+                if case == "service" {
+                    stats.service = v;
+                } else {
+                    stats.dropped_by_reason.insert("queue_full".into(), 1);
+                    stats.dropped_by_reason.insert(v, u64::MAX);
+                }
+                ("p.v1.producer.stats", ProtoBody::ProducerStats(stats))
+            }
+            other => panic!("no case {other}"),
+        };
+        let mut envelope = envelope(body);
+        match case {
+            "shop_id" => envelope.shop_id = value.to_owned(),
+            "request_id" => envelope.request_id = value.to_owned(),
+            "producer" => envelope.producer = value.to_owned(),
+            _ => {}
+        }
+        (subject, envelope)
+    }
+
+    fn parse_envelope(subject: &str, envelope: &v1::Envelope) -> Parsed {
+        parse(
+            &subjects(),
+            subject,
+            1,
+            Bytes::from(envelope.encode_to_vec()),
+        )
+    }
+
+    #[test]
+    fn every_id_field_is_at_most_max_id_bytes() {
+        assert_eq!(MAX_ID_BYTES, 1024);
+        for &(case, field) in ID_FIELDS {
+            // 1024 bytes pass, in ASCII and in two-byte characters alike.
+            for fits in ["x".repeat(MAX_ID_BYTES), "é".repeat(MAX_ID_BYTES / 2)] {
+                let (subject, envelope) = with_id(case, &fits);
+                let parsed = parse_envelope(subject, &envelope);
+                assert!(matches!(parsed, Parsed::Fact(_)), "{case}: {parsed:?}");
+            }
+            // 1025 do not, and the reason names the field, not the value.
+            for over in [
+                "x".repeat(MAX_ID_BYTES + 1),
+                "é".repeat(MAX_ID_BYTES / 2) + "x",
+            ] {
+                let (subject, envelope) = with_id(case, &over);
+                let reason = rejection(parse_envelope(subject, &envelope));
+                assert_eq!(
+                    reason,
+                    Rejection::IdTooLong {
+                        field,
+                        len: MAX_ID_BYTES + 1,
+                        max: MAX_ID_BYTES
+                    },
+                    "{case}"
+                );
+                assert_eq!(
+                    reason.to_string(),
+                    format!("field `{field}` is 1025 bytes, more than the 1024 an id may have")
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn no_id_field_holds_a_control_character() {
+        for &(case, field) in ID_FIELDS {
+            for (value, at, code) in [
+                ("a\0b", 1, 0),
+                ("\0", 0, 0),
+                ("é\u{1}", 2, 1),
+                ("tab\there", 3, 9),
+                ("line\n", 4, 10),
+                ("\u{1b}[31m", 0, 0x1b),
+                ("del\u{7f}", 3, 0x7f),
+                ("c1\u{85}", 2, 0x85),
+                ("c1\u{9f}", 2, 0x9f),
+            ] {
+                let (subject, envelope) = with_id(case, value);
+                let reason = rejection(parse_envelope(subject, &envelope));
+                assert_eq!(
+                    reason,
+                    Rejection::ControlCharacter { field, at, code },
+                    "{case} {value:?}"
+                );
+                assert_eq!(
+                    reason.to_string(),
+                    format!("field `{field}` has a control character (U+{code:04X}) at byte {at}")
+                );
+            }
+            // Other unicode is an id like any other.
+            for fine in [
+                "\u{a0}",
+                "\u{200b}\u{202e}\u{feff}",
+                "\u{fffd}",
+                "☃😀",
+                "\u{10ffff}",
+            ] {
+                let (subject, envelope) = with_id(case, fine);
+                let parsed = parse_envelope(subject, &envelope);
+                assert!(
+                    matches!(parsed, Parsed::Fact(_)),
+                    "{case} {fine:?}: {parsed:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn event_id_is_checked_as_an_id_before_as_a_uuid() {
+        let body = ProtoBody::VariantStarted(v1::VariantStarted {
+            run_id: "r".into(),
+            variant_id: "v".into(),
+        });
+        let with_event_id = |event_id: String| {
+            let mut envelope = envelope(body.clone());
+            envelope.event_id = event_id;
+            rejection(parse_envelope("p.v1.variant.started", &envelope))
+        };
+        assert_eq!(
+            with_event_id("e".repeat(MAX_ID_BYTES + 1)),
+            Rejection::IdTooLong {
+                field: "event_id",
+                len: MAX_ID_BYTES + 1,
+                max: MAX_ID_BYTES
+            }
+        );
+        assert!(matches!(
+            with_event_id("e".repeat(MAX_ID_BYTES)),
+            Rejection::BadEventId(_)
+        ));
+        let uuid = uuid::Uuid::now_v7().to_string();
+        assert_eq!(
+            with_event_id(format!("{uuid}\0")),
+            Rejection::ControlCharacter {
+                field: "event_id",
+                at: 36,
+                code: 0
+            }
+        );
+    }
+
+    #[test]
+    fn run_id_model_and_prompt_pack_version_share_one_index_row() {
+        let start = |run_id: usize, model: usize, pack: usize| {
+            parse_body(
+                "p.v1.run.started",
+                ProtoBody::RunStarted(v1::RunStarted {
+                    run_id: "r".repeat(run_id),
+                    model: "m".repeat(model),
+                    prompt_pack_version: "p".repeat(pack),
+                    ..Default::default()
+                }),
+            )
+        };
+        assert!(matches!(start(1024, 1024, 0), Parsed::Fact(_)));
+        assert!(matches!(start(36, 1006, 1006), Parsed::Fact(_)));
+        let reason = rejection(start(1024, 1024, 1));
+        assert_eq!(
+            reason,
+            Rejection::RunKeyTooLong {
+                len: 2049,
+                max: MAX_RUN_KEY_BYTES
+            }
+        );
+        assert!(reason
+            .to_string()
+            .contains("`run_id`, `model` and `prompt_pack_version`"));
+        // Each id's own limit comes first.
+        assert_eq!(
+            rejection(start(36, 1025, 1024)),
+            Rejection::IdTooLong {
+                field: "model",
+                len: 1025,
+                max: MAX_ID_BYTES
+            }
+        );
+    }
+
+    #[test]
+    fn nul_in_an_error_message_becomes_the_replacement_character() {
+        let parsed = parse_body(
+            "p.v1.variant.result",
+            ProtoBody::VariantResult(v1::VariantResult {
+                run_id: "r".into(),
+                variant_id: "v".into(),
+                error_message: "\0quota\0 exceeded\n\ttab \u{1b}[0m".into(),
+                ..Default::default()
+            }),
+        );
+        let Parsed::Fact(fact) = parsed else {
+            panic!("{parsed:?}")
+        };
+        let Body::VariantResult(outcome) = &fact.body else {
+            panic!()
+        };
+        // NUL only: other controls are ordinary in free text.
+        assert_eq!(
+            outcome.error_message,
+            "\u{fffd}quota\u{fffd} exceeded\n\ttab \u{1b}[0m"
+        );
+        let payload = fact.payload().unwrap();
+        assert!(!payload.contains('\0'));
+        assert!(
+            payload.contains(r#""error_message":"�quota� exceeded\n\ttab \u001b[0m""#),
+            "{payload}"
+        );
+        // Long free text is kept whole.
+        let long = "x".repeat(100_000);
+        let Parsed::Fact(fact) = parse_body(
+            "p.v1.variant.result",
+            ProtoBody::VariantResult(v1::VariantResult {
+                run_id: "r".into(),
+                variant_id: "v".into(),
+                error_message: long.clone(),
+                ..Default::default()
+            }),
+        ) else {
+            panic!()
+        };
+        let Body::VariantResult(outcome) = fact.body else {
+            panic!()
+        };
+        assert_eq!(outcome.error_message, long);
+    }
+
+    #[test]
+    fn a_raw_nul_is_never_json_and_the_escape_is_stored_as_sent() {
+        type Blob = fn(String) -> (&'static str, ProtoBody);
+        let blobs: [(&str, Blob); 3] = [
+            ("payload_json", |text| {
+                (
+                    "p.v1.event",
+                    ProtoBody::Event(v1::Event {
+                        payload_json: text,
+                        ..Default::default()
+                    }),
+                )
+            }),
+            ("resolved_facts_json", |text| {
+                (
+                    "p.v1.run.started",
+                    ProtoBody::RunStarted(v1::RunStarted {
+                        run_id: "r".into(),
+                        resolved_facts_json: text,
+                        ..Default::default()
+                    }),
+                )
+            }),
+            ("prompt_pack_json", |text| {
+                (
+                    "p.v1.run.started",
+                    ProtoBody::RunStarted(v1::RunStarted {
+                        run_id: "r".into(),
+                        prompt_pack_json: text,
+                        ..Default::default()
+                    }),
+                )
+            }),
+        ];
+        for (field, blob) in blobs {
+            for raw_nul in ["{\"a\":\"x\0y\"}", "{}\0", "\0{}", "[1,\0 2]", "\"\u{1}\""] {
+                let (subject, body) = blob(raw_nul.into());
+                let reason = rejection(parse_body(subject, body));
+                assert!(
+                    matches!(reason, Rejection::NotJson { field: f, .. } if f == field),
+                    "{field} {raw_nul:?}: {reason:?}"
+                );
+                assert!(!reason.to_string().contains('\0'), "{reason}");
+            }
+            let escaped = r#"{"a":"x\u0000y","\u0000":["\u001b"]}"#;
+            let (subject, body) = blob(escaped.into());
+            let Parsed::Fact(fact) = parse_body(subject, body) else {
+                panic!("{field}: the escape is JSON")
+            };
+            let stored = match fact.body {
+                Body::Event(event) => event.payload_json,
+                Body::RunStarted(run) if field == "resolved_facts_json" => run.resolved_facts_json,
+                Body::RunStarted(run) => run.prompt_pack_json,
+                _ => unreachable!(),
+            };
+            assert_eq!(stored.as_deref(), Some(escaped), "{field}: as sent");
+        }
+    }
+
+    #[test]
+    fn a_nul_in_an_unknown_subject_is_kept_as_the_replacement_character() {
+        let bytes = Bytes::from(envelope(ProtoBody::Event(v1::Event::default())).encode_to_vec());
+        let Parsed::Dead(dead) = parse(&subjects(), "p.v1.a\0b", 3, bytes) else {
+            panic!("an unknown subject is a dead letter")
+        };
+        assert_eq!(dead.origin.subject, "p.v1.a\u{fffd}b");
+        assert_eq!(dead.reason.to_string(), r#"unknown subject "p.v1.a\0b""#);
+    }
+
+    #[test]
+    fn extreme_numbers_are_kept_or_saturate() {
+        let mut sent = envelope(ProtoBody::ProducerStats(v1::ProducerStats {
+            emitted: u64::MAX,
+            dropped_by_reason: [("queue_full".to_owned(), u64::MAX)].into(),
+            started_at: i64::MIN,
+            ..Default::default()
+        }));
+        sent.occurred_at = i64::MIN;
+        sent.producer_seq = u64::MAX;
+        let Parsed::Fact(fact) = parse_envelope("p.v1.producer.stats", &sent) else {
+            panic!()
+        };
+        assert_eq!(fact.meta.occurred_at, i64::MIN);
+        assert_eq!(fact.meta.producer_seq, i64::MAX);
+        let Body::ProducerStats(stats) = fact.body else {
+            panic!()
+        };
+        assert_eq!((stats.emitted, stats.started_at), (i64::MAX, i64::MIN));
+        assert_eq!(
+            stats.dropped_by_reason,
+            format!(r#"{{"queue_full":{}}}"#, u64::MAX)
+        );
     }
 }
