@@ -11,10 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    http_get, jetstream, pg_addr, publish_all, run_envelopes, settings, spawn, wait_for_events,
-    wait_until, Backend, TcpProxy, TestDb,
+    http_get, jetstream, publish_all, run_envelopes, settings, spawn, wait_for_events, wait_until,
+    Backend, Outage, TestDb,
 };
-use sqlx::Connection as _;
 use telemetry_collector::backlog::{self, BacklogWatcher};
 use telemetry_collector::config::DEFAULT_CONSUMER;
 use telemetry_collector::metrics::Metrics;
@@ -50,33 +49,12 @@ async fn backlog(port: u16) -> Option<Backlog> {
     })
 }
 
-/// Makes the database unavailable to the collector until restored.
-enum Outage {
-    /// A cuttable TCP proxy between the collector and Postgres.
-    Proxy(TcpProxy),
-    /// Another connection holding `BEGIN EXCLUSIVE` on the SQLite file.
-    Lock(sqlx::SqliteConnection),
-}
-
 async fn the_backlog_of_an_outage_is_reported_and_drains(backend: Backend) {
     let iso = Isolation::new();
     let db = TestDb::new(backend).await;
     let js = jetstream(&iso).await;
     let reader = db.store().await;
-    let (collector_url, mut outage) = match backend {
-        Backend::Postgres => {
-            let proxy = TcpProxy::start(pg_addr(&db.url)).await;
-            let url = db
-                .url
-                .replace(&pg_addr(&db.url).to_string(), &proxy.addr.to_string());
-            assert_ne!(url, db.url, "collector goes through the proxy");
-            (url, Outage::Proxy(proxy))
-        }
-        Backend::Sqlite => {
-            let locker = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-            (db.url.clone(), Outage::Lock(locker))
-        }
-    };
+    let (collector_url, mut outage) = Outage::prepare(&db).await;
     let mut s = settings(&iso, &collector_url);
     s.store.busy_timeout = Duration::from_millis(200);
     s.store.acquire_timeout = Duration::from_secs(1);
@@ -93,15 +71,7 @@ async fn the_backlog_of_an_outage_is_reported_and_drains(backend: Backend) {
     wait_for_events(&reader, first.len() as i64).await;
 
     // The database goes away; a few hundred envelopes pile up on the broker.
-    match &mut outage {
-        Outage::Proxy(proxy) => proxy.cut(),
-        Outage::Lock(locker) => {
-            sqlx::query("BEGIN EXCLUSIVE")
-                .execute(&mut *locker)
-                .await
-                .unwrap();
-        }
-    }
+    outage.cut().await;
     let second: Vec<v1::Envelope> = (1..44)
         .flat_map(|run| run_envelopes("renderer-b", run as u64 * 7, run))
         .collect();
@@ -161,12 +131,7 @@ async fn the_backlog_of_an_outage_is_reported_and_drains(backend: Backend) {
     assert_eq!(later.pending + later.ack_pending, backlog_len);
 
     // The database comes back: everything is stored and the backlog falls to 0.
-    match &mut outage {
-        Outage::Proxy(proxy) => proxy.restore(),
-        Outage::Lock(locker) => {
-            sqlx::query("ROLLBACK").execute(&mut *locker).await.unwrap();
-        }
-    }
+    outage.restore().await;
     wait_for_events(&reader, (first.len() + second.len()) as i64).await;
     wait_until(
         Duration::from_secs(30),

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    http_get, jetstream, publish_all, run_envelopes, settings, spawn, wait_for_events, wait_until,
-    Backend, TestDb,
+    ack_floor, http_get, jetstream, publish_all, run_envelopes, settings, spawn, wait_for_events,
+    wait_until, Backend, TestDb,
 };
 use telemetry_collector::store::Store;
 use telemetry_proto::v1;
@@ -25,18 +25,6 @@ use test_support::{Isolation, PgDatabase};
 
 /// Room for the empty schema, the first runs and a few pages to spare.
 const TMPFS_BYTES: u64 = 8 * 1024 * 1024;
-
-/// The stream sequence up to which the consumer has acked everything.
-async fn ack_floor(js: &async_nats::jetstream::Context, iso: &Isolation) -> u64 {
-    js.get_stream(&iso.stream)
-        .await
-        .unwrap()
-        .consumer_info(telemetry_collector::config::DEFAULT_CONSUMER)
-        .await
-        .unwrap()
-        .ack_floor
-        .stream_sequence
-}
 
 fn runs(first: usize, count: usize) -> Vec<v1::Envelope> {
     (first..first + count)

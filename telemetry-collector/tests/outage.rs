@@ -6,32 +6,11 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    http_get, jetstream, pg_addr, publish_all, run_envelopes, settings, spawn, wait_for_events,
-    wait_until, Backend, TcpProxy, TestDb,
+    ack_floor, http_get, jetstream, pg_addr, publish_all, run_envelopes, settings, spawn,
+    wait_for_events, wait_until, Backend, Outage, TcpProxy, TestDb,
 };
-use sqlx::Connection as _;
 use telemetry_proto::v1;
 use test_support::Isolation;
-
-/// Makes the database unavailable to the collector until `restore` is called.
-enum Outage {
-    /// A cuttable TCP proxy between the collector and Postgres.
-    Proxy(TcpProxy),
-    /// Another connection holding `BEGIN EXCLUSIVE` on the SQLite file.
-    Lock(sqlx::SqliteConnection),
-}
-
-/// The stream sequence up to which the collectors' consumer has acked everything.
-async fn ack_floor(js: &async_nats::jetstream::Context, iso: &Isolation) -> u64 {
-    js.get_stream(&iso.stream)
-        .await
-        .unwrap()
-        .consumer_info(telemetry_collector::config::DEFAULT_CONSUMER)
-        .await
-        .unwrap()
-        .ack_floor
-        .stream_sequence
-}
 
 async fn the_database_going_away_loses_nothing_and_stores_nothing_twice(backend: Backend) {
     let iso = Isolation::new();
@@ -39,20 +18,7 @@ async fn the_database_going_away_loses_nothing_and_stores_nothing_twice(backend:
     let js = jetstream(&iso).await;
     let reader = db.store().await;
 
-    let (collector_url, mut outage) = match backend {
-        Backend::Postgres => {
-            let proxy = TcpProxy::start(pg_addr(&db.url)).await;
-            let url = db
-                .url
-                .replace(&pg_addr(&db.url).to_string(), &proxy.addr.to_string());
-            assert_ne!(url, db.url, "collector goes through the proxy");
-            (url, Outage::Proxy(proxy))
-        }
-        Backend::Sqlite => {
-            let locker = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-            (db.url.clone(), Outage::Lock(locker))
-        }
-    };
+    let (collector_url, mut outage) = Outage::prepare(&db).await;
     let mut s = settings(&iso, &collector_url);
     s.store.busy_timeout = Duration::from_millis(200);
     s.store.acquire_timeout = Duration::from_secs(1);
@@ -67,15 +33,7 @@ async fn the_database_going_away_loses_nothing_and_stores_nothing_twice(backend:
     assert_eq!(http_get(collector.port, "/readyz").await.0, 200);
 
     // The database goes away.
-    match &mut outage {
-        Outage::Proxy(proxy) => proxy.cut(),
-        Outage::Lock(locker) => {
-            sqlx::query("BEGIN EXCLUSIVE")
-                .execute(&mut *locker)
-                .await
-                .unwrap();
-        }
-    }
+    outage.cut().await;
     let second: Vec<v1::Envelope> = (5..10)
         .flat_map(|run| run_envelopes("renderer-e", run as u64 * 7, run))
         .collect();
@@ -129,12 +87,7 @@ async fn the_database_going_away_loses_nothing_and_stores_nothing_twice(backend:
     }
 
     // It comes back.
-    match &mut outage {
-        Outage::Proxy(proxy) => proxy.restore(),
-        Outage::Lock(locker) => {
-            sqlx::query("ROLLBACK").execute(&mut *locker).await.unwrap();
-        }
-    }
+    outage.restore().await;
     let total = (first.len() + second.len()) as i64;
     wait_for_events(&reader, total).await;
     wait_until(Duration::from_secs(20), "/readyz ready again", || async {

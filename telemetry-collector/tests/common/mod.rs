@@ -525,3 +525,69 @@ pub async fn unlock(mut operator: sqlx::PgConnection) {
         .unwrap();
     operator.close().await.unwrap();
 }
+
+/// Makes the database unavailable to a collector until [`Outage::restore`]: a cut TCP
+/// proxy in front of Postgres, or another connection holding `BEGIN EXCLUSIVE` on the
+/// SQLite file.
+pub enum Outage {
+    /// A cuttable TCP proxy between the collector and Postgres.
+    Proxy(TcpProxy),
+    /// Another connection that takes the SQLite file's lock on [`Outage::cut`].
+    Lock(sqlx::SqliteConnection),
+}
+
+impl Outage {
+    /// Sets one up for `db`; returns the URL the collector must use, and the outage.
+    pub async fn prepare(db: &TestDb) -> (String, Self) {
+        use sqlx::Connection as _;
+        match db.backend {
+            Backend::Postgres => {
+                let proxy = TcpProxy::start(pg_addr(&db.url)).await;
+                let url = db
+                    .url
+                    .replace(&pg_addr(&db.url).to_string(), &proxy.addr.to_string());
+                assert_ne!(url, db.url, "collector goes through the proxy");
+                (url, Self::Proxy(proxy))
+            }
+            Backend::Sqlite => {
+                let locker = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+                (db.url.clone(), Self::Lock(locker))
+            }
+        }
+    }
+
+    /// The database goes away.
+    pub async fn cut(&mut self) {
+        match self {
+            Self::Proxy(proxy) => proxy.cut(),
+            Self::Lock(locker) => {
+                sqlx::query("BEGIN EXCLUSIVE")
+                    .execute(&mut *locker)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// It comes back.
+    pub async fn restore(&mut self) {
+        match self {
+            Self::Proxy(proxy) => proxy.restore(),
+            Self::Lock(locker) => {
+                sqlx::query("ROLLBACK").execute(&mut *locker).await.unwrap();
+            }
+        }
+    }
+}
+
+/// The stream sequence up to which the collectors' consumer has acked everything.
+pub async fn ack_floor(js: &async_nats::jetstream::Context, iso: &Isolation) -> u64 {
+    js.get_stream(&iso.stream)
+        .await
+        .unwrap()
+        .consumer_info(telemetry_collector::config::DEFAULT_CONSUMER)
+        .await
+        .unwrap()
+        .ack_floor
+        .stream_sequence
+}
