@@ -133,28 +133,24 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// The database's state, `None` when usable: the last write's error, else a fresh
-/// ping's (recorded, so `/metrics`' `collector_db_up` says the same).
+/// The database's state, `None` when usable: the last write's error (a ping cannot
+/// clear it: a full disk still answers pings), else a fresh ping's, recorded so that
+/// `/metrics`' `collector_db_up` says the same.
 async fn database_state(state: &AppState) -> Option<String> {
-    if let Some(reason) = state.metrics.db_error() {
-        if !reason.starts_with(UNREACHABLE) {
-            return Some(reason);
-        }
+    if let Some(reason) = state.metrics.write_error() {
+        return Some(reason);
     }
     let ping = match tokio::time::timeout(READY_PING_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => None,
-        Ok(Err(err)) => Some(format!("{UNREACHABLE}: {err}")),
+        Ok(Err(err)) => Some(format!("unreachable: {err}")),
         Err(_) => Some(format!(
-            "{UNREACHABLE}: no answer within {} s",
+            "unreachable: no answer within {} s",
             READY_PING_TIMEOUT.as_secs()
         )),
     };
     state.metrics.pinged(ping);
     state.metrics.db_error()
 }
-
-/// How a failed ping's reason starts.
-const UNREACHABLE: &str = "unreachable";
 
 async fn metrics(State(state): State<AppState>) -> Response {
     database_state(&state).await;

@@ -160,15 +160,21 @@ impl Metrics {
     /// Why the database is not usable: the last write's error until a commit
     /// succeeds, else the last ping's. `None` when it is up.
     pub fn db_error(&self) -> Option<String> {
-        let write = self.db_error.lock().unwrap_or_else(|e| e.into_inner());
-        match &*write {
-            Some(reason) => Some(format!("last batch write failed: {reason}")),
-            None => self
-                .ping_error
+        self.write_error().or_else(|| {
+            self.ping_error
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .clone(),
-        }
+                .clone()
+        })
+    }
+
+    /// The last batch write's error, until a commit succeeds.
+    pub fn write_error(&self) -> Option<String> {
+        self.db_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|reason| format!("last batch write failed: {reason}"))
     }
 
     /// Envelopes the database refused, since start.

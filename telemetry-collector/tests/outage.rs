@@ -167,3 +167,40 @@ async fn shutdown_while_two_batches_retry_acks_neither_and_loses_nothing() {
     assert_eq!(common::first_runs(&reader).await.len(), 3);
     again.stop().await;
 }
+
+/// Postgres goes away while nothing is being written: `/metrics` alone notices (its
+/// `collector_db_up` comes from the same state as `/readyz`, refreshed by a ping), the
+/// two agree at every moment, and both recover when it comes back. Before, the gauge
+/// said up until a batch failed, while `/readyz` already said not ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_collector_reports_an_outage_alike_on_readyz_and_metrics() {
+    let iso = Isolation::new();
+    let db = TestDb::new(Backend::Postgres).await;
+    let (collector_url, mut outage) = Outage::prepare(&db).await;
+    let mut s = settings(&iso, &collector_url);
+    s.store.acquire_timeout = Duration::from_secs(1);
+    let collector = spawn(s).await;
+    let port = collector.port;
+    let up = |metrics: &str| metrics.contains("collector_db_up 1");
+    assert!(up(&http_get(port, "/metrics").await.1));
+
+    outage.cut().await;
+    wait_until(
+        Duration::from_secs(20),
+        "/metrics notices alone",
+        || async { !up(&http_get(port, "/metrics").await.1) },
+    )
+    .await;
+    let (status, body) = http_get(port, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("unreachable"), "{body}");
+    assert!(!up(&http_get(port, "/metrics").await.1), "still agrees");
+
+    outage.restore().await;
+    wait_until(Duration::from_secs(20), "/readyz ready again", || async {
+        http_get(port, "/readyz").await.0 == 200
+    })
+    .await;
+    assert!(up(&http_get(port, "/metrics").await.1), "agrees again");
+    collector.stop().await;
+}
