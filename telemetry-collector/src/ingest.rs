@@ -185,8 +185,7 @@ impl Ingest {
             while let Some(Some(Ok(message))) = messages.next().now_or_never() {
                 give_back(vec![message]);
             }
-            // Ends the pull request: the server skips a request nobody listens to, so
-            // the NAKed messages go to another collector, not back to this one.
+            // Unsubscribes this pull request before the NAKs below go out.
             drop(messages);
         };
         let writers = self.store.writers().max(1);
@@ -240,10 +239,6 @@ impl Ingest {
         tokio::join!(collect, write, ack);
         let unwritten = unwritten.into_inner().unwrap_or_else(|e| e.into_inner());
         if !unwritten.is_empty() {
-            // A round trip on this connection: once it is answered, the server has
-            // processed the pull stream's unsubscribe, so no NAKed message can go
-            // back to that dead pull request.
-            let _ = self.js.query_account().await;
             nak(&unwritten).await;
         }
     }
@@ -369,8 +364,9 @@ impl Ingest {
     }
 }
 
-/// Negative-acks `messages`: the broker redelivers them at once (to this consumer's
-/// next fetch, whichever collector makes it) instead of after the ack wait.
+/// Negative-acks `messages`: the broker redelivers them after [`SHUTDOWN_NAK_DELAY`]
+/// (to this consumer's next fetch, whichever collector makes it) instead of after the
+/// ack wait.
 async fn nak(messages: &[jetstream::Message]) {
     for message in messages {
         if let Err(err) = message
