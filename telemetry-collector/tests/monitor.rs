@@ -267,16 +267,7 @@ async fn the_token_guards_pages_and_api_but_not_health(backend: Backend) {
     let forged = get(&app, "/monitor", &[("cookie", "monitor_session=0000")]).await;
     assert_eq!(forged.status, 303);
     // Logging out needs the session (it is a monitor route) and clears the cookie.
-    let request = axum::http::Request::post("/monitor/logout")
-        .header("cookie", session)
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let logout = answer(
-        tower::ServiceExt::oneshot(app.clone(), request)
-            .await
-            .unwrap(),
-    )
-    .await;
+    let logout = logout(&app, session).await;
     assert_eq!(logout.status, 303);
     assert!(logout.header("set-cookie").contains("Max-Age=0"));
     // Behind a TLS proxy the cookie is Secure.

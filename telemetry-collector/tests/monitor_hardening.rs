@@ -228,16 +228,7 @@ async fn a_logged_out_session_is_refused() {
         );
     }
 
-    let request = axum::http::Request::post("/monitor/logout")
-        .header("cookie", &first)
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let logout = answer(
-        tower::ServiceExt::oneshot(app.clone(), request)
-            .await
-            .unwrap(),
-    )
-    .await;
+    let logout = logout(&app, &first).await;
     assert_eq!(logout.status, 303);
     assert!(logout.header("set-cookie").contains("Max-Age=0"));
 

@@ -317,6 +317,15 @@ pub async fn post_form(app: &axum::Router, path: &str, form: &str) -> Answer {
     answer(app.clone().oneshot(request).await.unwrap()).await
 }
 
+/// `POST /monitor/logout` with a session cookie (`monitor_session=...`).
+pub async fn logout(app: &axum::Router, cookie: &str) -> Answer {
+    let request = Request::post("/monitor/logout")
+        .header("cookie", cookie)
+        .body(Body::empty())
+        .unwrap();
+    answer(app.clone().oneshot(request).await.unwrap()).await
+}
+
 /// Query-string encoding of one value.
 pub fn enc(value: &str) -> String {
     form_urlencoded::byte_serialize(value.as_bytes()).collect()
