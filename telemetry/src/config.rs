@@ -31,9 +31,9 @@ pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// a render's events go out in one burst (one wake-up of the publisher, one socket
 /// write, one read by the broker) rather than one of each per event. On a busy 2-core
 /// machine with the broker beside the service, publishing without it cost the renderer
-/// load bench's p50 roughly twice as much (README, "Renderer under load"). Only applies
-/// while fewer than [`LINGER_BELOW`] events are pending or in flight, and never during
-/// shutdown.
+/// load bench's p50 roughly twice as much (docs/benchmarks.md, "Renderer under load").
+/// Only applies while fewer than [`LINGER_BELOW`] events are pending or in flight, and
+/// never during shutdown.
 pub const DEFAULT_PUBLISH_LINGER: Duration = Duration::from_millis(5);
 /// Longest linger accepted: past it, events sit in the queue for no gain.
 pub const MAX_PUBLISH_LINGER: Duration = Duration::from_secs(1);
