@@ -1,6 +1,6 @@
 //! The read queries behind the monitor pages and `/api/v1`: filtered, keyset-paged
 //! lists of runs, events and dead letters (the overview's figures are in
-//! [`super::monitor_stats`]).
+//! [`super::overview`]).
 //!
 //! Filters are built into the SQL only when set (not `($1 IS NULL OR col = $1)`), so
 //! each query's plan can use the index of the filter it has: a shop, status, model or
