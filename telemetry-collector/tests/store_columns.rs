@@ -13,11 +13,10 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use common::{batch_of, Backend, TestDb};
+use serde::Serialize;
 use serde_json::{json, Value};
 use telemetry_collector::domain::{DeadLetter, Origin, Rejection};
-use telemetry_collector::store::{
-    self, DeadLetterRecord, EventRecord, ProducerRecord, RunRecord, VariantRecord,
-};
+use telemetry_collector::store::{self, DeadLetterRecord, ProducerRecord};
 use telemetry_proto::v1::{self, envelope::Body};
 
 const SHOP: &str = "columns.myshopify.com";
@@ -29,7 +28,7 @@ const DEAD_SEQ: u64 = 99;
 const DEAD_RAW: &[u8] = b"\x00not an envelope";
 
 /// Column name -> value, for one row.
-type Row = BTreeMap<&'static str, Value>;
+type Row = BTreeMap<String, Value>;
 
 /// The envelopes: one of each kind, every field set to a value of its own.
 struct Sent {
@@ -53,24 +52,8 @@ impl Sent {
                 room_session_id: "room-1".into(),
                 prompt_pack_version: "pack-7".into(),
                 model: "model-x".into(),
-                product_image: Some(v1::ImageRef {
-                    hash: "product-hash".into(),
-                    meta: Some(v1::ImageMeta {
-                        width: 11,
-                        height: 12,
-                        format: "png".into(),
-                        bytes: 13,
-                    }),
-                }),
-                room_image: Some(v1::ImageRef {
-                    hash: "room-hash".into(),
-                    meta: Some(v1::ImageMeta {
-                        width: 21,
-                        height: 22,
-                        format: "webp".into(),
-                        bytes: 23,
-                    }),
-                }),
+                product_image: Some(image("product-hash", [11, 12, 13], "png")),
+                room_image: Some(image("room-hash", [21, 22, 23], "webp")),
                 resolved_facts_hash: "facts-hash".into(),
                 resolved_facts_json: r#"{"scale":"1:1"}"#.into(),
                 prompt_pack_hash: "pack-hash".into(),
@@ -146,7 +129,7 @@ impl Sent {
     fn expected(&self) -> BTreeMap<&'static str, Vec<Row>> {
         let (event, start, variant_start, result, done, stats) = (0, 1, 2, 3, 4, 5);
         let event_row = |index: usize, kind: &str, event_type: &str| -> Row {
-            [
+            columns([
                 ("event_id", self.id(index)),
                 ("kind", json!(kind)),
                 ("event_type", json!(event_type)),
@@ -165,16 +148,15 @@ impl Sent {
                     json!(format!("columns.v1.{}", kind_subject(index))),
                 ),
                 ("payload", Value::Null),
-            ]
-            .into()
+            ])
         };
         let mut app_event = event_row(event, "event", "sf_render_requested");
-        app_event.insert("source", json!("renderer"));
-        app_event.insert("payload", json!(r#"{"productId":"p-1"}"#));
+        app_event.insert("source".into(), json!("renderer"));
+        app_event.insert("payload".into(), json!(r#"{"productId":"p-1"}"#));
         let mut variant_started = event_row(variant_start, "variant_started", "variant_started");
-        variant_started.insert("variant_id", json!("variant-1"));
+        variant_started.insert("variant_id".into(), json!("variant-1"));
 
-        let run: Row = [
+        let run = columns([
             ("run_id", json!(self.run_id)),
             ("shop_id", json!(SHOP)),
             ("request_id", json!(REQUEST)),
@@ -206,9 +188,8 @@ impl Sent {
             ("timeout_count", json!(3)),
             ("completed_at", self.time(done)),
             ("completed_event_id", self.id(done)),
-        ]
-        .into();
-        let variant: Row = [
+        ]);
+        let variant = columns([
             ("run_id", json!(self.run_id)),
             ("variant_id", json!("variant-1")),
             ("shop_id", json!(SHOP)),
@@ -224,9 +205,8 @@ impl Sent {
             ("error_message", json!("provider said no")),
             ("finished_at", self.time(result)),
             ("result_event_id", self.id(result)),
-        ]
-        .into();
-        let producer: Row = [
+        ]);
+        let producer = columns([
             ("producer", json!(PRODUCER)),
             ("service", json!("renderer-columns")),
             ("emitted", json!(31)),
@@ -241,9 +221,8 @@ impl Sent {
             ("last_seen_at", self.time(stats)),
             // Every envelope but the stats.
             ("stored_events", json!(5)),
-        ]
-        .into();
-        let dead: Row = [
+        ]);
+        let dead = columns([
             // Generated: the only row, so the first id.
             ("id", json!(1)),
             ("stream", json!("TELEMETRY")),
@@ -252,8 +231,7 @@ impl Sent {
             ("reason", json!(dead_reason().to_string())),
             ("raw", json!(DEAD_RAW)),
             ("received_at", json!(RECEIVED_AT)),
-        ]
-        .into();
+        ]);
         [
             ("monitor_events", vec![app_event, variant_started]),
             ("render_runs", vec![run]),
@@ -265,6 +243,26 @@ impl Sent {
     }
 }
 
+/// An image with `[width, height, bytes]`.
+fn image(hash: &str, [width, height, bytes]: [u32; 3], format: &str) -> v1::ImageRef {
+    v1::ImageRef {
+        hash: hash.into(),
+        meta: Some(v1::ImageMeta {
+            width,
+            height,
+            format: format.into(),
+            bytes: bytes.into(),
+        }),
+    }
+}
+
+fn columns<const N: usize>(values: [(&str, Value); N]) -> Row {
+    values
+        .into_iter()
+        .map(|(column, value)| (column.to_owned(), value))
+        .collect()
+}
+
 /// The subject suffix of body `index` of [`Sent::new`].
 fn kind_subject(index: usize) -> &'static str {
     ["event", "run.started", "variant.started"][index]
@@ -274,206 +272,27 @@ fn dead_reason() -> Rejection {
     Rejection::Undecodable("test: not an envelope".into())
 }
 
-fn run_row(r: &RunRecord) -> Row {
-    let RunRecord {
-        run_id,
-        shop_id,
-        request_id,
-        product_asset_id,
-        room_session_id,
-        prompt_pack_version,
-        model,
-        product_image_hash,
-        product_image_width,
-        product_image_height,
-        product_image_format,
-        product_image_bytes,
-        room_image_hash,
-        room_image_width,
-        room_image_height,
-        room_image_format,
-        room_image_bytes,
-        resolved_facts_hash,
-        resolved_facts_json,
-        prompt_pack_hash,
-        prompt_pack_json,
-        variant_count,
-        started_at,
-        started_event_id,
-        status,
-        total_duration_ms,
-        success_count,
-        fail_count,
-        timeout_count,
-        completed_at,
-        completed_event_id,
-    } = r;
-    [
-        ("run_id", json!(run_id)),
-        ("shop_id", json!(shop_id)),
-        ("request_id", json!(request_id)),
-        ("product_asset_id", json!(product_asset_id)),
-        ("room_session_id", json!(room_session_id)),
-        ("prompt_pack_version", json!(prompt_pack_version)),
-        ("model", json!(model)),
-        ("product_image_hash", json!(product_image_hash)),
-        ("product_image_width", json!(product_image_width)),
-        ("product_image_height", json!(product_image_height)),
-        ("product_image_format", json!(product_image_format)),
-        ("product_image_bytes", json!(product_image_bytes)),
-        ("room_image_hash", json!(room_image_hash)),
-        ("room_image_width", json!(room_image_width)),
-        ("room_image_height", json!(room_image_height)),
-        ("room_image_format", json!(room_image_format)),
-        ("room_image_bytes", json!(room_image_bytes)),
-        ("resolved_facts_hash", json!(resolved_facts_hash)),
-        ("resolved_facts_json", json!(resolved_facts_json)),
-        ("prompt_pack_hash", json!(prompt_pack_hash)),
-        ("prompt_pack_json", json!(prompt_pack_json)),
-        ("variant_count", json!(variant_count)),
-        ("started_at", json!(started_at)),
-        ("started_event_id", json!(started_event_id)),
-        ("status", json!(status)),
-        ("total_duration_ms", json!(total_duration_ms)),
-        ("success_count", json!(success_count)),
-        ("fail_count", json!(fail_count)),
-        ("timeout_count", json!(timeout_count)),
-        ("completed_at", json!(completed_at)),
-        ("completed_event_id", json!(completed_event_id)),
-    ]
-    .into()
+/// A record read back, by column name.
+fn row(record: &impl Serialize) -> Row {
+    let Value::Object(fields) = serde_json::to_value(record).unwrap() else {
+        panic!("a record is a JSON object");
+    };
+    fields.into_iter().collect()
 }
 
-fn variant_row(v: &VariantRecord) -> Row {
-    let VariantRecord {
-        run_id,
-        variant_id,
-        shop_id,
-        request_id,
-        started_at,
-        started_event_id,
-        status,
-        final_prompt_hash,
-        latency_ms,
-        output_image_key,
-        output_image_hash,
-        error_code,
-        error_message,
-        finished_at,
-        result_event_id,
-    } = v;
-    [
-        ("run_id", json!(run_id)),
-        ("variant_id", json!(variant_id)),
-        ("shop_id", json!(shop_id)),
-        ("request_id", json!(request_id)),
-        ("started_at", json!(started_at)),
-        ("started_event_id", json!(started_event_id)),
-        ("status", json!(status)),
-        ("final_prompt_hash", json!(final_prompt_hash)),
-        ("latency_ms", json!(latency_ms)),
-        ("output_image_key", json!(output_image_key)),
-        ("output_image_hash", json!(output_image_hash)),
-        ("error_code", json!(error_code)),
-        ("error_message", json!(error_message)),
-        ("finished_at", json!(finished_at)),
-        ("result_event_id", json!(result_event_id)),
-    ]
-    .into()
+fn producer_row(producer: &ProducerRecord) -> Row {
+    let mut row = row(producer);
+    // The field of the `final` column (a Rust keyword).
+    let is_final = row.remove("is_final").expect("is_final");
+    row.insert("final".into(), is_final);
+    row
 }
 
-fn event_row(e: &EventRecord) -> Row {
-    let EventRecord {
-        event_id,
-        kind,
-        event_type,
-        source,
-        shop_id,
-        request_id,
-        run_id,
-        variant_id,
-        producer,
-        producer_seq,
-        occurred_at,
-        received_at,
-        stream_seq,
-        subject,
-        payload,
-    } = e;
-    [
-        ("event_id", json!(event_id)),
-        ("kind", json!(kind)),
-        ("event_type", json!(event_type)),
-        ("source", json!(source)),
-        ("shop_id", json!(shop_id)),
-        ("request_id", json!(request_id)),
-        ("run_id", json!(run_id)),
-        ("variant_id", json!(variant_id)),
-        ("producer", json!(producer)),
-        ("producer_seq", json!(producer_seq)),
-        ("occurred_at", json!(occurred_at)),
-        ("received_at", json!(received_at)),
-        ("stream_seq", json!(stream_seq)),
-        ("subject", json!(subject)),
-        ("payload", json!(payload)),
-    ]
-    .into()
-}
-
-fn producer_row(p: &ProducerRecord) -> Row {
-    let ProducerRecord {
-        producer,
-        service,
-        emitted,
-        published,
-        dropped,
-        dropped_by_reason,
-        publish_failures,
-        queue_depth,
-        started_at,
-        is_final,
-        stats_event_id,
-        last_seen_at,
-        stored_events,
-    } = p;
-    [
-        ("producer", json!(producer)),
-        ("service", json!(service)),
-        ("emitted", json!(emitted)),
-        ("published", json!(published)),
-        ("dropped", json!(dropped)),
-        ("dropped_by_reason", json!(dropped_by_reason)),
-        ("publish_failures", json!(publish_failures)),
-        ("queue_depth", json!(queue_depth)),
-        ("started_at", json!(started_at)),
-        ("final", json!(is_final)),
-        ("stats_event_id", json!(stats_event_id)),
-        ("last_seen_at", json!(last_seen_at)),
-        ("stored_events", json!(stored_events)),
-    ]
-    .into()
-}
-
-fn dead_letter_row(d: &DeadLetterRecord) -> Row {
-    let DeadLetterRecord {
-        id,
-        stream,
-        stream_seq,
-        subject,
-        reason,
-        raw,
-        received_at,
-    } = d;
-    [
-        ("id", json!(id)),
-        ("stream", json!(stream)),
-        ("stream_seq", json!(stream_seq)),
-        ("subject", json!(subject)),
-        ("reason", json!(reason)),
-        ("raw", json!(raw)),
-        ("received_at", json!(received_at)),
-    ]
-    .into()
+fn dead_letter_row(dead: &DeadLetterRecord) -> Row {
+    let mut row = row(dead);
+    // Not serialised (bytes), but a column like the others.
+    row.insert("raw".into(), json!(dead.raw));
+    row
 }
 
 /// The columns of `table` as the database has them.
@@ -512,7 +331,11 @@ async fn every_column_round_trips(backend: Backend) {
     let store = db.store().await;
     let sent = Sent::new();
     let mut batch = batch_of("columns", &sent.envelopes, FIRST_SEQ, RECEIVED_AT);
-    assert_eq!(batch.facts.len(), sent.envelopes.len(), "every envelope parses");
+    assert_eq!(
+        batch.facts.len(),
+        sent.envelopes.len(),
+        "every envelope parses"
+    );
     batch.dead.push(DeadLetter {
         origin: Origin {
             subject: "columns.v1.run.started".into(),
@@ -535,15 +358,21 @@ async fn every_column_round_trips(backend: Backend) {
         .events
         .iter()
         .filter(|e| event_ids.contains(&e.event_id.as_str()))
-        .map(event_row)
+        .map(row)
         .collect();
     let read: BTreeMap<&str, Vec<Row>> = [
         ("monitor_events", events),
-        ("render_runs", vec![run_row(&detail.run)]),
-        ("variant_results", detail.variants.iter().map(variant_row).collect()),
+        ("render_runs", vec![row(&detail.run)]),
+        ("variant_results", detail.variants.iter().map(row).collect()),
         (
             "producers",
-            store.producers().await.unwrap().iter().map(producer_row).collect(),
+            store
+                .producers()
+                .await
+                .unwrap()
+                .iter()
+                .map(producer_row)
+                .collect(),
         ),
         (
             "dead_letters",
@@ -561,7 +390,10 @@ async fn every_column_round_trips(backend: Backend) {
 
     let tables = store::schema::tables();
     assert_eq!(
-        tables.iter().map(|(t, _)| *t).collect::<std::collections::BTreeSet<_>>(),
+        tables
+            .iter()
+            .map(|(t, _)| *t)
+            .collect::<std::collections::BTreeSet<_>>(),
         expected.keys().copied().collect(),
         "every table of the schema has a round trip here"
     );
@@ -578,7 +410,7 @@ async fn every_column_round_trips(backend: Backend) {
         for column in columns {
             assert!(
                 expected.iter().any(|row| row
-                    .get(column)
+                    .get(*column)
                     .unwrap_or_else(|| panic!("{table}.{column}: no expected value"))
                     != &Value::Null),
                 "{table}.{column}: the test sets a value, not only NULL"
@@ -587,14 +419,18 @@ async fn every_column_round_trips(backend: Backend) {
         for (want, got) in expected.iter().zip(read) {
             assert_eq!(want.len(), columns.len(), "{table}: expected columns");
             for column in columns {
-                let want = &want[column];
+                let want = &want[*column];
                 assert_eq!(
-                    got.get(column),
+                    got.get(*column),
                     Some(want),
                     "{table}.{column} on {backend:?}"
                 );
             }
-            assert_eq!(got.len(), columns.len(), "{table}: the read has no other column");
+            assert_eq!(
+                got.len(),
+                columns.len(),
+                "{table}: the read has no other column"
+            );
         }
     }
     store.close().await;

@@ -89,7 +89,8 @@ pub(crate) fn payload(fact: &Fact) -> Option<String> {
 mod tests {
     use super::*;
     use crate::domain::{
-        AppEvent, ImageRef, Meta, Origin, RunOutcome, RunStart, ProducerLedger, VariantOutcome, VariantStart,
+        AppEvent, ImageRef, Meta, Origin, ProducerLedger, RunOutcome, RunStart, VariantOutcome,
+        VariantStart,
     };
     use serde_json::json;
 

@@ -6,7 +6,7 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::http::{AppError, AppState};
-use crate::store::{EventRecord, ProducerRecord, RunDetail, RunRecord, Overview};
+use crate::store::{EventRecord, Overview, ProducerRecord, RunDetail, RunRecord};
 
 use super::ledger::{ledger_problem, preview};
 use super::pages::now_ms;

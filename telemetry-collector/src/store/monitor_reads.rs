@@ -165,7 +165,11 @@ where
     eq_text(&mut query, "shop_id", &filter.shop_id);
     eq_text(&mut query, "status", &filter.status);
     eq_text(&mut query, "model", &filter.model);
-    eq_text(&mut query, "prompt_pack_version", &filter.prompt_pack_version);
+    eq_text(
+        &mut query,
+        "prompt_pack_version",
+        &filter.prompt_pack_version,
+    );
     range(&mut query, "started_at", filter.from, filter.to);
     if let Some(text) = &filter.text {
         query
@@ -175,7 +179,13 @@ where
             .push_bind(text.as_str())
             .push(")");
     }
-    keyset_desc(&mut query, "started_at", "run_id", &filter.before, filter.limit);
+    keyset_desc(
+        &mut query,
+        "started_at",
+        "run_id",
+        &filter.before,
+        filter.limit,
+    );
     query
 }
 

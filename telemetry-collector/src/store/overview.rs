@@ -112,10 +112,7 @@ pub(crate) fn stats_sql(from: i64, to: i64) -> QueryBuilder<'static, Postgres> {
 
 /// The overview on Postgres ([`stats_sql`]).
 pub(crate) async fn postgres(pool: &PgPool, from: i64, to: i64) -> Result<Overview, StoreError> {
-    let rows: Vec<StatsRow> = stats_sql(from, to)
-        .build_query_as()
-        .fetch_all(pool)
-        .await?;
+    let rows: Vec<StatsRow> = stats_sql(from, to).build_query_as().fetch_all(pool).await?;
     Ok(summarize(from, to, &rows))
 }
 

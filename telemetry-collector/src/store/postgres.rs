@@ -184,9 +184,13 @@ impl Dialect for PostgresStore {
                 .await?;
         }
         if !prepared.variants.is_empty() {
-            bind_columns(&statements.variants, &schema::variants(), &prepared.variants)
-                .execute(&mut *tx)
-                .await?;
+            bind_columns(
+                &statements.variants,
+                &schema::variants(),
+                &prepared.variants,
+            )
+            .execute(&mut *tx)
+            .await?;
         }
         let producers = prepared.take_producers();
         if !producers.is_empty() {

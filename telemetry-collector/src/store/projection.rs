@@ -296,4 +296,3 @@ fn variant_entry<'m, 'a>(
             result: None,
         })
 }
-

@@ -10,9 +10,7 @@
 //!
 //! The order-free merge rules themselves are explained in [`super::projection`].
 
-use super::projection::{
-    DeadLetterInsert, EventInsert, ProducerUpsert, RunUpsert, VariantUpsert,
-};
+use super::projection::{DeadLetterInsert, EventInsert, ProducerUpsert, RunUpsert, VariantUpsert};
 use crate::domain::clamp;
 
 /// How a column's value is read off a row of type `R`, by SQL type.
@@ -136,7 +134,9 @@ impl<R> Table<R> {
         for column in &self.columns {
             let name = column.name;
             let case = |condition: String| {
-                format!("{name} = CASE WHEN {condition} THEN excluded.{name} ELSE {table}.{name} END")
+                format!(
+                    "{name} = CASE WHEN {condition} THEN excluded.{name} ELSE {table}.{name} END"
+                )
             };
             sets.push(match column.part {
                 Part::Key | Part::Once => continue,
@@ -212,7 +212,9 @@ pub(crate) fn events<'a>() -> Table<EventInsert<'a>> {
     Table::new(
         "monitor_events",
         vec![
-            text("event_id", Key, |e: &EventInsert<'a>| Some(&e.fact.meta.event_id)),
+            text("event_id", Key, |e: &EventInsert<'a>| {
+                Some(&e.fact.meta.event_id)
+            }),
             text("kind", Once, |e| Some(e.fact.kind().as_str())),
             text("event_type", Once, |e| Some(e.fact.event_type())),
             text("source", Once, |e| e.fact.source()),
@@ -224,7 +226,9 @@ pub(crate) fn events<'a>() -> Table<EventInsert<'a>> {
             int("producer_seq", Once, |e| Some(e.fact.meta.producer_seq)),
             int("occurred_at", Once, |e| Some(e.fact.meta.occurred_at)),
             int("received_at", Once, |e| Some(e.received_at)),
-            int("stream_seq", Once, |e| Some(clamp(e.fact.origin.stream_seq))),
+            int("stream_seq", Once, |e| {
+                Some(clamp(e.fact.origin.stream_seq))
+            }),
             text("subject", Once, |e| Some(&e.fact.origin.subject)),
             text("payload", Once, |e| e.payload.as_deref()),
         ],
@@ -269,12 +273,18 @@ pub(crate) fn runs<'a>() -> Table<RunUpsert<'a>> {
             text("room_image_hash", Start, |r| {
                 r.started().map(|s| s.room_image.hash.as_str())
             }),
-            int("room_image_width", Start, |r| r.room_meta().map(|m| m.width)),
-            int("room_image_height", Start, |r| r.room_meta().map(|m| m.height)),
+            int("room_image_width", Start, |r| {
+                r.room_meta().map(|m| m.width)
+            }),
+            int("room_image_height", Start, |r| {
+                r.room_meta().map(|m| m.height)
+            }),
             text("room_image_format", Start, |r| {
                 r.room_meta().map(|m| m.format.as_str())
             }),
-            int("room_image_bytes", Start, |r| r.room_meta().map(|m| m.bytes)),
+            int("room_image_bytes", Start, |r| {
+                r.room_meta().map(|m| m.bytes)
+            }),
             text("resolved_facts_hash", Start, |r| {
                 r.started().map(|s| s.resolved_facts_hash.as_str())
             }),
@@ -287,7 +297,9 @@ pub(crate) fn runs<'a>() -> Table<RunUpsert<'a>> {
             text("prompt_pack_json", Start, |r| {
                 r.started().and_then(|s| s.prompt_pack_json.as_deref())
             }),
-            int("variant_count", Start, |r| r.started().map(|s| s.variant_count)),
+            int("variant_count", Start, |r| {
+                r.started().map(|s| s.variant_count)
+            }),
             text("started_event_id", Start, |r| {
                 r.start.as_ref().map(|(i, _)| i.event_id)
             }),
@@ -295,9 +307,13 @@ pub(crate) fn runs<'a>() -> Table<RunUpsert<'a>> {
             int("total_duration_ms", End, |r| {
                 r.completed().map(|d| d.total_duration_ms)
             }),
-            int("success_count", End, |r| r.completed().map(|d| d.success_count)),
+            int("success_count", End, |r| {
+                r.completed().map(|d| d.success_count)
+            }),
             int("fail_count", End, |r| r.completed().map(|d| d.fail_count)),
-            int("timeout_count", End, |r| r.completed().map(|d| d.timeout_count)),
+            int("timeout_count", End, |r| {
+                r.completed().map(|d| d.timeout_count)
+            }),
             int("completed_at", End, |r| {
                 r.done.as_ref().map(|(i, _)| i.occurred_at)
             }),
@@ -319,7 +335,9 @@ pub(crate) fn variants<'a>() -> Table<VariantUpsert<'a>> {
             text("variant_id", Key, |v| Some(v.variant_id)),
             text("shop_id", Ident, |v| Some(v.ident().shop_id)),
             text("request_id", Ident, |v| Some(v.ident().request_id)),
-            int("started_at", Start, |v| v.start.as_ref().map(|i| i.occurred_at)),
+            int("started_at", Start, |v| {
+                v.start.as_ref().map(|i| i.occurred_at)
+            }),
             text("started_event_id", Start, |v| {
                 v.start.as_ref().map(|i| i.event_id)
             }),
@@ -334,7 +352,9 @@ pub(crate) fn variants<'a>() -> Table<VariantUpsert<'a>> {
             text("output_image_hash", End, |v| {
                 v.outcome().map(|r| r.output_image_hash.as_str())
             }),
-            text("error_code", End, |v| v.outcome().map(|r| r.error_code.as_str())),
+            text("error_code", End, |v| {
+                v.outcome().map(|r| r.error_code.as_str())
+            }),
             text("error_message", End, |v| {
                 v.outcome().map(|r| r.error_message.as_str())
             }),
@@ -440,7 +460,10 @@ mod tests {
             ["started_at", "started_event_id"]
         );
         assert_eq!(variants.parts(Part::End).last(), Some("result_event_id"));
-        assert_eq!(producers().parts(Part::Start).last(), Some("stats_event_id"));
+        assert_eq!(
+            producers().parts(Part::Start).last(),
+            Some("stats_event_id")
+        );
         // The event-id column of each half is the last one it sets, but it is
         // compared against the old row, so its position does not matter for SQL.
         assert!(runs
@@ -460,11 +483,11 @@ mod tests {
         assert!(variants.starts_with("ON CONFLICT (run_id, variant_id) DO UPDATE SET"));
         assert!(variants.contains("started_at = CASE WHEN (excluded.started_event_id"));
         let producers = producers().on_conflict(Dialect::Postgres);
-        assert!(producers.contains(
-            "last_seen_at = GREATEST(producers.last_seen_at, excluded.last_seen_at)"
-        ));
         assert!(producers
-            .contains("stored_events = producers.stored_events + excluded.stored_events"));
+            .contains("last_seen_at = GREATEST(producers.last_seen_at, excluded.last_seen_at)"));
+        assert!(
+            producers.contains("stored_events = producers.stored_events + excluded.stored_events")
+        );
         assert!(producers.contains("final = CASE WHEN (excluded.stats_event_id"));
         assert_eq!(
             events().on_conflict(Dialect::Sqlite),
