@@ -82,7 +82,7 @@ pub(crate) struct Table<R> {
 
 /// SQL that differs between the dialects in the derived text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
+pub(crate) enum Syntax {
     Sqlite,
     Postgres,
 }
@@ -117,7 +117,7 @@ impl<R> Table<R> {
     /// The `ON CONFLICT` clause: `DO NOTHING` when no column changes after the first
     /// insert, else one `SET` per column by its [`Part`]. `SET` expressions see the old
     /// row, so each condition compares against the values before this upsert.
-    pub(crate) fn on_conflict(&self, dialect: Dialect) -> String {
+    pub(crate) fn on_conflict(&self, syntax: Syntax) -> String {
         let table = self.name;
         let key: Vec<&str> = self.parts(Part::Key).collect();
         let wins = |id: Option<&str>| {
@@ -126,9 +126,9 @@ impl<R> Table<R> {
                 "(excluded.{id} IS NOT NULL AND ({table}.{id} IS NULL OR excluded.{id} > {table}.{id}))"
             )
         };
-        let greatest = match dialect {
-            Dialect::Sqlite => "max",
-            Dialect::Postgres => "GREATEST",
+        let greatest = match syntax {
+            Syntax::Sqlite => "max",
+            Syntax::Postgres => "GREATEST",
         };
         let mut sets = Vec::new();
         for column in &self.columns {
@@ -178,7 +178,7 @@ impl<R> Table<R> {
             self.name,
             self.column_list(),
             arrays.join(", "),
-            self.on_conflict(Dialect::Postgres)
+            self.on_conflict(Syntax::Postgres)
         )
     }
 
@@ -467,22 +467,22 @@ mod tests {
         // The event-id column of each half is the last one it sets, but it is
         // compared against the old row, so its position does not matter for SQL.
         assert!(runs
-            .on_conflict(Dialect::Sqlite)
+            .on_conflict(Syntax::Sqlite)
             .contains("status = CASE WHEN (excluded.completed_event_id"));
     }
 
     #[test]
     fn halves_follow_the_parts_of_the_columns() {
-        let runs = runs().on_conflict(Dialect::Sqlite);
+        let runs = runs().on_conflict(Syntax::Sqlite);
         assert!(runs.starts_with("ON CONFLICT (run_id) DO UPDATE SET shop_id = CASE WHEN"));
         assert!(runs.contains("status = CASE WHEN (excluded.completed_event_id"));
         assert!(runs.contains("model = CASE WHEN (excluded.started_event_id"));
         assert!(runs.contains("room_image_bytes = CASE WHEN (excluded.started_event_id"));
         assert!(!runs.contains("run_id = CASE"));
-        let variants = variants().on_conflict(Dialect::Postgres);
+        let variants = variants().on_conflict(Syntax::Postgres);
         assert!(variants.starts_with("ON CONFLICT (run_id, variant_id) DO UPDATE SET"));
         assert!(variants.contains("started_at = CASE WHEN (excluded.started_event_id"));
-        let producers = producers().on_conflict(Dialect::Postgres);
+        let producers = producers().on_conflict(Syntax::Postgres);
         assert!(producers
             .contains("last_seen_at = GREATEST(producers.last_seen_at, excluded.last_seen_at)"));
         assert!(
@@ -490,11 +490,11 @@ mod tests {
         );
         assert!(producers.contains("final = CASE WHEN (excluded.stats_event_id"));
         assert_eq!(
-            events().on_conflict(Dialect::Sqlite),
+            events().on_conflict(Syntax::Sqlite),
             "ON CONFLICT (event_id) DO NOTHING"
         );
         assert_eq!(
-            dead_letters().on_conflict(Dialect::Postgres),
+            dead_letters().on_conflict(Syntax::Postgres),
             "ON CONFLICT (stream, stream_seq) DO NOTHING"
         );
     }

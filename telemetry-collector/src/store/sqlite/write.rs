@@ -16,7 +16,7 @@ use sqlx::Sqlite;
 use telemetry_proto::BodyKind;
 
 use crate::store::projection::{EventInsert, Prepared};
-use crate::store::schema::{self, Dialect, Table, Value};
+use crate::store::schema::{self, Syntax, Table, Value};
 use crate::store::writer::WriterConn;
 use crate::store::{Batch, StoreError, WriteReport};
 use sqlx::Connection as _;
@@ -50,7 +50,7 @@ impl Shapes {
     /// The shapes of `table`'s upsert.
     fn of<R>(table: &Table<R>) -> Self {
         let columns: Vec<&str> = table.names().collect();
-        Self::new(table.name, &columns, &table.on_conflict(Dialect::Sqlite))
+        Self::new(table.name, &columns, &table.on_conflict(Syntax::Sqlite))
     }
 
     /// The text for `rows`, a power of two up to [`CHUNK_ROWS`].
