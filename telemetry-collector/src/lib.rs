@@ -27,8 +27,9 @@
 //! # Layout
 //! - [`config`]: [`Settings`], the CLI ([`config::Cli`]) and the named defaults.
 //! - [`domain`]: the parse edge, protobuf → validated [`domain::Fact`] or dead letter.
-//! - [`store`]: the [`store::Store`] trait, `sqlite` and `postgres` stores, and the
-//!   order-free projection both share.
+//! - [`store`]: the [`store::Store`] trait, the tables described as data
+//!   ([`store::schema`]), the reads and the order-free projection both dialects share,
+//!   and the `sqlite` and `postgres` batch writes.
 //! - [`ingest`]: consumer, batching, commit-then-ack, retry on database errors.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`, merging [`monitor`].
 //! - [`monitor`]: `/monitor` pages, `/api/v1/...` JSON, SSE, token access.

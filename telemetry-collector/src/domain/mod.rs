@@ -283,7 +283,7 @@ pub struct AppEvent {
 
 /// A producer's ledger (`ProducerStats`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stats {
+pub struct ProducerLedger {
     pub service: String,
     pub emitted: i64,
     pub published: i64,
@@ -304,7 +304,7 @@ pub enum Body {
     VariantResult(VariantOutcome),
     RunCompleted(RunOutcome),
     Event(AppEvent),
-    ProducerStats(Stats),
+    ProducerStats(ProducerLedger),
 }
 
 /// A validated envelope with its place on the stream.
@@ -509,7 +509,7 @@ impl TryFrom<v1::Event> for AppEvent {
     }
 }
 
-impl TryFrom<v1::ProducerStats> for Stats {
+impl TryFrom<v1::ProducerStats> for ProducerLedger {
     type Error = Rejection;
 
     fn try_from(stats: v1::ProducerStats) -> Result<Self, Rejection> {

@@ -89,7 +89,8 @@ pub(crate) fn payload(fact: &Fact) -> Option<String> {
 mod tests {
     use super::*;
     use crate::domain::{
-        AppEvent, ImageRef, Meta, Origin, RunOutcome, RunStart, Stats, VariantOutcome, VariantStart,
+        AppEvent, ImageRef, Meta, Origin, ProducerLedger, RunOutcome, RunStart, VariantOutcome,
+        VariantStart,
     };
     use serde_json::json;
 
@@ -207,7 +208,7 @@ mod tests {
                 payload_json: None,
                 run_id: String::new(),
             }),
-            Body::ProducerStats(Stats {
+            Body::ProducerStats(ProducerLedger {
                 service: tricky.into(),
                 emitted: 10,
                 published: 9,

@@ -6,7 +6,7 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::http::{AppError, AppState};
-use crate::store::{EventRecord, ProducerRecord, RunDetail, RunRecord, Stats};
+use crate::store::{EventRecord, Overview, ProducerRecord, RunDetail, RunRecord};
 
 use super::ledger::{ledger_problem, preview};
 use super::pages::now_ms;
@@ -137,7 +137,7 @@ pub async fn producers(State(state): State<AppState>) -> Result<Json<Vec<Produce
 pub async fn stats(
     State(state): State<AppState>,
     Query(query): Query<StatsParams>,
-) -> Result<Json<Stats>, AppError> {
+) -> Result<Json<Overview>, AppError> {
     let (from, to, _) = query.window(now_ms())?;
     Ok(Json(
         state.monitor.stats(state.store.as_ref(), from, to).await?,

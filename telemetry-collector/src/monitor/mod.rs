@@ -132,7 +132,7 @@ impl Monitor {
         store: &dyn crate::store::Store,
         from: i64,
         to: i64,
-    ) -> Result<crate::store::Stats, crate::http::AppError> {
+    ) -> Result<crate::store::Overview, crate::http::AppError> {
         let slot =
             tokio::time::timeout(OVERVIEW_QUEUE_WAIT, self.inner.overview_slots.acquire()).await;
         let Ok(Ok(_slot)) = slot else {

@@ -1,6 +1,12 @@
 //! Storage: one small store per SQL dialect behind the [`Store`] trait, chosen by the
 //! database URL's scheme ([`connect`]).
 //!
+//! The dialects differ only where the databases do ([`Dialect`]): migrations, the
+//! batch write (multi-row `INSERT`s on SQLite's single writer, `UNNEST` arrays on
+//! Postgres), the overview's query, and connection handling. Everything else, reads
+//! and operations, is written once ([`queries`]), and the tables are described once
+//! as data ([`schema`]) from which the write path's SQL is derived.
+//!
 //! A [`Batch`] is written in ONE transaction: events (`INSERT .. ON CONFLICT DO
 //! NOTHING`), the order-free projection into `render_runs` / `variant_results`
 //! ([`projection`]), the loss ledger in `producers`, and dead letters. Only rows that
@@ -9,23 +15,26 @@
 mod fault;
 pub mod isolate;
 pub(crate) mod monitor_reads;
-pub(crate) mod monitor_stats;
 pub(crate) mod ops;
+pub(crate) mod overview;
 mod postgres;
 pub(crate) mod projection;
+mod queries;
+pub mod schema;
 mod sqlite;
 mod writer;
 
 use std::time::Duration;
 
 use serde::Serialize;
+use sqlx::Pool;
 
 use crate::domain::{DeadLetter, Fact};
 
 pub use isolate::{write_isolating, Isolated};
 pub use monitor_reads::{EventFilter, RunFilter};
-pub use monitor_stats::{latency_bucket, GroupStats, Stats, StatsRow, LATENCY_BUCKET_SQL};
 pub use ops::PruneCounts;
+pub use overview::{latency_bucket, GroupStats, Overview, StatsRow, LATENCY_BUCKET_SQL};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -249,6 +258,33 @@ pub struct RunDetail {
     pub events: Vec<EventRecord>,
 }
 
+/// What one SQL dialect does its own way; every such dialect is a [`Store`], whose
+/// other methods are shared ([`queries`]).
+#[async_trait::async_trait]
+pub(crate) trait Dialect: Send + Sync + 'static {
+    /// The sqlx database.
+    type Db: sqlx::Database;
+    /// `sqlite` or `postgres`.
+    const NAME: &'static str;
+    /// The pool of reads (the monitor's, readiness).
+    fn reader(&self) -> &Pool<Self::Db>;
+    /// The pool of operations (retention, dead letters): SQLite's single writer, so
+    /// they never wait on a lock another connection of ours holds.
+    fn operator(&self) -> &Pool<Self::Db>;
+    /// See [`Store::writers`].
+    fn writers(&self) -> usize;
+    /// See [`Store::migrate`].
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// See [`Store::write`].
+    async fn write(&self, batch: &Batch) -> Result<WriteReport, StoreError>;
+    /// See [`Store::ping`].
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// See [`Store::close`].
+    async fn close(&self);
+    /// See [`Store::monitor_stats`]: each database aggregates its own way.
+    async fn overview(&self, from: i64, to: i64) -> Result<Overview, StoreError>;
+}
+
 /// One dialect's store.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -285,7 +321,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<DeadLetterRecord>, StoreError>;
     /// Rates and latency percentiles per model and prompt pack over runs started in
     /// `[from, to)`.
-    async fn monitor_stats(&self, from: i64, to: i64) -> Result<Stats, StoreError>;
+    async fn monitor_stats(&self, from: i64, to: i64) -> Result<Overview, StoreError>;
 
     // --- operations ---
     /// Rows a prune with this cutoff (unix ms, exclusive) would delete, per table
@@ -329,62 +365,3 @@ pub async fn connect(
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }
 }
-
-/// Read queries shared by both dialects (`$n` placeholders work in both). Expanded in
-/// each dialect's `impl` so each gets its own pool type.
-macro_rules! read_queries {
-    () => {
-        async fn read_run(
-            &self,
-            run_id: &str,
-        ) -> Result<Option<$crate::store::RunDetail>, $crate::store::StoreError> {
-            let run: Option<$crate::store::RunRecord> =
-                sqlx::query_as("SELECT * FROM render_runs WHERE run_id = $1")
-                    .bind(run_id)
-                    .fetch_optional(&self.reader)
-                    .await?;
-            let Some(run) = run else {
-                return Ok(None);
-            };
-            let variants = sqlx::query_as(
-                "SELECT * FROM variant_results WHERE run_id = $1 ORDER BY variant_id",
-            )
-            .bind(run_id)
-            .fetch_all(&self.reader)
-            .await?;
-            let events = sqlx::query_as(
-                "SELECT * FROM monitor_events WHERE request_id = $1 AND request_id <> '' \
-                 UNION SELECT * FROM monitor_events WHERE run_id = $2 \
-                 ORDER BY occurred_at, event_id LIMIT $3",
-            )
-            .bind(&run.request_id)
-            .bind(run_id)
-            .bind($crate::store::MAX_RUN_EVENTS)
-            .fetch_all(&self.reader)
-            .await?;
-            Ok(Some($crate::store::RunDetail {
-                run,
-                variants,
-                events,
-            }))
-        }
-
-        async fn read_producers(
-            &self,
-        ) -> Result<Vec<$crate::store::ProducerRecord>, $crate::store::StoreError> {
-            Ok(
-                sqlx::query_as("SELECT * FROM producers ORDER BY last_seen_at DESC, producer")
-                    .fetch_all(&self.reader)
-                    .await?,
-            )
-        }
-
-        async fn read_event_count(&self) -> Result<i64, $crate::store::StoreError> {
-            let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM monitor_events")
-                .fetch_one(&self.reader)
-                .await?;
-            Ok(count)
-        }
-    };
-}
-pub(crate) use read_queries;

@@ -1,19 +1,19 @@
 //! Postgres: a pool, and batches written as one `INSERT .. SELECT FROM UNNEST(arrays)`
 //! per table, so a batch of any size is a handful of statements with one parameter per
-//! column (no bind-count limit, one plan per table).
+//! column (no bind-count limit, one plan per table). The statements, their array types
+//! and the bind order come from [`schema`].
 
 use std::str::FromStr;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::query::Query;
+use sqlx::{Connection as _, Postgres};
+use telemetry_proto::BodyKind;
 
-use super::projection::{self, Prepared};
+use super::projection::Prepared;
+use super::schema::{self, Table, Value};
 use super::writer::WriterConn;
-use super::{
-    read_queries, Batch, DeadLetterRecord, ProducerRecord, RunDetail, RunRecord, Store, StoreError,
-    StoreOptions, WriteReport,
-};
-use crate::domain::{clamp, RunStart, VariantOutcome};
-use sqlx::Connection as _;
+use super::{overview, Batch, Dialect, Overview, StoreError, StoreOptions, WriteReport};
 
 /// The Postgres store.
 #[derive(Debug, Clone)]
@@ -28,6 +28,8 @@ pub struct PostgresStore {
     connect: PgConnectOptions,
     /// Bounds that attempt.
     acquire_timeout: std::time::Duration,
+    /// The write path's SQL, derived once.
+    statements: std::sync::Arc<Statements>,
 }
 
 impl PostgresStore {
@@ -56,6 +58,7 @@ impl PostgresStore {
             reader,
             connect,
             acquire_timeout: options.acquire_timeout,
+            statements: std::sync::Arc::new(Statements::new()),
         })
     }
 
@@ -76,44 +79,68 @@ impl PostgresStore {
             Err(_) => err.into(),
         }
     }
-
-    read_queries!();
-    super::monitor_reads::monitor_read_queries!(sqlx::Postgres, stats = grouped);
-    super::ops::ops_queries!(reader);
 }
 
-/// `INSERT INTO table (columns) SELECT * FROM UNNEST($1::type[], ...)`.
-fn unnest_insert(table: &str, columns: &[&str], types: &[&str]) -> String {
-    debug_assert_eq!(columns.len(), types.len());
-    let arrays: Vec<String> = types
-        .iter()
-        .enumerate()
-        .map(|(i, ty)| format!("${}::{ty}[]", i + 1))
-        .collect();
-    format!(
-        "INSERT INTO {table} ({}) SELECT * FROM UNNEST({})",
-        columns.join(", "),
-        arrays.join(", ")
-    )
+type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
+
+/// The write path's statements, one per table.
+#[derive(Debug)]
+struct Statements {
+    /// New rows counted per producer in the server: a few rows back, not one per
+    /// envelope.
+    events: String,
+    runs: String,
+    variants: String,
+    producers: String,
+    dead_letters: String,
 }
 
-const T: &str = "text";
-const B: &str = "bigint";
+impl Statements {
+    fn new() -> Self {
+        Self {
+            events: format!(
+                "WITH ins AS ({} RETURNING producer, kind) \
+                 SELECT producer, kind = '{}' AS stats, count(*) FROM ins GROUP BY 1, 2",
+                schema::events().unnest_upsert(),
+                BodyKind::ProducerStats.as_str()
+            ),
+            runs: schema::runs().unnest_upsert(),
+            variants: schema::variants().unnest_upsert(),
+            producers: schema::producers().unnest_upsert(),
+            dead_letters: schema::dead_letters().unnest_upsert(),
+        }
+    }
+}
 
-const EVENT_TYPES: &[&str] = &[T, T, T, T, T, T, T, T, T, B, B, B, B, T, T];
-const RUN_TYPES: &[&str] = &[
-    T, T, T, B, T, T, T, T, T, B, B, T, B, T, B, B, T, B, T, T, T, T, B, T, T, B, B, B, B, B, T,
-];
-const VARIANT_TYPES: &[&str] = &[T, T, T, T, B, T, T, T, B, T, T, T, T, B, T];
+/// Binds `rows` as one array per column of `table`, in the table's order.
+fn bind_columns<'q, R>(sql: &'q str, table: &Table<R>, rows: &'q [R]) -> PgQuery<'q> {
+    let mut query = sqlx::query(sql);
+    for column in &table.columns {
+        query = match &column.value {
+            Value::Text(get) => query.bind(rows.iter().map(get).collect::<Vec<_>>()),
+            Value::Int(get) => query.bind(rows.iter().map(get).collect::<Vec<_>>()),
+            Value::Bool(get) => query.bind(rows.iter().map(get).collect::<Vec<_>>()),
+            Value::Bytes(get) => query.bind(rows.iter().map(get).collect::<Vec<_>>()),
+        };
+    }
+    query
+}
 
 #[async_trait::async_trait]
-impl Store for PostgresStore {
-    fn writers(&self) -> usize {
-        self.writer.options().get_max_connections() as usize
+impl Dialect for PostgresStore {
+    type Db = Postgres;
+    const NAME: &'static str = "postgres";
+
+    fn reader(&self) -> &PgPool {
+        &self.reader
     }
 
-    fn dialect(&self) -> &'static str {
-        "postgres"
+    fn operator(&self) -> &PgPool {
+        &self.reader
+    }
+
+    fn writers(&self) -> usize {
+        self.writer.options().get_max_connections() as usize
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -131,36 +158,15 @@ impl Store for PostgresStore {
             Err(err) => return Err(self.no_connection(err).await),
         };
         let mut tx = conn.begin().await?;
+        let statements = &self.statements;
 
         if !prepared.events.is_empty() {
-            let events = &prepared.events;
-            let payloads: Vec<Option<String>> = events.iter().map(|f| f.payload()).collect();
-            // New rows counted per producer in the server: a few rows back, not one
-            // per envelope.
-            let sql = format!(
-                "WITH ins AS ({} ON CONFLICT (event_id) DO NOTHING RETURNING producer, kind) \
-                 SELECT producer, kind = '{}' AS stats, count(*) FROM ins GROUP BY 1, 2",
-                unnest_insert("monitor_events", projection::EVENT_COLUMNS, EVENT_TYPES),
-                telemetry_proto::BodyKind::ProducerStats.as_str()
-            );
-            let inserted: Vec<(String, bool, i64)> = sqlx::query_as(&sql)
-                .bind(column(events, |f| f.meta.event_id.as_str()))
-                .bind(column(events, |f| f.kind().as_str()))
-                .bind(column(events, |f| f.event_type()))
-                .bind(column(events, |f| f.source()))
-                .bind(column(events, |f| f.meta.shop_id.as_str()))
-                .bind(column(events, |f| f.meta.request_id.as_str()))
-                .bind(column(events, |f| f.run_id()))
-                .bind(column(events, |f| f.variant_id()))
-                .bind(column(events, |f| f.meta.producer.as_str()))
-                .bind(column(events, |f| f.meta.producer_seq))
-                .bind(column(events, |f| f.meta.occurred_at))
-                .bind(column(events, |_| batch.received_at))
-                .bind(column(events, |f| clamp(f.origin.stream_seq)))
-                .bind(column(events, |f| f.origin.subject.as_str()))
-                .bind(payloads)
-                .fetch_all(&mut *tx)
-                .await?;
+            let table = schema::events();
+            let inserted: Vec<(String, bool, i64)> =
+                bind_columns(&statements.events, &table, &prepared.events)
+                    .try_map(|row| sqlx::FromRow::from_row(&row))
+                    .fetch_all(&mut *tx)
+                    .await?;
             for (producer, stats, stored) in &inserted {
                 let stored = u64::try_from(*stored).unwrap_or(0);
                 report.stored += stored;
@@ -170,149 +176,32 @@ impl Store for PostgresStore {
             }
             report.duplicates = prepared.events.len() as u64 - report.stored;
         }
-
         if !prepared.runs.is_empty() {
-            let runs = &prepared.runs;
-            let product_meta =
-                |r: &projection::RunRow<'_>| start(r).and_then(|s| s.product_image.meta.clone());
-            let room_meta =
-                |r: &projection::RunRow<'_>| start(r).and_then(|s| s.room_image.meta.clone());
-            let sql = format!(
-                "{} {}",
-                unnest_insert("render_runs", projection::RUN_COLUMNS, RUN_TYPES),
-                projection::runs_conflict()
-            );
-            sqlx::query(&sql)
-                .bind(column(runs, |r| r.run_id))
-                .bind(column(runs, |r| r.ident().shop_id.to_owned()))
-                .bind(column(runs, |r| r.ident().request_id.to_owned()))
-                .bind(column(runs, |r| r.ident().occurred_at))
-                .bind(column(runs, |r| {
-                    start(r).map(|s| s.product_asset_id.as_str())
-                }))
-                .bind(column(runs, |r| {
-                    start(r).map(|s| s.room_session_id.as_str())
-                }))
-                .bind(column(runs, |r| {
-                    start(r).map(|s| s.prompt_pack_version.as_str())
-                }))
-                .bind(column(runs, |r| start(r).map(|s| s.model.as_str())))
-                .bind(column(runs, |r| {
-                    start(r).map(|s| s.product_image.hash.as_str())
-                }))
-                .bind(column(runs, |r| product_meta(r).map(|m| m.width)))
-                .bind(column(runs, |r| product_meta(r).map(|m| m.height)))
-                .bind(column(runs, |r| product_meta(r).map(|m| m.format)))
-                .bind(column(runs, |r| product_meta(r).map(|m| m.bytes)))
-                .bind(column(runs, |r| {
-                    start(r).map(|s| s.room_image.hash.as_str())
-                }))
-                .bind(column(runs, |r| room_meta(r).map(|m| m.width)))
-                .bind(column(runs, |r| room_meta(r).map(|m| m.height)))
-                .bind(column(runs, |r| room_meta(r).map(|m| m.format)))
-                .bind(column(runs, |r| room_meta(r).map(|m| m.bytes)))
-                .bind(column(runs, |r| {
-                    start(r).map(|s| s.resolved_facts_hash.as_str())
-                }))
-                .bind(column(runs, |r| {
-                    start(r).and_then(|s| s.resolved_facts_json.as_deref())
-                }))
-                .bind(column(runs, |r| {
-                    start(r).map(|s| s.prompt_pack_hash.as_str())
-                }))
-                .bind(column(runs, |r| {
-                    start(r).and_then(|s| s.prompt_pack_json.as_deref())
-                }))
-                .bind(column(runs, |r| start(r).map(|s| s.variant_count)))
-                .bind(column(runs, |r| r.start.as_ref().map(|(i, _)| i.event_id)))
-                .bind(column(runs, |r| r.status().to_owned()))
-                .bind(column(runs, |r| {
-                    r.done.as_ref().map(|(_, d)| d.total_duration_ms)
-                }))
-                .bind(column(runs, |r| {
-                    r.done.as_ref().map(|(_, d)| d.success_count)
-                }))
-                .bind(column(runs, |r| r.done.as_ref().map(|(_, d)| d.fail_count)))
-                .bind(column(runs, |r| {
-                    r.done.as_ref().map(|(_, d)| d.timeout_count)
-                }))
-                .bind(column(runs, |r| {
-                    r.done.as_ref().map(|(i, _)| i.occurred_at)
-                }))
-                .bind(column(runs, |r| r.done.as_ref().map(|(i, _)| i.event_id)))
+            bind_columns(&statements.runs, &schema::runs(), &prepared.runs)
                 .execute(&mut *tx)
                 .await?;
         }
-
         if !prepared.variants.is_empty() {
-            let variants = &prepared.variants;
-            let sql = format!(
-                "{} {}",
-                unnest_insert(
-                    "variant_results",
-                    projection::VARIANT_COLUMNS,
-                    VARIANT_TYPES
-                ),
-                projection::variants_conflict()
-            );
-            sqlx::query(&sql)
-                .bind(column(variants, |v| v.run_id))
-                .bind(column(variants, |v| v.variant_id))
-                .bind(column(variants, |v| v.ident().shop_id.to_owned()))
-                .bind(column(variants, |v| v.ident().request_id.to_owned()))
-                .bind(column(variants, |v| {
-                    v.start.as_ref().map(|i| i.occurred_at)
-                }))
-                .bind(column(variants, |v| v.start.as_ref().map(|i| i.event_id)))
-                .bind(column(variants, |v| v.status().to_owned()))
-                .bind(column(variants, |v| {
-                    result(v).map(|r| r.final_prompt_hash.as_str())
-                }))
-                .bind(column(variants, |v| result(v).map(|r| r.latency_ms)))
-                .bind(column(variants, |v| {
-                    result(v).map(|r| r.output_image_key.as_str())
-                }))
-                .bind(column(variants, |v| {
-                    result(v).map(|r| r.output_image_hash.as_str())
-                }))
-                .bind(column(variants, |v| {
-                    result(v).map(|r| r.error_code.as_str())
-                }))
-                .bind(column(variants, |v| {
-                    result(v).map(|r| r.error_message.as_str())
-                }))
-                .bind(column(variants, |v| {
-                    v.result.as_ref().map(|(i, _)| i.occurred_at)
-                }))
-                .bind(column(variants, |v| {
-                    v.result.as_ref().map(|(i, _)| i.event_id)
-                }))
-                .execute(&mut *tx)
-                .await?;
-        }
-
-        let producers_sql = format!(
-            "INSERT INTO producers ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) {}",
-            projection::PRODUCER_COLUMNS.join(", "),
-            projection::producers_conflict("GREATEST")
-        );
-        for (producer, p) in &prepared.producers {
-            projection::bind_producer!(sqlx::query(&producers_sql), *producer, p)
-                .execute(&mut *tx)
-                .await?;
-        }
-
-        for dead in &batch.dead {
-            let done = sqlx::query(
-                "INSERT INTO dead_letters (stream, stream_seq, subject, reason, raw, received_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (stream, stream_seq) DO NOTHING",
+            bind_columns(
+                &statements.variants,
+                &schema::variants(),
+                &prepared.variants,
             )
-            .bind(&batch.stream)
-            .bind(clamp(dead.origin.stream_seq))
-            .bind(&dead.origin.subject)
-            .bind(dead.reason.to_string())
-            .bind(dead.raw.as_ref())
-            .bind(batch.received_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let producers = prepared.take_producers();
+        if !producers.is_empty() {
+            bind_columns(&statements.producers, &schema::producers(), &producers)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if !prepared.dead.is_empty() {
+            let done = bind_columns(
+                &statements.dead_letters,
+                &schema::dead_letters(),
+                &prepared.dead,
+            )
             .execute(&mut *tx)
             .await?;
             report.dead_letters += done.rows_affected();
@@ -330,90 +219,12 @@ impl Store for PostgresStore {
         }
     }
 
-    async fn run(&self, run_id: &str) -> Result<Option<RunDetail>, StoreError> {
-        self.read_run(run_id).await
-    }
-
-    async fn producers(&self) -> Result<Vec<ProducerRecord>, StoreError> {
-        self.read_producers().await
-    }
-
-    async fn event_count(&self) -> Result<i64, StoreError> {
-        self.read_event_count().await
-    }
-
     async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
     }
 
-    // --- monitor reads ---
-    async fn monitor_runs(&self, filter: &super::RunFilter) -> Result<Vec<RunRecord>, StoreError> {
-        self.read_monitor_runs(filter).await
+    async fn overview(&self, from: i64, to: i64) -> Result<Overview, StoreError> {
+        overview::postgres(&self.reader, from, to).await
     }
-
-    async fn monitor_events(
-        &self,
-        filter: &super::EventFilter,
-    ) -> Result<Vec<super::EventRecord>, StoreError> {
-        self.read_monitor_events(filter).await
-    }
-
-    async fn monitor_dead_letters(
-        &self,
-        before: Option<i64>,
-        limit: i64,
-    ) -> Result<Vec<DeadLetterRecord>, StoreError> {
-        self.read_monitor_dead_letters(before, limit).await
-    }
-
-    async fn monitor_stats(&self, from: i64, to: i64) -> Result<super::Stats, StoreError> {
-        self.read_monitor_stats(from, to).await
-    }
-
-    // --- operations ---
-    async fn prune_counts(&self, cutoff: i64) -> Result<super::PruneCounts, StoreError> {
-        self.ops_prune_counts(cutoff).await
-    }
-
-    async fn prune_step(&self, cutoff: i64, limit: i64) -> Result<super::PruneCounts, StoreError> {
-        self.ops_prune_step(cutoff, limit).await
-    }
-
-    async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetterRecord>, StoreError> {
-        self.ops_dead_letter(id).await
-    }
-
-    async fn dead_letters_after(
-        &self,
-        after_id: i64,
-        limit: i64,
-    ) -> Result<Vec<DeadLetterRecord>, StoreError> {
-        self.ops_dead_letters_after(after_id, limit).await
-    }
-
-    async fn settle_dead_letters(
-        &self,
-        resolved: &[i64],
-        failing: &[(i64, String)],
-    ) -> Result<(), StoreError> {
-        self.ops_settle_dead_letters(resolved, failing).await
-    }
-
-    async fn purge_dead_letters(&self, limit: i64) -> Result<u64, StoreError> {
-        self.ops_purge_dead_letters(limit).await
-    }
-}
-
-fn start<'a>(row: &projection::RunRow<'a>) -> Option<&'a RunStart> {
-    row.start.as_ref().map(|(_, s)| *s)
-}
-
-fn result<'a>(row: &projection::VariantRow<'a>) -> Option<&'a VariantOutcome> {
-    row.result.as_ref().map(|(_, r)| *r)
-}
-
-/// One column of a batch, for an `UNNEST` array parameter.
-fn column<'a, R, T>(rows: &'a [R], f: impl Fn(&'a R) -> T) -> Vec<T> {
-    rows.iter().map(f).collect()
 }

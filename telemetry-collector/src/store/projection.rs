@@ -13,12 +13,15 @@
 //!
 //! A batch is first folded in memory with the same rule ([`Prepared::from_batch`]), so
 //! each key appears once per statement (Postgres refuses to upsert a row twice in one
-//! statement), then merged into the table by the `ON CONFLICT` clauses below.
+//! statement), then merged into the table by the `ON CONFLICT` clauses that
+//! [`super::schema`] derives from each column's [`Part`](super::schema::Part).
 
 use std::collections::{BTreeMap, HashSet};
 
 use super::Batch;
-use crate::domain::{Body, Fact, RunOutcome, RunStart, Stats, VariantOutcome};
+use crate::domain::{
+    Body, DeadLetter, Fact, ImageMeta, ProducerLedger, RunOutcome, RunStart, VariantOutcome,
+};
 
 /// Identity fields carried by both halves.
 #[derive(Debug, Clone)]
@@ -42,13 +45,13 @@ impl<'a> Ident<'a> {
 
 /// One `render_runs` row to upsert.
 #[derive(Debug, Clone)]
-pub(crate) struct RunRow<'a> {
+pub(crate) struct RunUpsert<'a> {
     pub run_id: &'a str,
     pub start: Option<(Ident<'a>, &'a RunStart)>,
     pub done: Option<(Ident<'a>, &'a RunOutcome)>,
 }
 
-impl RunRow<'_> {
+impl<'a> RunUpsert<'a> {
     /// Identity from the start when there is one, else from the end.
     pub fn ident(&self) -> &Ident<'_> {
         match (&self.start, &self.done) {
@@ -63,18 +66,38 @@ impl RunRow<'_> {
             .as_ref()
             .map_or("running", |(_, done)| done.status.as_str())
     }
+
+    /// The winning start's body.
+    pub fn started(&self) -> Option<&'a RunStart> {
+        self.start.as_ref().map(|(_, start)| *start)
+    }
+
+    /// The winning end's body.
+    pub fn completed(&self) -> Option<&'a RunOutcome> {
+        self.done.as_ref().map(|(_, done)| *done)
+    }
+
+    /// The product image's metadata, when the start has it.
+    pub fn product_meta(&self) -> Option<&'a ImageMeta> {
+        self.started().and_then(|s| s.product_image.meta.as_ref())
+    }
+
+    /// The room image's metadata, when the start has it.
+    pub fn room_meta(&self) -> Option<&'a ImageMeta> {
+        self.started().and_then(|s| s.room_image.meta.as_ref())
+    }
 }
 
 /// One `variant_results` row to upsert.
 #[derive(Debug, Clone)]
-pub(crate) struct VariantRow<'a> {
+pub(crate) struct VariantUpsert<'a> {
     pub run_id: &'a str,
     pub variant_id: &'a str,
     pub start: Option<Ident<'a>>,
     pub result: Option<(Ident<'a>, &'a VariantOutcome)>,
 }
 
-impl VariantRow<'_> {
+impl<'a> VariantUpsert<'a> {
     /// Identity from the start when there is one, else from the result.
     pub fn ident(&self) -> &Ident<'_> {
         match (&self.start, &self.result) {
@@ -89,26 +112,73 @@ impl VariantRow<'_> {
             .as_ref()
             .map_or("running", |(_, result)| result.status.as_str())
     }
+
+    /// The winning result's body.
+    pub fn outcome(&self) -> Option<&'a VariantOutcome> {
+        self.result.as_ref().map(|(_, result)| *result)
+    }
 }
 
 /// One `producers` row to upsert.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ProducerRow<'a> {
-    pub stats: Option<(&'a str, &'a Stats)>,
+#[derive(Debug, Clone)]
+pub(crate) struct ProducerUpsert<'a> {
+    pub producer: &'a str,
+    /// The winning `ProducerStats`: its event id and body.
+    pub ledger: Option<(&'a str, &'a ProducerLedger)>,
     pub last_seen_at: i64,
     /// Filled after the event insert: only rows that were new.
     pub stored_events: i64,
+}
+
+impl<'a> ProducerUpsert<'a> {
+    fn new(producer: &'a str) -> Self {
+        Self {
+            producer,
+            ledger: None,
+            last_seen_at: 0,
+            stored_events: 0,
+        }
+    }
+
+    /// The winning `ProducerStats` body.
+    pub fn ledger(&self) -> Option<&'a ProducerLedger> {
+        self.ledger.map(|(_, ledger)| ledger)
+    }
+}
+
+/// One `monitor_events` row to insert.
+#[derive(Debug, Clone)]
+pub(crate) struct EventInsert<'a> {
+    pub fact: &'a Fact,
+    /// The batch's receive time.
+    pub received_at: i64,
+    /// [`Fact::payload`], made once per envelope.
+    pub payload: Option<String>,
+}
+
+/// One `dead_letters` row to insert.
+#[derive(Debug, Clone)]
+pub(crate) struct DeadLetterInsert<'a> {
+    /// The batch's stream.
+    pub stream: &'a str,
+    /// The batch's receive time.
+    pub received_at: i64,
+    pub dead: &'a DeadLetter,
+    /// The rejection as text.
+    pub reason: String,
 }
 
 /// A batch folded into one row per key.
 #[derive(Debug, Default)]
 pub(crate) struct Prepared<'a> {
     /// Unique by event id.
-    pub events: Vec<&'a Fact>,
+    pub events: Vec<EventInsert<'a>>,
     /// Sorted by key (a stable lock order between concurrent collectors).
-    pub runs: Vec<RunRow<'a>>,
-    pub variants: Vec<VariantRow<'a>>,
-    pub producers: BTreeMap<&'a str, ProducerRow<'a>>,
+    pub runs: Vec<RunUpsert<'a>>,
+    pub variants: Vec<VariantUpsert<'a>>,
+    pub producers: BTreeMap<&'a str, ProducerUpsert<'a>>,
+    /// The batch's dead letters.
+    pub dead: Vec<DeadLetterInsert<'a>>,
 }
 
 fn wins(new: &Ident<'_>, old: Option<&Ident<'_>>) -> bool {
@@ -119,21 +189,27 @@ impl<'a> Prepared<'a> {
     /// Folds the batch with the projection's rule.
     pub fn from_batch(batch: &'a Batch) -> Self {
         let mut seen = HashSet::with_capacity(batch.facts.len());
-        let mut runs: BTreeMap<&str, RunRow<'_>> = BTreeMap::new();
-        let mut variants: BTreeMap<(&str, &str), VariantRow<'_>> = BTreeMap::new();
-        let mut producers: BTreeMap<&str, ProducerRow<'_>> = BTreeMap::new();
+        let mut runs: BTreeMap<&str, RunUpsert<'_>> = BTreeMap::new();
+        let mut variants: BTreeMap<(&str, &str), VariantUpsert<'_>> = BTreeMap::new();
+        let mut producers: BTreeMap<&str, ProducerUpsert<'_>> = BTreeMap::new();
         let mut events = Vec::with_capacity(batch.facts.len());
         for fact in &batch.facts {
             if !seen.insert(fact.meta.event_id.as_str()) {
                 continue;
             }
-            events.push(fact);
+            events.push(EventInsert {
+                fact,
+                received_at: batch.received_at,
+                payload: fact.payload(),
+            });
             let ident = Ident::of(fact);
-            let producer = producers.entry(&fact.meta.producer).or_default();
+            let producer = producers
+                .entry(&fact.meta.producer)
+                .or_insert_with(|| ProducerUpsert::new(&fact.meta.producer));
             producer.last_seen_at = producer.last_seen_at.max(fact.meta.occurred_at);
             match &fact.body {
                 Body::RunStarted(start) => {
-                    let row = runs.entry(&start.run_id).or_insert_with(|| RunRow {
+                    let row = runs.entry(&start.run_id).or_insert_with(|| RunUpsert {
                         run_id: &start.run_id,
                         start: None,
                         done: None,
@@ -143,7 +219,7 @@ impl<'a> Prepared<'a> {
                     }
                 }
                 Body::RunCompleted(done) => {
-                    let row = runs.entry(&done.run_id).or_insert_with(|| RunRow {
+                    let row = runs.entry(&done.run_id).or_insert_with(|| RunUpsert {
                         run_id: &done.run_id,
                         start: None,
                         done: None,
@@ -164,12 +240,12 @@ impl<'a> Prepared<'a> {
                         row.result = Some((ident, result));
                     }
                 }
-                Body::ProducerStats(stats) => {
+                Body::ProducerStats(ledger) => {
                     if producer
-                        .stats
+                        .ledger
                         .is_none_or(|(old, _)| fact.meta.event_id.as_str() > old)
                     {
-                        producer.stats = Some((&fact.meta.event_id, stats));
+                        producer.ledger = Some((&fact.meta.event_id, ledger));
                     }
                 }
                 Body::Event(_) => {}
@@ -180,6 +256,16 @@ impl<'a> Prepared<'a> {
             runs: runs.into_values().collect(),
             variants: variants.into_values().collect(),
             producers,
+            dead: batch
+                .dead
+                .iter()
+                .map(|dead| DeadLetterInsert {
+                    stream: &batch.stream,
+                    received_at: batch.received_at,
+                    dead,
+                    reason: dead.reason.to_string(),
+                })
+                .collect(),
         }
     }
 
@@ -189,237 +275,24 @@ impl<'a> Prepared<'a> {
             row.stored_events += crate::domain::clamp(stored);
         }
     }
+
+    /// The `producers` rows, once [`Prepared::add_stored`] has counted what was new.
+    pub fn take_producers(&mut self) -> Vec<ProducerUpsert<'a>> {
+        std::mem::take(&mut self.producers).into_values().collect()
+    }
 }
 
 fn variant_entry<'m, 'a>(
-    variants: &'m mut BTreeMap<(&'a str, &'a str), VariantRow<'a>>,
+    variants: &'m mut BTreeMap<(&'a str, &'a str), VariantUpsert<'a>>,
     run_id: &'a str,
     variant_id: &'a str,
-) -> &'m mut VariantRow<'a> {
+) -> &'m mut VariantUpsert<'a> {
     variants
         .entry((run_id, variant_id))
-        .or_insert_with(|| VariantRow {
+        .or_insert_with(|| VariantUpsert {
             run_id,
             variant_id,
             start: None,
             result: None,
         })
-}
-
-/// Columns of `render_runs`, in bind order.
-pub(crate) const RUN_COLUMNS: &[&str] = &[
-    "run_id",
-    "shop_id",
-    "request_id",
-    "started_at",
-    "product_asset_id",
-    "room_session_id",
-    "prompt_pack_version",
-    "model",
-    "product_image_hash",
-    "product_image_width",
-    "product_image_height",
-    "product_image_format",
-    "product_image_bytes",
-    "room_image_hash",
-    "room_image_width",
-    "room_image_height",
-    "room_image_format",
-    "room_image_bytes",
-    "resolved_facts_hash",
-    "resolved_facts_json",
-    "prompt_pack_hash",
-    "prompt_pack_json",
-    "variant_count",
-    "started_event_id",
-    "status",
-    "total_duration_ms",
-    "success_count",
-    "fail_count",
-    "timeout_count",
-    "completed_at",
-    "completed_event_id",
-];
-
-/// Columns of `variant_results`, in bind order.
-pub(crate) const VARIANT_COLUMNS: &[&str] = &[
-    "run_id",
-    "variant_id",
-    "shop_id",
-    "request_id",
-    "started_at",
-    "started_event_id",
-    "status",
-    "final_prompt_hash",
-    "latency_ms",
-    "output_image_key",
-    "output_image_hash",
-    "error_code",
-    "error_message",
-    "finished_at",
-    "result_event_id",
-];
-
-/// Columns of `monitor_events`, in bind order.
-pub(crate) const EVENT_COLUMNS: &[&str] = &[
-    "event_id",
-    "kind",
-    "event_type",
-    "source",
-    "shop_id",
-    "request_id",
-    "run_id",
-    "variant_id",
-    "producer",
-    "producer_seq",
-    "occurred_at",
-    "received_at",
-    "stream_seq",
-    "subject",
-    "payload",
-];
-
-/// Binds one `producers` row (`producer`, its [`ProducerRow`]) in [`PRODUCER_COLUMNS`]
-/// order onto a query of either dialect.
-macro_rules! bind_producer {
-    ($query:expr, $producer:expr, $row:expr) => {{
-        let row: &$crate::store::projection::ProducerRow<'_> = $row;
-        let stats = row.stats.map(|(_, s)| s);
-        $query
-            .bind($producer)
-            .bind(stats.map(|s| s.service.as_str()))
-            .bind(stats.map(|s| s.emitted))
-            .bind(stats.map(|s| s.published))
-            .bind(stats.map(|s| s.dropped))
-            .bind(stats.map(|s| s.dropped_by_reason.as_str()))
-            .bind(stats.map(|s| s.publish_failures))
-            .bind(stats.map(|s| s.queue_depth))
-            .bind(stats.map(|s| s.started_at))
-            .bind(stats.map(|s| s.is_final))
-            .bind(row.stats.map(|(id, _)| id))
-            .bind(row.last_seen_at)
-            .bind(row.stored_events)
-    }};
-}
-pub(crate) use bind_producer;
-
-/// Columns of `producers`, in bind order.
-pub(crate) const PRODUCER_COLUMNS: &[&str] = &[
-    "producer",
-    "service",
-    "emitted",
-    "published",
-    "dropped",
-    "dropped_by_reason",
-    "publish_failures",
-    "queue_depth",
-    "started_at",
-    "final",
-    "stats_event_id",
-    "last_seen_at",
-    "stored_events",
-];
-
-/// Columns of `dead_letters`, in bind order.
-pub(crate) const DEAD_LETTER_COLUMNS: &[&str] = &[
-    "stream",
-    "stream_seq",
-    "subject",
-    "reason",
-    "raw",
-    "received_at",
-];
-
-/// The `ON CONFLICT ... DO UPDATE SET` of a two-half table. SET expressions see the
-/// old row, so the conditions compare against the values before this upsert.
-fn two_halves(
-    table: &str,
-    key: &str,
-    start_id: &str,
-    end_id: &str,
-    ident: &[&str],
-    start: &[&str],
-    end: &[&str],
-) -> String {
-    let start_wins = format!(
-        "(excluded.{start_id} IS NOT NULL AND ({table}.{start_id} IS NULL OR excluded.{start_id} > {table}.{start_id}))"
-    );
-    let end_wins = format!(
-        "(excluded.{end_id} IS NOT NULL AND ({table}.{end_id} IS NULL OR excluded.{end_id} > {table}.{end_id}))"
-    );
-    let ident_wins = format!(
-        "({start_wins} OR ({table}.{start_id} IS NULL AND excluded.{start_id} IS NULL AND {end_wins}))"
-    );
-    let mut sets = Vec::new();
-    for (columns, condition) in [(ident, &ident_wins), (start, &start_wins), (end, &end_wins)] {
-        for column in columns {
-            sets.push(format!(
-                "{column} = CASE WHEN {condition} THEN excluded.{column} ELSE {table}.{column} END"
-            ));
-        }
-    }
-    format!("ON CONFLICT ({key}) DO UPDATE SET {}", sets.join(", "))
-}
-
-/// Upsert tail for `render_runs`.
-pub(crate) fn runs_conflict() -> String {
-    two_halves(
-        "render_runs",
-        "run_id",
-        "started_event_id",
-        "completed_event_id",
-        &["shop_id", "request_id", "started_at"],
-        &RUN_COLUMNS[4..24],
-        &RUN_COLUMNS[24..],
-    )
-}
-
-/// Upsert tail for `variant_results`.
-pub(crate) fn variants_conflict() -> String {
-    two_halves(
-        "variant_results",
-        "run_id, variant_id",
-        "started_event_id",
-        "result_event_id",
-        &["shop_id", "request_id"],
-        &VARIANT_COLUMNS[4..6],
-        &VARIANT_COLUMNS[6..],
-    )
-}
-
-/// Upsert tail for `producers`; `greatest` is `max` (SQLite) or `GREATEST` (Postgres).
-pub(crate) fn producers_conflict(greatest: &str) -> String {
-    let wins = "(excluded.stats_event_id IS NOT NULL AND (producers.stats_event_id IS NULL OR excluded.stats_event_id > producers.stats_event_id))";
-    let mut sets: Vec<String> = PRODUCER_COLUMNS[1..11]
-        .iter()
-        .map(|column| {
-            format!(
-                "{column} = CASE WHEN {wins} THEN excluded.{column} ELSE producers.{column} END"
-            )
-        })
-        .collect();
-    sets.push(format!(
-        "last_seen_at = {greatest}(producers.last_seen_at, excluded.last_seen_at)"
-    ));
-    sets.push("stored_events = producers.stored_events + excluded.stored_events".to_owned());
-    format!("ON CONFLICT (producer) DO UPDATE SET {}", sets.join(", "))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn column_slices_split_where_the_halves_do() {
-        assert_eq!(RUN_COLUMNS[4], "product_asset_id");
-        assert_eq!(RUN_COLUMNS[23], "started_event_id");
-        assert_eq!(RUN_COLUMNS[24], "status");
-        assert_eq!(RUN_COLUMNS.last(), Some(&"completed_event_id"));
-        assert_eq!(VARIANT_COLUMNS[4..6], ["started_at", "started_event_id"]);
-        assert_eq!(VARIANT_COLUMNS.last(), Some(&"result_event_id"));
-        assert_eq!(PRODUCER_COLUMNS[10], "stats_event_id");
-        // The event-id column of each half is the last one it sets, but it is
-        // compared against the old row, so its position does not matter for SQL.
-        assert!(runs_conflict().contains("status = CASE WHEN (excluded.completed_event_id"));
-    }
 }

@@ -7,13 +7,11 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use super::{
-    read_queries, Batch, DeadLetterRecord, ProducerRecord, RunDetail, RunRecord, Store, StoreError,
-    StoreOptions, WriteReport,
-};
+use super::{overview, Batch, Dialect, Overview, StoreError, StoreOptions, WriteReport};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::Sqlite;
 
 /// Page cache per connection, KiB (SQLite's default is 2 MiB). The writer touches the
 /// right-hand leaves of eight b-trees per batch; with 2 MiB it re-read pages it had just
@@ -72,20 +70,23 @@ impl SqliteStore {
             statements: Arc::new(write::Statements::new()),
         })
     }
-
-    read_queries!();
-    super::monitor_reads::monitor_read_queries!(sqlx::Sqlite, stats = packed);
-    super::ops::ops_queries!(writer);
 }
 
 #[async_trait::async_trait]
-impl Store for SqliteStore {
-    fn writers(&self) -> usize {
-        1
+impl Dialect for SqliteStore {
+    type Db = Sqlite;
+    const NAME: &'static str = "sqlite";
+
+    fn reader(&self) -> &SqlitePool {
+        &self.reader
     }
 
-    fn dialect(&self) -> &'static str {
-        "sqlite"
+    fn operator(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    fn writers(&self) -> usize {
+        1
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -104,77 +105,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn run(&self, run_id: &str) -> Result<Option<RunDetail>, StoreError> {
-        self.read_run(run_id).await
-    }
-
-    async fn producers(&self) -> Result<Vec<ProducerRecord>, StoreError> {
-        self.read_producers().await
-    }
-
-    async fn event_count(&self) -> Result<i64, StoreError> {
-        self.read_event_count().await
-    }
-
     async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
     }
 
-    // --- monitor reads ---
-    async fn monitor_runs(&self, filter: &super::RunFilter) -> Result<Vec<RunRecord>, StoreError> {
-        self.read_monitor_runs(filter).await
-    }
-
-    async fn monitor_events(
-        &self,
-        filter: &super::EventFilter,
-    ) -> Result<Vec<super::EventRecord>, StoreError> {
-        self.read_monitor_events(filter).await
-    }
-
-    async fn monitor_dead_letters(
-        &self,
-        before: Option<i64>,
-        limit: i64,
-    ) -> Result<Vec<DeadLetterRecord>, StoreError> {
-        self.read_monitor_dead_letters(before, limit).await
-    }
-
-    async fn monitor_stats(&self, from: i64, to: i64) -> Result<super::Stats, StoreError> {
-        self.read_monitor_stats(from, to).await
-    }
-
-    // --- operations ---
-    async fn prune_counts(&self, cutoff: i64) -> Result<super::PruneCounts, StoreError> {
-        self.ops_prune_counts(cutoff).await
-    }
-
-    async fn prune_step(&self, cutoff: i64, limit: i64) -> Result<super::PruneCounts, StoreError> {
-        self.ops_prune_step(cutoff, limit).await
-    }
-
-    async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetterRecord>, StoreError> {
-        self.ops_dead_letter(id).await
-    }
-
-    async fn dead_letters_after(
-        &self,
-        after_id: i64,
-        limit: i64,
-    ) -> Result<Vec<DeadLetterRecord>, StoreError> {
-        self.ops_dead_letters_after(after_id, limit).await
-    }
-
-    async fn settle_dead_letters(
-        &self,
-        resolved: &[i64],
-        failing: &[(i64, String)],
-    ) -> Result<(), StoreError> {
-        self.ops_settle_dead_letters(resolved, failing).await
-    }
-
-    async fn purge_dead_letters(&self, limit: i64) -> Result<u64, StoreError> {
-        self.ops_purge_dead_letters(limit).await
+    async fn overview(&self, from: i64, to: i64) -> Result<Overview, StoreError> {
+        overview::sqlite(&self.reader, from, to).await
     }
 }

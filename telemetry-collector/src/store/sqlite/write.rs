@@ -8,17 +8,15 @@
 //!
 //! Envelopes are inserted per (producer, is-`ProducerStats`) group, so the statement's
 //! own count of inserted rows gives the per-producer stored counts: no `RETURNING` rows
-//! to decode.
-
-use std::collections::BTreeMap;
+//! to decode. The statements and the bind order come from [`schema`].
 
 use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqlitePool};
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::Sqlite;
 use telemetry_proto::BodyKind;
 
-use crate::domain::{clamp, Fact};
-use crate::store::projection::{self, Prepared, RunRow, VariantRow};
+use crate::store::projection::{EventInsert, Prepared};
+use crate::store::schema::{self, Syntax, Table, Value};
 use crate::store::writer::WriterConn;
 use crate::store::{Batch, StoreError, WriteReport};
 use sqlx::Connection as _;
@@ -49,6 +47,12 @@ impl Shapes {
         Self(shapes)
     }
 
+    /// The shapes of `table`'s upsert.
+    fn of<R>(table: &Table<R>) -> Self {
+        let columns: Vec<&str> = table.names().collect();
+        Self::new(table.name, &columns, &table.on_conflict(Syntax::Sqlite))
+    }
+
     /// The text for `rows`, a power of two up to [`CHUNK_ROWS`].
     fn get(&self, rows: usize) -> &str {
         debug_assert!(rows.is_power_of_two() && rows <= CHUNK_ROWS);
@@ -63,31 +67,17 @@ pub(crate) struct Statements {
     runs: Shapes,
     variants: Shapes,
     producers: Shapes,
+    dead_letters: Shapes,
 }
 
 impl Statements {
     pub(crate) fn new() -> Self {
         Self {
-            events: Shapes::new(
-                "monitor_events",
-                projection::EVENT_COLUMNS,
-                "ON CONFLICT (event_id) DO NOTHING",
-            ),
-            runs: Shapes::new(
-                "render_runs",
-                projection::RUN_COLUMNS,
-                &projection::runs_conflict(),
-            ),
-            variants: Shapes::new(
-                "variant_results",
-                projection::VARIANT_COLUMNS,
-                &projection::variants_conflict(),
-            ),
-            producers: Shapes::new(
-                "producers",
-                projection::PRODUCER_COLUMNS,
-                &projection::producers_conflict("max"),
-            ),
+            events: Shapes::of(&schema::events()),
+            runs: Shapes::of(&schema::runs()),
+            variants: Shapes::of(&schema::variants()),
+            producers: Shapes::of(&schema::producers()),
+            dead_letters: Shapes::of(&schema::dead_letters()),
         }
     }
 }
@@ -104,22 +94,44 @@ fn chunk_lens(len: usize) -> impl Iterator<Item = usize> {
     )
 }
 
-/// Runs `bind` over `rows` in chunks of the prepared shapes; returns rows affected.
+/// Inserts `rows` into `table` in chunks of the prepared shapes, binding each row's
+/// columns in the table's order; returns rows affected.
 async fn insert_rows<'q, R>(
     tx: &mut sqlx::SqliteConnection,
     shapes: &'q Shapes,
+    table: &Table<R>,
     rows: &'q [R],
-    bind: impl Fn(Q<'q>, &'q R) -> Q<'q>,
 ) -> Result<u64, StoreError> {
     let mut affected = 0;
     let mut rest = rows;
     for len in chunk_lens(rows.len()) {
         let (chunk, tail) = rest.split_at(len);
         rest = tail;
-        let query = chunk.iter().fold(sqlx::query(shapes.get(len)), &bind);
+        let mut query = sqlx::query(shapes.get(len));
+        for row in chunk {
+            for column in &table.columns {
+                query = bind(query, row, &column.value);
+            }
+        }
         affected += query.execute(&mut *tx).await?.rows_affected();
     }
     Ok(affected)
+}
+
+fn bind<'q, R>(query: Q<'q>, row: &'q R, value: &Value<R>) -> Q<'q> {
+    match value {
+        Value::Text(get) => query.bind(get(row)),
+        Value::Int(get) => query.bind(get(row)),
+        Value::Bool(get) => query.bind(get(row)),
+        Value::Bytes(get) => query.bind(get(row)),
+    }
+}
+
+/// The group of an envelope: its producer, and whether it is a `ProducerStats` (which
+/// does not count as a stored envelope of its producer).
+fn group<'a>(event: &EventInsert<'a>) -> (&'a str, bool) {
+    let stats = event.fact.kind() == BodyKind::ProducerStats;
+    (event.fact.meta.producer.as_str(), stats)
 }
 
 /// Writes `batch` in one transaction.
@@ -136,149 +148,34 @@ pub(crate) async fn write(
     // transaction, so a connection that still thinks it is in one fails loudly.
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
 
-    let mut groups: BTreeMap<(&str, bool), Vec<&Fact>> = BTreeMap::new();
-    for fact in &prepared.events {
-        let stats = fact.kind() == BodyKind::ProducerStats;
-        groups
-            .entry((fact.meta.producer.as_str(), stats))
-            .or_default()
-            .push(fact);
-    }
-    for ((producer, stats), facts) in &groups {
-        let stored = insert_rows(&mut tx, &statements.events, facts, |q, fact| {
-            bind_event(q, fact, batch)
-        })
-        .await?;
+    // A stable sort keeps the batch's order within a group.
+    let mut events = std::mem::take(&mut prepared.events);
+    events.sort_by(|a, b| group(a).cmp(&group(b)));
+    let table = schema::events();
+    for facts in events.chunk_by(|a, b| group(a) == group(b)) {
+        let stored = insert_rows(&mut tx, &statements.events, &table, facts).await?;
         report.stored += stored;
+        let (producer, stats) = group(&facts[0]);
         if !stats {
             prepared.add_stored(producer, stored);
         }
     }
-    report.duplicates = prepared.events.len() as u64 - report.stored;
+    report.duplicates = events.len() as u64 - report.stored;
 
-    insert_rows(&mut tx, &statements.runs, &prepared.runs, bind_run).await?;
-    insert_rows(
-        &mut tx,
-        &statements.variants,
-        &prepared.variants,
-        bind_variant,
-    )
-    .await?;
-    let producers: Vec<_> = prepared.producers.iter().collect();
-    insert_rows(
-        &mut tx,
-        &statements.producers,
-        &producers,
-        |q, (producer, p)| projection::bind_producer!(q, **producer, p),
-    )
-    .await?;
-
-    // Rare: one statement per batch that has any, built on the spot.
-    if !batch.dead.is_empty() {
-        let mut query = QueryBuilder::<Sqlite>::new(format!(
-            "INSERT INTO dead_letters ({}) ",
-            projection::DEAD_LETTER_COLUMNS.join(", ")
-        ));
-        for chunk in batch.dead.chunks(CHUNK_ROWS) {
-            query.reset();
-            query.push_values(chunk, |mut row, dead| {
-                row.push_bind(&batch.stream)
-                    .push_bind(clamp(dead.origin.stream_seq))
-                    .push_bind(&dead.origin.subject)
-                    .push_bind(dead.reason.to_string())
-                    .push_bind(dead.raw.as_ref())
-                    .push_bind(batch.received_at);
-            });
-            query.push(" ON CONFLICT (stream, stream_seq) DO NOTHING");
-            report.dead_letters += query.build().execute(&mut *tx).await?.rows_affected();
-        }
-    }
+    let runs = schema::runs();
+    insert_rows(&mut tx, &statements.runs, &runs, &prepared.runs).await?;
+    let variants = schema::variants();
+    insert_rows(&mut tx, &statements.variants, &variants, &prepared.variants).await?;
+    let producers = prepared.take_producers();
+    let table = schema::producers();
+    insert_rows(&mut tx, &statements.producers, &table, &producers).await?;
+    let table = schema::dead_letters();
+    report.dead_letters +=
+        insert_rows(&mut tx, &statements.dead_letters, &table, &prepared.dead).await?;
 
     tx.commit().await?;
     conn.committed();
     Ok(report)
-}
-
-fn bind_event<'q>(query: Q<'q>, fact: &'q Fact, batch: &Batch) -> Q<'q> {
-    query
-        .bind(fact.meta.event_id.as_str())
-        .bind(fact.kind().as_str())
-        .bind(fact.event_type())
-        .bind(fact.source())
-        .bind(fact.meta.shop_id.as_str())
-        .bind(fact.meta.request_id.as_str())
-        .bind(fact.run_id())
-        .bind(fact.variant_id())
-        .bind(fact.meta.producer.as_str())
-        .bind(fact.meta.producer_seq)
-        .bind(fact.meta.occurred_at)
-        .bind(batch.received_at)
-        .bind(clamp(fact.origin.stream_seq))
-        .bind(fact.origin.subject.as_str())
-        .bind(fact.payload())
-}
-
-fn bind_run<'q>(query: Q<'q>, run: &'q RunRow<'q>) -> Q<'q> {
-    let ident = run.ident();
-    let start = run.start.as_ref().map(|(_, s)| *s);
-    let product = start.map(|s| &s.product_image);
-    let room = start.map(|s| &s.room_image);
-    let product_meta = product.and_then(|i| i.meta.as_ref());
-    let room_meta = room.and_then(|i| i.meta.as_ref());
-    let done = run.done.as_ref().map(|(i, d)| (i, *d));
-    query
-        .bind(run.run_id)
-        .bind(ident.shop_id)
-        .bind(ident.request_id)
-        .bind(ident.occurred_at)
-        .bind(start.map(|s| &s.product_asset_id))
-        .bind(start.map(|s| &s.room_session_id))
-        .bind(start.map(|s| &s.prompt_pack_version))
-        .bind(start.map(|s| &s.model))
-        .bind(product.map(|i| &i.hash))
-        .bind(product_meta.map(|m| m.width))
-        .bind(product_meta.map(|m| m.height))
-        .bind(product_meta.map(|m| &m.format))
-        .bind(product_meta.map(|m| m.bytes))
-        .bind(room.map(|i| &i.hash))
-        .bind(room_meta.map(|m| m.width))
-        .bind(room_meta.map(|m| m.height))
-        .bind(room_meta.map(|m| &m.format))
-        .bind(room_meta.map(|m| m.bytes))
-        .bind(start.map(|s| &s.resolved_facts_hash))
-        .bind(start.and_then(|s| s.resolved_facts_json.as_ref()))
-        .bind(start.map(|s| &s.prompt_pack_hash))
-        .bind(start.and_then(|s| s.prompt_pack_json.as_ref()))
-        .bind(start.map(|s| s.variant_count))
-        .bind(run.start.as_ref().map(|(i, _)| i.event_id))
-        .bind(run.status())
-        .bind(done.map(|(_, d)| d.total_duration_ms))
-        .bind(done.map(|(_, d)| d.success_count))
-        .bind(done.map(|(_, d)| d.fail_count))
-        .bind(done.map(|(_, d)| d.timeout_count))
-        .bind(done.map(|(i, _)| i.occurred_at))
-        .bind(done.map(|(i, _)| i.event_id))
-}
-
-fn bind_variant<'q>(query: Q<'q>, variant: &'q VariantRow<'q>) -> Q<'q> {
-    let ident = variant.ident();
-    let result = variant.result.as_ref().map(|(i, r)| (i, *r));
-    query
-        .bind(variant.run_id)
-        .bind(variant.variant_id)
-        .bind(ident.shop_id)
-        .bind(ident.request_id)
-        .bind(variant.start.as_ref().map(|i| i.occurred_at))
-        .bind(variant.start.as_ref().map(|i| i.event_id))
-        .bind(variant.status())
-        .bind(result.map(|(_, r)| &r.final_prompt_hash))
-        .bind(result.map(|(_, r)| r.latency_ms))
-        .bind(result.map(|(_, r)| &r.output_image_key))
-        .bind(result.map(|(_, r)| &r.output_image_hash))
-        .bind(result.map(|(_, r)| &r.error_code))
-        .bind(result.map(|(_, r)| &r.error_message))
-        .bind(result.map(|(i, _)| i.occurred_at))
-        .bind(result.map(|(i, _)| i.event_id))
 }
 
 #[cfg(test)]

@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::monitor_reads::Sql;
+use sqlx::{PgPool, Postgres, QueryBuilder, Sqlite, SqlitePool};
+
+use super::monitor_reads::range;
+use super::StoreError;
 
 /// One group of the overview query: variants of one model, prompt pack version and
 /// status whose latency falls in one bucket.
@@ -61,7 +64,7 @@ impl GroupStats {
 
 /// The overview over `[from, to)`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Stats {
+pub struct Overview {
     pub from: i64,
     pub to: i64,
     pub by_model: Vec<GroupStats>,
@@ -94,17 +97,23 @@ pub fn latency_bucket(latency_ms: i64) -> i64 {
 /// covering index (`LATERAL .. OFFSET 0` keeps the planner from turning it into a hash
 /// join over the whole `variant_results` table, which it chose otherwise and which
 /// grows with history, not with the window); the few hundred groups are hashed.
-pub(crate) fn stats_sql(from: i64, to: i64) -> Sql {
-    let mut sql = Sql::new(&format!(
+pub(crate) fn stats_sql(from: i64, to: i64) -> QueryBuilder<'static, Postgres> {
+    let mut query = QueryBuilder::new(format!(
         "SELECT r.model AS model, r.prompt_pack_version AS prompt_pack_version, \
          v.status AS status, {LATENCY_BUCKET_SQL} AS bucket, count(*) AS n \
          FROM render_runs r CROSS JOIN LATERAL \
          (SELECT status, latency_ms FROM variant_results v WHERE v.run_id = r.run_id OFFSET 0) v \
          WHERE 1 = 1"
     ));
-    sql.range("r.started_at", Some(from), Some(to));
-    sql.push(" GROUP BY 1, 2, 3, 4", []);
-    sql
+    range(&mut query, "r.started_at", Some(from), Some(to));
+    query.push(" GROUP BY 1, 2, 3, 4");
+    query
+}
+
+/// The overview on Postgres ([`stats_sql`]).
+pub(crate) async fn postgres(pool: &PgPool, from: i64, to: i64) -> Result<Overview, StoreError> {
+    let rows: Vec<StatsRow> = stats_sql(from, to).build_query_as().fetch_all(pool).await?;
+    Ok(summarize(from, to, &rows))
 }
 
 /// The overview's query for SQLite: one JSON array of `[model, prompt pack, variants]`
@@ -114,15 +123,24 @@ pub(crate) fn stats_sql(from: i64, to: i64) -> Sql {
 /// aggregate without `GROUP BY` sorts nothing: the runs come from one covering index
 /// in time order, each run's variants from another, and [`fold_packed`] counts the
 /// buckets. `INDEXED BY` keeps the covering index whether or not `ANALYZE` ran.
-pub(crate) fn stats_packed_sql(from: i64, to: i64) -> Sql {
-    let mut sql = Sql::new(
+pub(crate) fn stats_packed_sql(from: i64, to: i64) -> QueryBuilder<'static, Sqlite> {
+    let mut query = QueryBuilder::new(
         "SELECT json_group_array(json_array(r.model, r.prompt_pack_version, \
          (SELECT group_concat(substr(v.status, 1, 1) || ifnull(v.latency_ms, -1)) \
           FROM variant_results v WHERE v.run_id = r.run_id))) AS runs \
          FROM render_runs r INDEXED BY render_runs_overview WHERE 1 = 1",
     );
-    sql.range("r.started_at", Some(from), Some(to));
-    sql
+    range(&mut query, "r.started_at", Some(from), Some(to));
+    query
+}
+
+/// The overview on SQLite ([`stats_packed_sql`], counted by [`fold_packed`]).
+pub(crate) async fn sqlite(pool: &SqlitePool, from: i64, to: i64) -> Result<Overview, StoreError> {
+    let packed: PackedRuns = stats_packed_sql(from, to)
+        .build_query_as()
+        .fetch_one(pool)
+        .await?;
+    Ok(summarize(from, to, &fold_packed(&packed)))
 }
 
 /// The row of [`stats_packed_sql`].
@@ -181,7 +199,7 @@ pub fn fold_packed(packed: &PackedRuns) -> Vec<StatsRow> {
 }
 
 /// Folds the bucketed rows into per-model and per-prompt-pack statistics, sorted by key.
-pub fn summarize(from: i64, to: i64, rows: &[StatsRow]) -> Stats {
+pub fn summarize(from: i64, to: i64, rows: &[StatsRow]) -> Overview {
     let by = |key: fn(&StatsRow) -> Option<&str>| {
         let mut groups: BTreeMap<String, Vec<&StatsRow>> = BTreeMap::new();
         for row in rows {
@@ -193,7 +211,7 @@ pub fn summarize(from: i64, to: i64, rows: &[StatsRow]) -> Stats {
             .map(|(key, rows)| group(key, &rows))
             .collect()
     };
-    Stats {
+    Overview {
         from,
         to,
         by_model: by(|r| r.model.as_deref()),

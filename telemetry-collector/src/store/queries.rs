@@ -1,0 +1,281 @@
+//! The [`Store`] of every [`Dialect`]: reads and operations are the same SQL on both
+//! databases, so they are written once here, generic over the sqlx database; only
+//! what a dialect does differently (migrate, write, ping, close, the overview) is
+//! delegated to it.
+
+use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
+
+use super::monitor_reads::{dead_letters_query, events_query, runs_query, FetchBuilt};
+use super::ops::{OLD_RUNS, ORPHAN_VARIANTS};
+use super::{
+    Batch, DeadLetterRecord, Dialect, EventFilter, EventRecord, Overview, ProducerRecord,
+    PruneCounts, RunDetail, RunFilter, RunRecord, Store, StoreError, VariantRecord, WriteReport,
+    MAX_RUN_EVENTS,
+};
+
+/// The rows a statement changed, from either driver's result (sqlx has no trait for it).
+pub(crate) trait RowsAffected {
+    fn rows(&self) -> u64;
+}
+
+impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+impl RowsAffected for sqlx::postgres::PgQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+#[async_trait::async_trait]
+impl<D, DB> Store for D
+where
+    D: Dialect<Db = DB>,
+    DB: FetchBuilt,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    (i64,): for<'r> FromRow<'r, DB::Row>,
+    RunRecord: for<'r> FromRow<'r, DB::Row>,
+    VariantRecord: for<'r> FromRow<'r, DB::Row>,
+    EventRecord: for<'r> FromRow<'r, DB::Row>,
+    DeadLetterRecord: for<'r> FromRow<'r, DB::Row>,
+    ProducerRecord: for<'r> FromRow<'r, DB::Row>,
+    DB::QueryResult: RowsAffected,
+{
+    fn dialect(&self) -> &'static str {
+        D::NAME
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        Dialect::migrate(self).await
+    }
+
+    async fn write(&self, batch: &Batch) -> Result<WriteReport, StoreError> {
+        Dialect::write(self, batch).await
+    }
+
+    fn writers(&self) -> usize {
+        Dialect::writers(self)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Dialect::ping(self).await
+    }
+
+    async fn close(&self) {
+        Dialect::close(self).await
+    }
+
+    async fn run(&self, run_id: &str) -> Result<Option<RunDetail>, StoreError> {
+        let reader = self.reader();
+        let run: Option<RunRecord> = sqlx::query_as("SELECT * FROM render_runs WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_optional(reader)
+            .await?;
+        let Some(run) = run else {
+            return Ok(None);
+        };
+        let variants =
+            sqlx::query_as("SELECT * FROM variant_results WHERE run_id = $1 ORDER BY variant_id")
+                .bind(run_id)
+                .fetch_all(reader)
+                .await?;
+        let events = sqlx::query_as(
+            "SELECT * FROM monitor_events WHERE request_id = $1 AND request_id <> '' \
+             UNION SELECT * FROM monitor_events WHERE run_id = $2 \
+             ORDER BY occurred_at, event_id LIMIT $3",
+        )
+        .bind(run.request_id.as_str())
+        .bind(run_id)
+        .bind(MAX_RUN_EVENTS)
+        .fetch_all(reader)
+        .await?;
+        Ok(Some(RunDetail {
+            run,
+            variants,
+            events,
+        }))
+    }
+
+    async fn producers(&self) -> Result<Vec<ProducerRecord>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT * FROM producers ORDER BY last_seen_at DESC, producer")
+                .fetch_all(self.reader())
+                .await?,
+        )
+    }
+
+    async fn event_count(&self) -> Result<i64, StoreError> {
+        let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM monitor_events")
+            .fetch_one(self.reader())
+            .await?;
+        Ok(count)
+    }
+
+    // --- monitor reads ---
+
+    async fn monitor_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
+        Ok(DB::fetch_all(self.reader(), runs_query(filter)).await?)
+    }
+
+    async fn monitor_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
+        Ok(DB::fetch_all(self.reader(), events_query(filter)).await?)
+    }
+
+    async fn monitor_dead_letters(
+        &self,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<DeadLetterRecord>, StoreError> {
+        Ok(DB::fetch_all(self.reader(), dead_letters_query(before, limit)).await?)
+    }
+
+    async fn monitor_stats(&self, from: i64, to: i64) -> Result<Overview, StoreError> {
+        self.overview(from, to).await
+    }
+
+    // --- operations (see `store::ops`) ---
+
+    async fn prune_counts(&self, cutoff: i64) -> Result<PruneCounts, StoreError> {
+        let pool = self.operator();
+        let count = |sql: String| async move {
+            let (n,): (i64,) = sqlx::query_as(&sql).bind(cutoff).fetch_one(pool).await?;
+            Ok::<u64, StoreError>(n.max(0) as u64)
+        };
+        let runs =
+            count("SELECT count(*) FROM render_runs WHERE started_at < $1".to_owned()).await?;
+        let with_runs = count(
+            "SELECT count(*) FROM variant_results WHERE run_id IN \
+             (SELECT run_id FROM render_runs WHERE started_at < $1)"
+                .to_owned(),
+        )
+        .await?;
+        let orphans = count(format!("SELECT count(*) {ORPHAN_VARIANTS}")).await?;
+        let events =
+            count("SELECT count(*) FROM monitor_events WHERE occurred_at < $1".to_owned()).await?;
+        let dead_letters =
+            count("SELECT count(*) FROM dead_letters WHERE received_at < $1".to_owned()).await?;
+        Ok(PruneCounts {
+            runs,
+            variants: with_runs + orphans,
+            events,
+            dead_letters,
+        })
+    }
+
+    async fn prune_step(&self, cutoff: i64, limit: i64) -> Result<PruneCounts, StoreError> {
+        let mut done = PruneCounts::default();
+        let mut tx = self.operator().begin().await?;
+        // Variants first, while their runs still say which ones are old.
+        done.variants = sqlx::query(&format!(
+            "DELETE FROM variant_results WHERE run_id IN ({OLD_RUNS})"
+        ))
+        .bind(cutoff)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?
+        .rows();
+        done.runs = sqlx::query(&format!(
+            "DELETE FROM render_runs WHERE run_id IN ({OLD_RUNS})"
+        ))
+        .bind(cutoff)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?
+        .rows();
+        if (done.runs as i64) < limit {
+            // Old runs are gone: now the (rare) variants that never had a run row.
+            // Scanned only here, not on every step.
+            done.variants += sqlx::query(&format!(
+                "DELETE FROM variant_results WHERE (run_id, variant_id) IN \
+                 (SELECT v.run_id, v.variant_id {ORPHAN_VARIANTS} LIMIT $2)"
+            ))
+            .bind(cutoff)
+            .bind(limit)
+            .execute(&mut *tx)
+            .await?
+            .rows();
+        }
+        done.events = sqlx::query(
+            "DELETE FROM monitor_events WHERE event_id IN (SELECT event_id \
+             FROM monitor_events WHERE occurred_at < $1 ORDER BY occurred_at, event_id \
+             LIMIT $2)",
+        )
+        .bind(cutoff)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?
+        .rows();
+        done.dead_letters = sqlx::query(
+            "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters \
+             WHERE received_at < $1 ORDER BY id LIMIT $2)",
+        )
+        .bind(cutoff)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?
+        .rows();
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetterRecord>, StoreError> {
+        Ok(sqlx::query_as("SELECT * FROM dead_letters WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.operator())
+            .await?)
+    }
+
+    async fn dead_letters_after(
+        &self,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<DeadLetterRecord>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT * FROM dead_letters WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after_id)
+                .bind(limit)
+                .fetch_all(self.operator())
+                .await?,
+        )
+    }
+
+    async fn settle_dead_letters(
+        &self,
+        resolved: &[i64],
+        failing: &[(i64, String)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.operator().begin().await?;
+        for id in resolved {
+            sqlx::query("DELETE FROM dead_letters WHERE id = $1")
+                .bind(*id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (id, reason) in failing {
+            sqlx::query("UPDATE dead_letters SET reason = $1 WHERE id = $2")
+                .bind(reason.as_str())
+                .bind(*id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn purge_dead_letters(&self, limit: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "DELETE FROM dead_letters WHERE id IN \
+             (SELECT id FROM dead_letters ORDER BY id LIMIT $1)",
+        )
+        .bind(limit)
+        .execute(self.operator())
+        .await?
+        .rows())
+    }
+}
