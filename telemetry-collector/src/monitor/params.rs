@@ -8,6 +8,9 @@
 //! (the parse edge dead-letters envelopes whose ids do).
 
 use serde::Deserialize;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::PrimitiveDateTime;
 
 use crate::http::AppError;
 use crate::store::{EventFilter, RunFilter, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
@@ -124,52 +127,17 @@ pub fn parse_time(name: &str, value: &Option<String>) -> Result<Option<i64>, App
         .ok_or_else(|| bad(format!("{name} must be unix ms or YYYY-MM-DDTHH:MM in UTC")))
 }
 
+/// What a person types or `<input type=datetime-local>` sends: the seconds optional,
+/// `T` or a space between date and time, leading zeros optional (`2026-1-5T9:30`).
+const DATETIME: &[BorrowedFormatItem<'_>] = format_description!(
+    "[year padding:none]-[month padding:none]-[day padding:none][first [T][ ]][hour padding:none]:[minute padding:none][optional [:[second padding:none]]]"
+);
+
+/// A UTC date-time (a trailing `Z` allowed) as unix ms; `None` unless it is a real
+/// date and time of day.
 fn parse_datetime(text: &str) -> Option<i64> {
-    let text = text.trim_end_matches('Z');
-    let (date, time) = text.split_once(['T', ' '])?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, min) = (t.next()??, t.next()??);
-    let s = t.next().flatten().unwrap_or(0);
-    let valid = (1..=12).contains(&m)
-        && (1..=31).contains(&day)
-        && (0..24).contains(&h)
-        && (0..60).contains(&min)
-        && (0..60).contains(&s);
-    valid.then(|| ((days_from_civil(y, m, day) * 24 + h) * 60 + min) * 60_000 + s * 1000)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day count (inverse of [`days_from_civil`]).
-pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
+    let at = PrimitiveDateTime::parse(text.trim_end_matches('Z'), DATETIME).ok()?;
+    Some(at.assume_utc().unix_timestamp() * 1000)
 }
 
 /// `at:id` keyset cursor.
@@ -310,7 +278,28 @@ mod tests {
         assert_eq!(t("2023-11-14T22:13"), Some(1_699_999_980_000));
         assert_eq!(t(" "), None);
         assert!(parse_time("from", &Some("yesterday".into())).is_err());
-        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
+        assert_eq!(t("2024-02-29T00:00"), Some(1_709_164_800_000));
+    }
+
+    #[test]
+    fn datetimes_take_a_space_a_zone_letter_and_short_fields_but_only_real_ones() {
+        let t = |v: &str| parse_time("to", &Some(v.to_owned()));
+        assert_eq!(t("2023-11-14 22:13:20Z").unwrap(), Some(1_700_000_000_000));
+        assert_eq!(t("2024-1-5T9:30").unwrap(), t("2024-01-05T09:30:00").unwrap());
+        for wrong in [
+            "2023-02-29T00:00",
+            "2023-13-01T00:00",
+            "2023-11-14T24:00",
+            "2023-11-14T22:13:60",
+            "2023-11-14",
+            "2023-11-14T22:13:20.5",
+        ] {
+            let err = t(wrong).unwrap_err();
+            assert!(
+                matches!(&err, AppError::BadRequest(r) if r == "to must be unix ms or YYYY-MM-DDTHH:MM in UTC"),
+                "{wrong}: {err:?}"
+            );
+        }
     }
 
     #[test]

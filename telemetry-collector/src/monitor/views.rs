@@ -5,22 +5,26 @@
 
 use crate::store::{EventRecord, RunDetail, RunRecord, VariantRecord};
 
-use super::params::{civil_from_days, path_segment};
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::OffsetDateTime;
+
+use super::params::path_segment;
 
 /// Characters of an event payload shown in a list (the run page shows it whole).
 pub const PAYLOAD_PREVIEW_CHARS: usize = 160;
 
-/// `2026-11-29 13:45:07.123` (UTC).
+/// How [`fmt_time`] shows a time: `2026-11-29 13:45:07.123`.
+const SHOWN: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]");
+
+/// `2026-11-29 13:45:07.123` (UTC). Producers' clocks are not trusted, so a time
+/// outside the years -9999 to 9999 (the database holds any `i64`) shows as unix ms.
 pub fn fmt_time(ms: i64) -> String {
-    let (days, rest) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    let (y, m, d) = civil_from_days(days);
-    let (h, rest) = (rest / 3_600_000, rest % 3_600_000);
-    let (min, rest) = (rest / 60_000, rest % 60_000);
-    format!(
-        "{y:04}-{m:02}-{d:02} {h:02}:{min:02}:{:02}.{:03}",
-        rest / 1000,
-        rest % 1000
-    )
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|at| at.format(SHOWN).ok())
+        .unwrap_or_else(|| ms.to_string())
 }
 
 /// `850 ms`, `12.3 s`, or empty.
@@ -331,6 +335,7 @@ mod tests {
     #[test]
     fn times_and_escapes_read_well() {
         assert_eq!(fmt_time(1_700_000_000_123), "2023-11-14 22:13:20.123");
+        assert_eq!(fmt_time(1_709_164_800_000), "2024-02-29 00:00:00.000");
         assert_eq!(fmt_ms(Some(850)), "850 ms");
         assert_eq!(fmt_ms(Some(12_345)), "12.3 s");
         assert_eq!(escape("<'\"&>"), "&lt;&#39;&quot;&amp;&gt;");
