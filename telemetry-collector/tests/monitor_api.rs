@@ -140,10 +140,7 @@ fn first<'a>(value: &'a Value, field: &str) -> &'a Value {
 async fn every_api_resource_keeps_its_field_names(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
-    let run = RunSpec::new(1, 1_700_000_000_000);
-    let mut envelopes = run.envelopes();
-    envelopes.push(producer_stats("producer-lossy", 10, 7, 3));
-    seed(&store, &envelopes, &[b"\x00\x01not protobuf"]).await;
+    let (run, _) = seed_one_of_each(&store).await;
     let app = app(store, MonitorSettings::default(), CancellationToken::new());
     let json = |path: String| {
         let app = app.clone();
