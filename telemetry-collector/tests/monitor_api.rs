@@ -171,7 +171,11 @@ async fn every_api_resource_keeps_its_field_names(backend: Backend) {
 
     let dead = json("/api/v1/dead-letters".into()).await;
     assert_keys(&dead, &["dead_letters", "next_cursor"], "dead letters page");
-    assert_keys(first(&dead, "dead_letters"), DEAD_LETTER_KEYS, "dead letter");
+    assert_keys(
+        first(&dead, "dead_letters"),
+        DEAD_LETTER_KEYS,
+        "dead letter",
+    );
 
     let producers = json("/api/v1/producers".into()).await;
     let producers = producers.as_array().expect("producers: an array");
@@ -181,7 +185,11 @@ async fn every_api_resource_keeps_its_field_names(backend: Backend) {
     }
 
     let stats = json("/api/v1/stats?from=0&to=1800000000000".into()).await;
-    assert_keys(&stats, &["from", "to", "by_model", "by_prompt_pack"], "stats");
+    assert_keys(
+        &stats,
+        &["from", "to", "by_model", "by_prompt_pack"],
+        "stats",
+    );
     assert_keys(first(&stats, "by_model"), GROUP_KEYS, "group by model");
     assert_keys(first(&stats, "by_prompt_pack"), GROUP_KEYS, "group by pack");
 }
