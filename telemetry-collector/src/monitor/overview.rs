@@ -10,7 +10,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use crate::http::{AppError, AppState};
-use crate::store::{GroupStats, Stats, Store};
+use crate::ingest::now_ms;
+use crate::store::{GroupStats, Stats as Overview, Store};
 
 use super::params::{bad, parse_time, present};
 use super::views::{fmt_ms, fmt_time, render};
@@ -51,19 +52,11 @@ impl StatsParams {
     }
 }
 
-/// Now, unix ms.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 impl Monitor {
     /// The overview's statistics for `[from, to)`, at most `MONITOR_MAX_OVERVIEW_QUERIES`
     /// ([`DEFAULT_MAX_OVERVIEW_QUERIES`](super::DEFAULT_MAX_OVERVIEW_QUERIES)) at once;
     /// others wait up to [`OVERVIEW_QUEUE_WAIT`] without a connection, then 503.
-    pub async fn stats(&self, store: &dyn Store, from: i64, to: i64) -> Result<Stats, AppError> {
+    pub async fn stats(&self, store: &dyn Store, from: i64, to: i64) -> Result<Overview, AppError> {
         let slot =
             tokio::time::timeout(OVERVIEW_QUEUE_WAIT, self.inner.overview_slots.acquire()).await;
         let Ok(Ok(_slot)) = slot else {
@@ -76,7 +69,7 @@ impl Monitor {
 }
 
 /// The statistics of the window `query` asks for, and the window's name when named.
-async fn read(state: &AppState, query: &StatsParams) -> Result<(Stats, String), AppError> {
+async fn read(state: &AppState, query: &StatsParams) -> Result<(Overview, String), AppError> {
     let (from, to, window) = query.window(now_ms())?;
     let stats = state.monitor.stats(state.store.as_ref(), from, to).await?;
     Ok((stats, window))
@@ -196,8 +189,8 @@ pub struct StatsJson {
     pub by_prompt_pack: Vec<GroupJson>,
 }
 
-impl From<Stats> for StatsJson {
-    fn from(stats: Stats) -> Self {
+impl From<Overview> for StatsJson {
+    fn from(stats: Overview) -> Self {
         let groups = |groups: Vec<GroupStats>| groups.into_iter().map(GroupJson::from).collect();
         Self {
             from: stats.from,
