@@ -1,6 +1,6 @@
 //! The overview: outcome rates and latency percentiles per model and per prompt pack
 //! over a window of run start times (`/monitor/overview` with charts,
-//! `/api/v1/stats`). Both read the window the same way ([`read`]) and queue for one of
+//! `/api/v1/stats`). Both read the window the same way (`read`) and queue for one of
 //! the few overview query slots ([`Monitor::stats`]).
 
 use askama::Template;

@@ -1,6 +1,6 @@
 //! One run: its metadata, variants and the timeline of its request
 //! (`/monitor/runs/{id}`, `/api/v1/runs/{id}`, and a live stream while it runs). The
-//! page and the API read it the same way ([`read`]).
+//! page and the API read it the same way (`read`).
 
 use askama::Template;
 use axum::extract::{Path, State};
