@@ -210,14 +210,13 @@ pub struct EventRecord {
 }
 
 /// A `dead_letters` row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DeadLetterRecord {
     pub id: i64,
     pub stream: String,
     pub stream_seq: i64,
     pub subject: String,
     pub reason: String,
-    #[serde(skip)]
     pub raw: Vec<u8>,
     pub received_at: i64,
 }

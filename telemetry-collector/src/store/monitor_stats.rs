@@ -10,8 +10,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
 use super::monitor_reads::Sql;
 
 /// One group of the overview query: variants of one model, prompt pack version and
@@ -31,7 +29,7 @@ pub struct StatsRow {
 }
 
 /// Rates and latency percentiles of one model or one prompt pack version.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GroupStats {
     /// The model or prompt pack version (`(none)` when the run start is missing).
     pub key: String,
@@ -60,7 +58,7 @@ impl GroupStats {
 }
 
 /// The overview over `[from, to)`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Stats {
     pub from: i64,
     pub to: i64,
