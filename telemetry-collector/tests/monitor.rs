@@ -36,10 +36,7 @@ fn assert_security_headers(answer: &Answer, path: &str) {
 async fn every_page_and_api_route_shows_the_seeded_data(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
-    let run = RunSpec::new(1, 1_700_000_000_000);
-    let mut envelopes = run.envelopes();
-    envelopes.push(producer_stats("producer-lossy", 10, 7, 3));
-    seed(&store, &envelopes, &[b"\x00\x01not protobuf"]).await;
+    let (run, envelopes) = seed_one_of_each(&store).await;
     let monitor = MonitorSettings {
         image_base_url: Some("http://127.0.0.1:8081/images".into()),
         ..Default::default()

@@ -304,7 +304,7 @@ fn safe_next(next: Option<&str>) -> String {
 }
 
 pub async fn login_page(Query(query): Query<LoginQuery>) -> Response {
-    super::pages::render(&LoginPage {
+    super::views::render(&LoginPage {
         next: safe_next(query.next.as_deref()),
         error: false,
     })
@@ -328,7 +328,7 @@ pub async fn login(
         Ok(()) => {}
         Err(Refused::Busy) => return too_many(&state, false),
         Err(Refused::Wrong) => {
-            let mut response = super::pages::render(&LoginPage { next, error: true });
+            let mut response = super::views::render(&LoginPage { next, error: true });
             *response.status_mut() = StatusCode::UNAUTHORIZED;
             return response;
         }

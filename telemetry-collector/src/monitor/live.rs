@@ -1,8 +1,10 @@
-//! Live updates by Server-Sent Events (the runs list, the events list, one run). A
-//! stream re-reads its view every [`LIVE_POLL_INTERVAL`](super::LIVE_POLL_INTERVAL)
-//! and sends the rendered fragment (already escaped, like the page) only when it
-//! changed; `static/monitor.js` swaps it in. Polling the store, rather than a signal
-//! from the ingest loop, also shows what other collectors sharing the database wrote.
+//! Live updates by Server-Sent Events, for the resources that follow changes (the
+//! runs list, the events list, one run); each says what its stream shows by
+//! implementing [`Fragment`]. A stream re-reads its view every
+//! [`LIVE_POLL_INTERVAL`](super::LIVE_POLL_INTERVAL) and sends the rendered fragment
+//! (already escaped, like the page) only when it changed; `static/monitor.js` swaps
+//! it in. Polling the store, rather than a signal from the ingest loop, also shows
+//! what other collectors sharing the database wrote.
 //!
 //! At most `MONITOR_MAX_LIVE_CLIENTS` streams are open
 //! ([`DEFAULT_MAX_LIVE_CLIENTS`](super::DEFAULT_MAX_LIVE_CLIENTS); 503 past that).
@@ -12,65 +14,36 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::convert::Infallible;
+use std::future::Future;
 use std::hash::{Hash, Hasher};
 
-use askama::Template;
-use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::http::{AppError, AppState};
-use crate::store::{EventFilter, RunFilter};
 
-use super::pages::{EventsRows, RunLive, RunsRows};
-use super::params::{EventsParams, RunsParams};
-use super::views::{RunRow, RunView};
-
-/// What a stream watches.
-enum View {
-    Runs(RunFilter),
-    Run(String),
-    Events(EventFilter),
+/// What a live stream shows: a fragment of its page, rendered (escaped) like the page.
+pub trait Fragment: Send + Sync + 'static {
+    /// The fragment now and whether it can still change; `None` while there is
+    /// nothing to show (a run not stored yet).
+    fn render(
+        &self,
+        state: &AppState,
+    ) -> impl Future<Output = Result<Option<(String, bool)>, AppError>> + Send;
 }
 
-struct Live {
+struct Live<F> {
     state: AppState,
-    view: View,
+    view: F,
     last: Option<u64>,
     finished: bool,
     first: bool,
     _permit: OwnedSemaphorePermit,
 }
 
-impl Live {
-    /// The fragment now, and whether the view can still change.
-    async fn render(&self) -> Result<Option<(String, bool)>, AppError> {
-        match &self.view {
-            View::Runs(filter) => {
-                let runs = self.state.store.monitor_runs(filter).await?;
-                let rows = RunsRows {
-                    rows: runs.iter().map(RunRow::from).collect(),
-                };
-                Ok(rows.render().ok().map(|html| (html, true)))
-            }
-            View::Events(filter) => {
-                let events = self.state.store.monitor_events(filter).await?;
-                let rows = EventsRows::new(&events);
-                Ok(rows.render().ok().map(|html| (html, true)))
-            }
-            View::Run(id) => {
-                let Some(detail) = self.state.store.run(id).await? else {
-                    return Ok(None);
-                };
-                let run = RunView::new(&detail, self.state.monitor.image_base_url());
-                let live = run.live;
-                Ok(RunLive { run }.render().ok().map(|html| (html, live)))
-            }
-        }
-    }
-
+impl<F: Fragment> Live<F> {
     async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
         let shutdown = self.state.monitor.shutdown().clone();
         if self.finished {
@@ -87,7 +60,7 @@ impl Live {
             if shutdown.is_cancelled() {
                 return None;
             }
-            match self.render().await {
+            match self.view.render(&self.state).await {
                 Ok(Some((html, live))) => {
                     let mut hasher = DefaultHasher::new();
                     html.hash(&mut hasher);
@@ -117,7 +90,8 @@ impl Live {
     }
 }
 
-fn open(state: AppState, view: View) -> Response {
+/// An SSE stream of `view`, or 503 when `MONITOR_MAX_LIVE_CLIENTS` are open.
+pub fn open<F: Fragment>(state: AppState, view: F) -> Response {
     let Ok(permit) = state.monitor.inner.sse_slots.clone().try_acquire_owned() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -137,32 +111,4 @@ fn open(state: AppState, view: View) -> Response {
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
-}
-
-/// `/monitor/live/runs?<filters>`: the first page of runs as table rows.
-pub async fn runs(
-    State(state): State<AppState>,
-    Query(query): Query<RunsParams>,
-) -> Result<Response, AppError> {
-    let mut filter = query.filter()?;
-    filter.before = None;
-    Ok(open(state, View::Runs(filter)))
-}
-
-/// `/monitor/live/events?<filters>`: the first page of events as table rows.
-pub async fn events(
-    State(state): State<AppState>,
-    Query(query): Query<EventsParams>,
-) -> Result<Response, AppError> {
-    let mut filter = query.filter()?;
-    filter.before = None;
-    Ok(open(state, View::Events(filter)))
-}
-
-/// `/monitor/live/runs/{id}`: the run's status, variants and timeline until it ends.
-pub async fn run(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    if let Err(refused) = super::params::run_id(&id) {
-        return refused.into_response();
-    }
-    open(state, View::Run(id))
 }

@@ -9,22 +9,30 @@
 //! `static/monitor.js` (SSE), so the Content-Security-Policy forbids inline script.
 //!
 //! # Layout
-//! - [`auth`]: bearer header or login cookie, login and logout; [`sessions`]: the
-//!   login sessions (random ids, expiring, revocable).
-//! - [`params`]: query strings → store filters; cursors.
-//! - [`views`]: rows as the templates show them (formatting, links); [`ledger`]: dead
-//!   letters (byte previews) and the producers' loss ledger.
-//! - [`charts`]: the overview's SVG bar charts.
-//! - [`pages`]: the HTML handlers; [`api`]: the JSON handlers.
-//! - [`live`]: SSE streams that end on shutdown.
+//! One module per resource, each holding its query string, the one read both of its
+//! renderings share, its page (askama template and rows) and its `/api/v1` types
+//! (built from the store's records field by field, so a column rename does not
+//! change the API):
+//! - [`runs`]: the runs list; [`runs::detail`]: one run, its variants and timeline.
+//! - [`events`]: the events list (its rows are also a run's timeline).
+//! - [`dead_letters`]: dead letters with byte previews.
+//! - [`producers`]: the producers' loss ledger.
+//! - [`overview`]: rates and latency per model and prompt pack, with [`charts`].
+//!
+//! Shared by them: [`auth`] (bearer header or login cookie, login and logout) and
+//! [`sessions`] (random ids, expiring, revocable); [`params`] (query-string parsing,
+//! cursors, links); [`views`] (how values are shown, rendering); [`live`] (SSE streams
+//! that end on shutdown). The router below maps the routes to them.
 
-pub mod api;
 pub mod auth;
 pub mod charts;
-pub mod ledger;
+pub mod dead_letters;
+pub mod events;
 pub mod live;
-pub mod pages;
+pub mod overview;
 pub mod params;
+pub mod producers;
+pub mod runs;
 pub mod sessions;
 pub mod views;
 
@@ -124,25 +132,6 @@ impl Monitor {
         self.inner.image_base_url.as_deref()
     }
 
-    /// The overview's statistics for `[from, to)`, at most `MONITOR_MAX_OVERVIEW_QUERIES`
-    /// ([`DEFAULT_MAX_OVERVIEW_QUERIES`]) at once; others wait up to
-    /// [`OVERVIEW_QUEUE_WAIT`] without a connection, then 503.
-    pub async fn stats(
-        &self,
-        store: &dyn crate::store::Store,
-        from: i64,
-        to: i64,
-    ) -> Result<crate::store::Overview, crate::http::AppError> {
-        let slot =
-            tokio::time::timeout(OVERVIEW_QUEUE_WAIT, self.inner.overview_slots.acquire()).await;
-        let Ok(Ok(_slot)) = slot else {
-            return Err(crate::http::AppError::Busy(
-                "the overview is busy with other requests; try again shortly",
-            ));
-        };
-        Ok(store.monitor_stats(from, to).await?)
-    }
-
     /// What `/readyz` says of the database, given why it is not usable (`None`: `ok`).
     /// On a loopback address, the reason. Off loopback only `unavailable`: the text
     /// can name hosts, paths and the driver's messages, and `/readyz` needs no token;
@@ -200,22 +189,22 @@ fn origin(url: &str) -> Option<String> {
 /// control and security headers; merged into [`crate::http::router`].
 pub fn router(state: AppState) -> Router<AppState> {
     let protected = Router::new()
-        .route("/monitor", get(pages::runs))
-        .route("/monitor/runs/{id}", get(pages::run))
-        .route("/monitor/events", get(pages::events))
-        .route("/monitor/dead-letters", get(pages::dead_letters))
-        .route("/monitor/producers", get(pages::producers))
-        .route("/monitor/overview", get(pages::overview))
-        .route("/monitor/live/runs", get(live::runs))
-        .route("/monitor/live/runs/{id}", get(live::run))
-        .route("/monitor/live/events", get(live::events))
+        .route("/monitor", get(runs::page))
+        .route("/monitor/runs/{id}", get(runs::detail::page))
+        .route("/monitor/events", get(events::page))
+        .route("/monitor/dead-letters", get(dead_letters::page))
+        .route("/monitor/producers", get(producers::page))
+        .route("/monitor/overview", get(overview::page))
+        .route("/monitor/live/runs", get(runs::live))
+        .route("/monitor/live/runs/{id}", get(runs::detail::live))
+        .route("/monitor/live/events", get(events::live))
         .route("/monitor/logout", post(auth::logout))
-        .route("/api/v1/runs", get(api::runs))
-        .route("/api/v1/runs/{id}", get(api::run))
-        .route("/api/v1/events", get(api::events))
-        .route("/api/v1/dead-letters", get(api::dead_letters))
-        .route("/api/v1/producers", get(api::producers))
-        .route("/api/v1/stats", get(api::stats))
+        .route("/api/v1/runs", get(runs::api))
+        .route("/api/v1/runs/{id}", get(runs::detail::api))
+        .route("/api/v1/events", get(events::api))
+        .route("/api/v1/dead-letters", get(dead_letters::api))
+        .route("/api/v1/producers", get(producers::api))
+        .route("/api/v1/stats", get(overview::api))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

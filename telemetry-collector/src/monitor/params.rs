@@ -1,73 +1,22 @@
-//! Query strings of pages and API routes → store filters, and back (next-page and live
-//! links). Empty fields (what an HTML form sends) mean "no filter". Times are unix ms
-//! or `YYYY-MM-DDTHH:MM[:SS]` in UTC (what `<input type=datetime-local>` sends).
+//! What every resource's query string is read with (each resource declares its own
+//! parameters): texts, limits, times, cursors, and the way back to links (next page,
+//! live stream). Empty fields (what an HTML form sends) mean "no filter". Times are
+//! unix ms or `YYYY-MM-DDTHH:MM[:SS]` in UTC (what `<input type=datetime-local>` sends).
 //!
 //! Every text a filter (or a run id in a path) passes on to the store is refused with a
 //! 400 naming the parameter when it holds a control character (`%00`, CR, LF, DEL,
 //! ...): Postgres `text` cannot hold NUL, and no id, name or version holds any of them
 //! (the parse edge dead-letters envelopes whose ids do).
 
-use serde::Deserialize;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::PrimitiveDateTime;
 
 use crate::http::AppError;
-use crate::store::{EventFilter, RunFilter, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::store::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
-/// Query string of the runs list (page and API).
-#[derive(Debug, Default, Clone, Deserialize)]
-pub struct RunsParams {
-    pub shop: Option<String>,
-    pub status: Option<String>,
-    pub model: Option<String>,
-    pub prompt_pack_version: Option<String>,
-    pub from: Option<String>,
-    pub to: Option<String>,
-    /// A run id or request id.
-    pub q: Option<String>,
-    pub limit: Option<String>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
-/// Query string of the events list (page and API).
-#[derive(Debug, Default, Clone, Deserialize)]
-pub struct EventsParams {
-    #[serde(rename = "type")]
-    pub event_type: Option<String>,
-    pub source: Option<String>,
-    pub shop: Option<String>,
-    pub request_id: Option<String>,
-    pub from: Option<String>,
-    pub to: Option<String>,
-    pub limit: Option<String>,
-    pub cursor: Option<String>,
-}
-
-/// Query string of the dead letters list.
-#[derive(Debug, Default, Clone, Deserialize)]
-pub struct PageParams {
-    pub limit: Option<String>,
-    pub cursor: Option<String>,
-}
-
-/// Query string of the overview: a named window (`1h`, `6h`, `24h`, `7d`, `30d`) or
-/// `from`/`to`.
-#[derive(Debug, Default, Clone, Deserialize)]
-pub struct StatsParams {
-    pub window: Option<String>,
-    pub from: Option<String>,
-    pub to: Option<String>,
-}
-
-/// The named windows the overview offers.
-pub const WINDOWS: [(&str, i64); 5] = [
-    ("1h", 3_600_000),
-    ("6h", 6 * 3_600_000),
-    ("24h", 24 * 3_600_000),
-    ("7d", 7 * 24 * 3_600_000),
-    ("30d", 30 * 24 * 3_600_000),
-];
-
-fn bad(reason: impl Into<String>) -> AppError {
+/// A 400 with `reason`.
+pub fn bad(reason: impl Into<String>) -> AppError {
     AppError::BadRequest(reason.into())
 }
 
@@ -101,7 +50,8 @@ pub fn run_id(id: &str) -> Result<&str, AppError> {
     Ok(id)
 }
 
-fn limit(value: &Option<String>) -> Result<i64, AppError> {
+/// A page size: [`DEFAULT_PAGE_SIZE`] when blank, else 1 to [`MAX_PAGE_SIZE`].
+pub fn limit(value: &Option<String>) -> Result<i64, AppError> {
     match present(value) {
         None => Ok(DEFAULT_PAGE_SIZE),
         Some(text) => match text.parse::<i64>() {
@@ -124,52 +74,17 @@ pub fn parse_time(name: &str, value: &Option<String>) -> Result<Option<i64>, App
         .ok_or_else(|| bad(format!("{name} must be unix ms or YYYY-MM-DDTHH:MM in UTC")))
 }
 
+/// What a person types or `<input type=datetime-local>` sends: the seconds optional,
+/// `T` or a space between date and time, leading zeros optional (`2026-1-5T9:30`).
+const DATETIME: &[BorrowedFormatItem<'_>] = format_description!(
+    "[year padding:none]-[month padding:none]-[day padding:none][first [T][ ]][hour padding:none]:[minute padding:none][optional [:[second padding:none]]]"
+);
+
+/// A UTC date-time (a trailing `Z` allowed) as unix ms; `None` unless it is a real
+/// date and time of day.
 fn parse_datetime(text: &str) -> Option<i64> {
-    let text = text.trim_end_matches('Z');
-    let (date, time) = text.split_once(['T', ' '])?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, min) = (t.next()??, t.next()??);
-    let s = t.next().flatten().unwrap_or(0);
-    let valid = (1..=12).contains(&m)
-        && (1..=31).contains(&day)
-        && (0..24).contains(&h)
-        && (0..60).contains(&min)
-        && (0..60).contains(&s);
-    valid.then(|| ((days_from_civil(y, m, day) * 24 + h) * 60 + min) * 60_000 + s * 1000)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day count (inverse of [`days_from_civil`]).
-pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
+    let at = PrimitiveDateTime::parse(text.trim_end_matches('Z'), DATETIME).ok()?;
+    Some(at.assume_utc().unix_timestamp() * 1000)
 }
 
 /// `at:id` keyset cursor.
@@ -182,95 +97,54 @@ pub fn parse_cursor(cursor: &Option<String>) -> Result<Option<(i64, String)>, Ap
     Ok(Some((at, id.to_owned())))
 }
 
-/// The cursor after a full page.
-pub fn next_cursor<T>(rows: &[T], limit: i64, key: impl Fn(&T) -> String) -> Option<String> {
-    (rows.len() as i64 == limit)
-        .then(|| rows.last().map(key))
-        .flatten()
+/// One page of a list, read once for both of its renderings (HTML and JSON).
+#[derive(Debug)]
+pub struct Listed<T> {
+    pub rows: Vec<T>,
+    /// The cursor of the next page: the last row's, after a full page.
+    pub next_cursor: Option<String>,
+    /// No cursor was given: the newest rows, which a page can follow live.
+    pub first: bool,
 }
 
-impl RunsParams {
-    pub fn filter(&self) -> Result<RunFilter, AppError> {
-        Ok(RunFilter {
-            shop_id: text("shop", &self.shop)?,
-            status: text("status", &self.status)?,
-            model: text("model", &self.model)?,
-            prompt_pack_version: text("prompt_pack_version", &self.prompt_pack_version)?,
-            from: parse_time("from", &self.from)?,
-            to: parse_time("to", &self.to)?,
-            text: text("q", &self.q)?,
-            before: parse_cursor(&self.cursor)?,
-            limit: limit(&self.limit)?,
-        })
-    }
-
-    /// The filters (not the cursor) as a query string.
-    pub fn query_string(&self) -> String {
-        encode(&[
-            ("shop", &self.shop),
-            ("status", &self.status),
-            ("model", &self.model),
-            ("prompt_pack_version", &self.prompt_pack_version),
-            ("from", &self.from),
-            ("to", &self.to),
-            ("q", &self.q),
-            ("limit", &self.limit),
-        ])
-    }
-}
-
-impl EventsParams {
-    pub fn filter(&self) -> Result<EventFilter, AppError> {
-        Ok(EventFilter {
-            event_type: text("type", &self.event_type)?,
-            source: text("source", &self.source)?,
-            shop_id: text("shop", &self.shop)?,
-            request_id: text("request_id", &self.request_id)?,
-            from: parse_time("from", &self.from)?,
-            to: parse_time("to", &self.to)?,
-            before: parse_cursor(&self.cursor)?,
-            limit: limit(&self.limit)?,
-        })
-    }
-
-    pub fn query_string(&self) -> String {
-        encode(&[
-            ("type", &self.event_type),
-            ("source", &self.source),
-            ("shop", &self.shop),
-            ("request_id", &self.request_id),
-            ("from", &self.from),
-            ("to", &self.to),
-            ("limit", &self.limit),
-        ])
-    }
-}
-
-impl PageParams {
-    /// Limit and the id cursor.
-    pub fn page(&self) -> Result<(Option<i64>, i64), AppError> {
-        let before = match present(&self.cursor) {
-            None => None,
-            Some(c) => Some(c.parse().map_err(|_| bad("bad cursor"))?),
-        };
-        Ok((before, limit(&self.limit)?))
-    }
-}
-
-impl StatsParams {
-    /// The window `[from, to)` at `now`, and the window's name when named.
-    pub fn window(&self, now: i64) -> Result<(i64, i64, String), AppError> {
-        let to = parse_time("to", &self.to)?.unwrap_or(now);
-        if let Some(from) = parse_time("from", &self.from)? {
-            return Ok((from, to, String::new()));
+impl<T> Listed<T> {
+    /// `rows` read with `limit` (and a cursor unless `first`); `key` is a row's cursor.
+    pub fn new(rows: Vec<T>, limit: i64, first: bool, key: impl Fn(&T) -> String) -> Self {
+        let next_cursor = (rows.len() as i64 == limit)
+            .then(|| rows.last().map(key))
+            .flatten();
+        Self {
+            rows,
+            next_cursor,
+            first,
         }
-        let name = present(&self.window).unwrap_or_else(|| "24h".to_owned());
-        let span = WINDOWS
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, span)| *span)
-            .ok_or_else(|| bad("window must be one of 1h, 6h, 24h, 7d, 30d"))?;
-        Ok((to - span, to, name))
+    }
+
+    /// The next page's link: `path` with the filters and the cursor; `None` on the
+    /// last page.
+    pub fn next_href(&self, path: &str, filters: &str) -> Option<String> {
+        let cursor = self.next_cursor.as_deref()?;
+        let cursor = form_urlencoded::Serializer::new(String::new())
+            .append_pair("cursor", cursor)
+            .finish();
+        Some(match filters {
+            "" => format!("{path}?{cursor}"),
+            filters => format!("{path}?{filters}&{cursor}"),
+        })
+    }
+
+    /// The live stream's link (`path` with the filters), on the first page only.
+    pub fn live_url(&self, path: &str, filters: &str) -> Option<String> {
+        self.first.then(|| join(path, filters))
+    }
+}
+
+/// `path?query`, or `path` alone when the query is empty.
+fn join(path: &str, query: &str) -> String {
+    if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{query}")
     }
 }
 
@@ -310,7 +184,31 @@ mod tests {
         assert_eq!(t("2023-11-14T22:13"), Some(1_699_999_980_000));
         assert_eq!(t(" "), None);
         assert!(parse_time("from", &Some("yesterday".into())).is_err());
-        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
+        assert_eq!(t("2024-02-29T00:00"), Some(1_709_164_800_000));
+    }
+
+    #[test]
+    fn datetimes_take_a_space_a_zone_letter_and_short_fields_but_only_real_ones() {
+        let t = |v: &str| parse_time("to", &Some(v.to_owned()));
+        assert_eq!(t("2023-11-14 22:13:20Z").unwrap(), Some(1_700_000_000_000));
+        assert_eq!(
+            t("2024-1-5T9:30").unwrap(),
+            t("2024-01-05T09:30:00").unwrap()
+        );
+        for wrong in [
+            "2023-02-29T00:00",
+            "2023-13-01T00:00",
+            "2023-11-14T24:00",
+            "2023-11-14T22:13:60",
+            "2023-11-14",
+            "2023-11-14T22:13:20.5",
+        ] {
+            let err = t(wrong).unwrap_err();
+            assert!(
+                matches!(&err, AppError::BadRequest(r) if r == "to must be unix ms or YYYY-MM-DDTHH:MM in UTC"),
+                "{wrong}: {err:?}"
+            );
+        }
     }
 
     #[test]

@@ -218,7 +218,8 @@ pub struct EventRecord {
     pub payload: Option<String>,
 }
 
-/// A `dead_letters` row.
+/// A `dead_letters` row. `Serialize` (as on the other records) serves the tests'
+/// column-by-column comparisons only: `/api/v1` answers with the monitor's own types.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct DeadLetterRecord {
     pub id: i64,

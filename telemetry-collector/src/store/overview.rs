@@ -10,8 +10,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
 use sqlx::{PgPool, Postgres, QueryBuilder, Sqlite, SqlitePool};
 
 use super::monitor_reads::range;
@@ -34,7 +32,7 @@ pub struct StatsRow {
 }
 
 /// Rates and latency percentiles of one model or one prompt pack version.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GroupStats {
     /// The model or prompt pack version (`(none)` when the run start is missing).
     pub key: String,
@@ -63,7 +61,7 @@ impl GroupStats {
 }
 
 /// The overview over `[from, to)`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Overview {
     pub from: i64,
     pub to: i64,

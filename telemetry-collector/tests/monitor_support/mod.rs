@@ -217,6 +217,18 @@ pub fn producer_stats(producer: &str, emitted: u64, published: u64, dropped: u64
     }
 }
 
+/// Seeds one of each thing the monitor shows: a run (two variants, with its request's
+/// event), a producer whose ledger does not add up (`producer-lossy`: 10 emitted, 7
+/// published, 3 dropped) and a dead letter (`\x00\x01not protobuf`). Returns the run
+/// and the envelopes sent.
+pub async fn seed_one_of_each(store: &Arc<dyn Store>) -> (RunSpec, Vec<v1::Envelope>) {
+    let run = RunSpec::new(1, 1_700_000_000_000);
+    let mut envelopes = run.envelopes();
+    envelopes.push(producer_stats("producer-lossy", 10, 7, 3));
+    seed(store, &envelopes, &[b"\x00\x01not protobuf"]).await;
+    (run, envelopes)
+}
+
 /// Parses envelopes (and raw dead bytes) through the real parse edge and writes them in
 /// one batch.
 pub async fn seed(store: &Arc<dyn Store>, envelopes: &[v1::Envelope], dead: &[&[u8]]) {

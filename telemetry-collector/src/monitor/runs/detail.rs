@@ -1,0 +1,293 @@
+//! One run: its metadata, variants and the timeline of its request
+//! (`/monitor/runs/{id}`, `/api/v1/runs/{id}`, and a live stream while it runs). The
+//! page and the API read it the same way (`read`).
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use crate::http::{AppError, AppState};
+use crate::store::{RunDetail, VariantRecord};
+
+use super::super::events::{request_href, EventJson, EventRow};
+use super::super::live::{self, Fragment};
+use super::super::params::{self, path_segment};
+use super::super::views::{fmt_ms, fmt_time, num, opt, pretty_json, render, status_class};
+use super::{RunJson, RunRow};
+
+/// The run `id` from a path: 400 for a control character, 404 when not stored.
+async fn read(state: &AppState, id: &str) -> Result<RunDetail, AppError> {
+    let id = params::run_id(id)?;
+    state.store.run(id).await?.ok_or(AppError::NotFound)
+}
+
+/// A variant on the run page.
+#[derive(Debug, Clone)]
+pub struct VariantRow {
+    pub variant_id: String,
+    pub status: String,
+    pub status_class: &'static str,
+    pub latency: String,
+    pub error_code: String,
+    pub error_message: String,
+    pub prompt_hash: String,
+    pub image_key: String,
+    pub image_hash: String,
+    /// `{image base}/{key}`, each key segment percent-encoded.
+    pub image_url: Option<String>,
+}
+
+impl VariantRow {
+    pub fn new(variant: &VariantRecord, image_base_url: Option<&str>) -> Self {
+        let key = opt(&variant.output_image_key);
+        let image_url = match (image_base_url, key.is_empty()) {
+            (Some(base), false) => {
+                let path: Vec<String> = key.split('/').map(path_segment).collect();
+                Some(format!("{base}/{}", path.join("/")))
+            }
+            _ => None,
+        };
+        Self {
+            variant_id: variant.variant_id.clone(),
+            status: variant.status.clone(),
+            status_class: status_class(&variant.status),
+            latency: fmt_ms(variant.latency_ms),
+            // `unspecified` is the wire's "no error".
+            error_code: variant
+                .error_code
+                .clone()
+                .filter(|code| code != "unspecified")
+                .unwrap_or_default(),
+            error_message: opt(&variant.error_message),
+            prompt_hash: opt(&variant.final_prompt_hash),
+            image_key: key,
+            image_hash: opt(&variant.output_image_hash),
+            image_url,
+        }
+    }
+}
+
+/// A run's page: metadata, variants, timeline.
+#[derive(Debug, Clone)]
+pub struct RunView {
+    pub run: RunRow,
+    /// Label and value of each metadata field that is set.
+    pub meta: Vec<(&'static str, String)>,
+    pub facts_json: String,
+    pub pack_json: String,
+    pub variants: Vec<VariantRow>,
+    pub events: Vec<EventRow>,
+    /// Still changing: the page listens for updates.
+    pub live: bool,
+    /// The events page filtered to the run's request.
+    pub events_href: String,
+}
+
+impl RunView {
+    pub fn new(detail: &RunDetail, image_base_url: Option<&str>) -> Self {
+        let r = &detail.run;
+        let image = |hash: &Option<String>,
+                     w: Option<i64>,
+                     h: Option<i64>,
+                     f: &Option<String>,
+                     b: Option<i64>| {
+            hash.as_ref().map(|hash| {
+                format!(
+                    "{hash} ({}x{} {}, {} bytes)",
+                    num(w),
+                    num(h),
+                    opt(f),
+                    num(b)
+                )
+            })
+        };
+        let fields: Vec<(&'static str, Option<String>)> = vec![
+            ("Run id", Some(r.run_id.clone())),
+            ("Request id", Some(r.request_id.clone())),
+            ("Shop", Some(r.shop_id.clone())),
+            ("Status", Some(r.status.clone())),
+            ("Started", Some(fmt_time(r.started_at))),
+            ("Completed", r.completed_at.map(fmt_time)),
+            (
+                "Total duration",
+                r.total_duration_ms.map(|d| fmt_ms(Some(d))),
+            ),
+            ("Model", r.model.clone()),
+            ("Prompt pack version", r.prompt_pack_version.clone()),
+            ("Prompt pack hash", r.prompt_pack_hash.clone()),
+            ("Resolved facts hash", r.resolved_facts_hash.clone()),
+            ("Product asset", r.product_asset_id.clone()),
+            ("Room session", r.room_session_id.clone()),
+            (
+                "Product image",
+                image(
+                    &r.product_image_hash,
+                    r.product_image_width,
+                    r.product_image_height,
+                    &r.product_image_format,
+                    r.product_image_bytes,
+                ),
+            ),
+            (
+                "Room image",
+                image(
+                    &r.room_image_hash,
+                    r.room_image_width,
+                    r.room_image_height,
+                    &r.room_image_format,
+                    r.room_image_bytes,
+                ),
+            ),
+            ("Variants planned", r.variant_count.map(|n| n.to_string())),
+        ];
+        let origin = detail.events.first().map(|e| e.occurred_at);
+        let live = r.status == "running" || detail.variants.iter().any(|v| v.status == "running");
+        Self {
+            run: RunRow::from(r),
+            meta: fields
+                .into_iter()
+                .filter_map(|(label, value)| value.map(|v| (label, v)))
+                .collect(),
+            facts_json: pretty_json(&r.resolved_facts_json),
+            pack_json: pretty_json(&r.prompt_pack_json),
+            variants: detail
+                .variants
+                .iter()
+                .map(|v| VariantRow::new(v, image_base_url))
+                .collect(),
+            events: detail
+                .events
+                .iter()
+                .map(|e| EventRow::new(e, origin, true))
+                .collect(),
+            live,
+            events_href: request_href(&r.request_id),
+        }
+    }
+}
+
+/// A run's variants and timeline (also what its live stream sends).
+#[derive(Template)]
+#[template(path = "run_live.html")]
+pub struct RunLive {
+    pub run: RunView,
+}
+
+#[derive(Template)]
+#[template(path = "run.html")]
+pub struct RunPage {
+    pub nav: &'static str,
+    pub auth: bool,
+    pub run: RunView,
+    pub live_url: Option<String>,
+}
+
+/// `/monitor/runs/{id}`.
+pub async fn page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let detail = read(&state, &id).await?;
+    let run = RunView::new(&detail, state.monitor.image_base_url());
+    let live_url = run
+        .live
+        .then(|| format!("/monitor/live/runs/{}", path_segment(&run.run.run_id)));
+    Ok(render(&RunPage {
+        nav: "runs",
+        auth: state.monitor.auth_required(),
+        run,
+        live_url,
+    }))
+}
+
+/// A variant as `/api/v1` shows it.
+#[derive(Debug, Serialize)]
+pub struct VariantJson {
+    pub run_id: String,
+    pub variant_id: String,
+    pub shop_id: String,
+    pub request_id: String,
+    pub started_at: Option<i64>,
+    pub started_event_id: Option<String>,
+    pub status: String,
+    pub final_prompt_hash: Option<String>,
+    pub latency_ms: Option<i64>,
+    pub output_image_key: Option<String>,
+    pub output_image_hash: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub finished_at: Option<i64>,
+    pub result_event_id: Option<String>,
+}
+
+impl From<VariantRecord> for VariantJson {
+    fn from(variant: VariantRecord) -> Self {
+        Self {
+            run_id: variant.run_id,
+            variant_id: variant.variant_id,
+            shop_id: variant.shop_id,
+            request_id: variant.request_id,
+            started_at: variant.started_at,
+            started_event_id: variant.started_event_id,
+            status: variant.status,
+            final_prompt_hash: variant.final_prompt_hash,
+            latency_ms: variant.latency_ms,
+            output_image_key: variant.output_image_key,
+            output_image_hash: variant.output_image_hash,
+            error_code: variant.error_code,
+            error_message: variant.error_message,
+            finished_at: variant.finished_at,
+            result_event_id: variant.result_event_id,
+        }
+    }
+}
+
+/// A run with its variants and the events of its request: `{ run, variants, events }`.
+#[derive(Debug, Serialize)]
+pub struct RunDetailJson {
+    pub run: RunJson,
+    pub variants: Vec<VariantJson>,
+    pub events: Vec<EventJson>,
+}
+
+impl From<RunDetail> for RunDetailJson {
+    fn from(detail: RunDetail) -> Self {
+        Self {
+            run: detail.run.into(),
+            variants: detail.variants.into_iter().map(VariantJson::from).collect(),
+            events: detail.events.into_iter().map(EventJson::from).collect(),
+        }
+    }
+}
+
+/// `/api/v1/runs/{id}`.
+pub async fn api(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RunDetailJson>, AppError> {
+    Ok(Json(read(&state, &id).await?.into()))
+}
+
+/// A run's variants and timeline until the run and its variants are finished.
+struct LiveRun(String);
+
+impl Fragment for LiveRun {
+    async fn render(&self, state: &AppState) -> Result<Option<(String, bool)>, AppError> {
+        let Some(detail) = state.store.run(&self.0).await? else {
+            return Ok(None);
+        };
+        let run = RunView::new(&detail, state.monitor.image_base_url());
+        let live = run.live;
+        Ok(RunLive { run }.render().ok().map(|html| (html, live)))
+    }
+}
+
+/// `/monitor/live/runs/{id}`: the run's status, variants and timeline until it ends.
+pub async fn live(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    if let Err(refused) = params::run_id(&id) {
+        return refused.into_response();
+    }
+    live::open(state, LiveRun(id))
+}

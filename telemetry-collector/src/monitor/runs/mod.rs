@@ -1,0 +1,296 @@
+//! Runs: the list (`/monitor`, `/api/v1/runs`, live rows) filtered by shop, status,
+//! model, prompt pack, time and id, newest first; one run with its variants and
+//! timeline is [`detail`]. Both renderings of the list read one [`Listed`] page.
+
+pub mod detail;
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use crate::http::{AppError, AppState};
+use crate::store::{RunFilter, RunRecord};
+
+use super::live::{self, Fragment};
+use super::params::{self, encode, parse_cursor, parse_time, Listed};
+use super::views::{field, fmt_ms, fmt_time, num, opt, render, run_href, status_class};
+
+/// Run statuses offered by the filter.
+pub const RUN_STATUSES: [&str; 5] = ["running", "complete", "partial", "failed", "unknown(0)"];
+
+/// Query string of the runs list (page, API and live stream).
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct RunsParams {
+    pub shop: Option<String>,
+    pub status: Option<String>,
+    pub model: Option<String>,
+    pub prompt_pack_version: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// A run id or request id.
+    pub q: Option<String>,
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl RunsParams {
+    pub fn filter(&self) -> Result<RunFilter, AppError> {
+        Ok(RunFilter {
+            shop_id: params::text("shop", &self.shop)?,
+            status: params::text("status", &self.status)?,
+            model: params::text("model", &self.model)?,
+            prompt_pack_version: params::text("prompt_pack_version", &self.prompt_pack_version)?,
+            from: parse_time("from", &self.from)?,
+            to: parse_time("to", &self.to)?,
+            text: params::text("q", &self.q)?,
+            before: parse_cursor(&self.cursor)?,
+            limit: params::limit(&self.limit)?,
+        })
+    }
+
+    /// The filters (not the cursor) as a query string.
+    pub fn query_string(&self) -> String {
+        encode(&[
+            ("shop", &self.shop),
+            ("status", &self.status),
+            ("model", &self.model),
+            ("prompt_pack_version", &self.prompt_pack_version),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("q", &self.q),
+            ("limit", &self.limit),
+        ])
+    }
+}
+
+/// The page of runs `query` asks for.
+async fn list(state: &AppState, query: &RunsParams) -> Result<Listed<RunRecord>, AppError> {
+    let filter = query.filter()?;
+    let runs = state.store.monitor_runs(&filter).await?;
+    Ok(Listed::new(
+        runs,
+        filter.limit,
+        filter.before.is_none(),
+        |r| format!("{}:{}", r.started_at, r.run_id),
+    ))
+}
+
+/// A run in the list (and the head of its own page).
+#[derive(Debug, Clone)]
+pub struct RunRow {
+    pub run_id: String,
+    pub href: String,
+    pub time: String,
+    pub shop: String,
+    pub request_id: String,
+    pub status: String,
+    pub status_class: &'static str,
+    pub model: String,
+    pub pack: String,
+    pub success: String,
+    pub failed: String,
+    pub timeout: String,
+    pub duration: String,
+}
+
+impl From<&RunRecord> for RunRow {
+    fn from(run: &RunRecord) -> Self {
+        Self {
+            run_id: run.run_id.clone(),
+            href: run_href(&run.run_id),
+            time: fmt_time(run.started_at),
+            shop: run.shop_id.clone(),
+            request_id: run.request_id.clone(),
+            status: run.status.clone(),
+            status_class: status_class(&run.status),
+            model: opt(&run.model),
+            pack: opt(&run.prompt_pack_version),
+            success: num(run.success_count),
+            failed: num(run.fail_count),
+            timeout: num(run.timeout_count),
+            duration: fmt_ms(run.total_duration_ms),
+        }
+    }
+}
+
+/// The runs table's rows (also what the live stream sends).
+#[derive(Template)]
+#[template(path = "runs_rows.html")]
+pub struct RunsRows {
+    pub rows: Vec<RunRow>,
+}
+
+impl RunsRows {
+    /// The rows of a page of runs.
+    pub fn new(runs: &[RunRecord]) -> Self {
+        Self {
+            rows: runs.iter().map(RunRow::from).collect(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "runs.html")]
+pub struct RunsPage {
+    pub nav: &'static str,
+    pub auth: bool,
+    pub shop: String,
+    pub status: String,
+    /// Each status and whether it is the one chosen.
+    pub statuses: Vec<(&'static str, bool)>,
+    pub model: String,
+    pub pack: String,
+    pub from: String,
+    pub to: String,
+    pub q: String,
+    pub rows: Vec<RunRow>,
+    pub next_href: Option<String>,
+    /// SSE URL, on the first page only.
+    pub live_url: Option<String>,
+}
+
+/// `/monitor`.
+pub async fn page(
+    State(state): State<AppState>,
+    Query(query): Query<RunsParams>,
+) -> Result<Response, AppError> {
+    let listed = list(&state, &query).await?;
+    let filters = query.query_string();
+    Ok(render(&RunsPage {
+        nav: "runs",
+        auth: state.monitor.auth_required(),
+        shop: field(&query.shop),
+        status: field(&query.status),
+        statuses: RUN_STATUSES
+            .iter()
+            .map(|s| (*s, query.status.as_deref() == Some(*s)))
+            .collect(),
+        model: field(&query.model),
+        pack: field(&query.prompt_pack_version),
+        from: field(&query.from),
+        to: field(&query.to),
+        q: field(&query.q),
+        rows: RunsRows::new(&listed.rows).rows,
+        next_href: listed.next_href("/monitor", &filters),
+        live_url: listed.live_url("/monitor/live/runs", &filters),
+    }))
+}
+
+/// A run as `/api/v1` shows it (the same keys in the list and in a run's detail).
+#[derive(Debug, Serialize)]
+pub struct RunJson {
+    pub run_id: String,
+    pub shop_id: String,
+    pub request_id: String,
+    pub product_asset_id: Option<String>,
+    pub room_session_id: Option<String>,
+    pub prompt_pack_version: Option<String>,
+    pub model: Option<String>,
+    pub product_image_hash: Option<String>,
+    pub product_image_width: Option<i64>,
+    pub product_image_height: Option<i64>,
+    pub product_image_format: Option<String>,
+    pub product_image_bytes: Option<i64>,
+    pub room_image_hash: Option<String>,
+    pub room_image_width: Option<i64>,
+    pub room_image_height: Option<i64>,
+    pub room_image_format: Option<String>,
+    pub room_image_bytes: Option<i64>,
+    pub resolved_facts_hash: Option<String>,
+    pub resolved_facts_json: Option<String>,
+    pub prompt_pack_hash: Option<String>,
+    pub prompt_pack_json: Option<String>,
+    pub variant_count: Option<i64>,
+    pub started_at: i64,
+    pub started_event_id: Option<String>,
+    pub status: String,
+    pub total_duration_ms: Option<i64>,
+    pub success_count: Option<i64>,
+    pub fail_count: Option<i64>,
+    pub timeout_count: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub completed_event_id: Option<String>,
+}
+
+/// Field by field: a new column reaches the API only when added here, and a renamed
+/// one fails to compile here instead of renaming a key.
+impl From<RunRecord> for RunJson {
+    fn from(run: RunRecord) -> Self {
+        Self {
+            run_id: run.run_id,
+            shop_id: run.shop_id,
+            request_id: run.request_id,
+            product_asset_id: run.product_asset_id,
+            room_session_id: run.room_session_id,
+            prompt_pack_version: run.prompt_pack_version,
+            model: run.model,
+            product_image_hash: run.product_image_hash,
+            product_image_width: run.product_image_width,
+            product_image_height: run.product_image_height,
+            product_image_format: run.product_image_format,
+            product_image_bytes: run.product_image_bytes,
+            room_image_hash: run.room_image_hash,
+            room_image_width: run.room_image_width,
+            room_image_height: run.room_image_height,
+            room_image_format: run.room_image_format,
+            room_image_bytes: run.room_image_bytes,
+            resolved_facts_hash: run.resolved_facts_hash,
+            resolved_facts_json: run.resolved_facts_json,
+            prompt_pack_hash: run.prompt_pack_hash,
+            prompt_pack_json: run.prompt_pack_json,
+            variant_count: run.variant_count,
+            started_at: run.started_at,
+            started_event_id: run.started_event_id,
+            status: run.status,
+            total_duration_ms: run.total_duration_ms,
+            success_count: run.success_count,
+            fail_count: run.fail_count,
+            timeout_count: run.timeout_count,
+            completed_at: run.completed_at,
+            completed_event_id: run.completed_event_id,
+        }
+    }
+}
+
+/// A page of runs: `{ runs, next_cursor }`; pass `next_cursor` back as `cursor`.
+#[derive(Debug, Serialize)]
+pub struct RunsJson {
+    pub runs: Vec<RunJson>,
+    /// `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// `/api/v1/runs`.
+pub async fn api(
+    State(state): State<AppState>,
+    Query(query): Query<RunsParams>,
+) -> Result<Json<RunsJson>, AppError> {
+    let listed = list(&state, &query).await?;
+    Ok(Json(RunsJson {
+        runs: listed.rows.into_iter().map(RunJson::from).collect(),
+        next_cursor: listed.next_cursor,
+    }))
+}
+
+/// The first page of runs under a filter, as table rows.
+struct LiveRuns(RunFilter);
+
+impl Fragment for LiveRuns {
+    async fn render(&self, state: &AppState) -> Result<Option<(String, bool)>, AppError> {
+        let runs = state.store.monitor_runs(&self.0).await?;
+        Ok(RunsRows::new(&runs).render().ok().map(|html| (html, true)))
+    }
+}
+
+/// `/monitor/live/runs?<filters>`: the first page of runs as table rows.
+pub async fn live(
+    State(state): State<AppState>,
+    Query(query): Query<RunsParams>,
+) -> Result<Response, AppError> {
+    let mut filter = query.filter()?;
+    filter.before = None;
+    Ok(live::open(state, LiveRuns(filter)))
+}
