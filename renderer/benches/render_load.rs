@@ -642,9 +642,7 @@ async fn stall_postgres(url: String, delay: Duration, stall: Duration) {
 }
 
 async fn start(settings: Settings) -> String {
-    let app = Application::build(settings)
-        .await
-        .expect("build renderer");
+    let app = Application::build(settings).await.expect("build renderer");
     let url = format!("http://{}/app-proxy/see-it-now/render", app.local_addr());
     tokio::spawn(app.run_until(std::future::pending()));
     url

@@ -19,10 +19,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
-use tracing::Instrument as _;
 use telemetry::{
     EmitEvent, ErrorCode, EventSource, EventType, RunStatus, Telemetry, VariantStatus,
 };
+use tracing::Instrument as _;
 
 use crate::config::Limits;
 use crate::input::{self, InputError, RenderBody};

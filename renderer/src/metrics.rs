@@ -262,7 +262,12 @@ impl Collector for SdkLedger {
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value);
-            counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
         }
         let mut by_reason = encoder.encode_descriptor(
             "telemetry_dropped_by_reason",
@@ -272,7 +277,8 @@ impl Collector for SdkLedger {
         )?;
         for reason in telemetry::DropReason::ALL {
             let labels = [("reason", reason.as_str())];
-            ConstCounter::new(stats.dropped_for(reason)).encode(by_reason.encode_family(&labels)?)?;
+            ConstCounter::new(stats.dropped_for(reason))
+                .encode(by_reason.encode_family(&labels)?)?;
         }
         Ok(())
     }

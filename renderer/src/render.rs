@@ -165,20 +165,20 @@ impl Renderer {
         let started = Instant::now();
         let run_id = uuid::Uuid::now_v7().to_string();
         let start = StartRun {
-                run_id: run_id.clone(),
-                shop_id: ctx.shop_id.clone(),
-                request_id: ctx.request_id.clone(),
-                product_asset_id: input.product_asset_id.clone(),
-                room_session_id: input.room_session_id.clone(),
-                prompt_pack_version: input.prompt_pack_version.clone(),
-                model: self.model().to_owned(),
-                product_image: image_info(&input.product_image),
-                room_image: image_info(&input.room_image),
-                resolved_facts_hash: hash_prompt(&input.resolved_facts_json),
-                resolved_facts_json: input.resolved_facts_json.clone(),
-                prompt_pack_hash: hash_prompt(&input.prompt_pack_json),
-                prompt_pack_json: input.prompt_pack_json.clone(),
-                variant_count: input.variants.len() as u32,
+            run_id: run_id.clone(),
+            shop_id: ctx.shop_id.clone(),
+            request_id: ctx.request_id.clone(),
+            product_asset_id: input.product_asset_id.clone(),
+            room_session_id: input.room_session_id.clone(),
+            prompt_pack_version: input.prompt_pack_version.clone(),
+            model: self.model().to_owned(),
+            product_image: image_info(&input.product_image),
+            room_image: image_info(&input.room_image),
+            resolved_facts_hash: hash_prompt(&input.resolved_facts_json),
+            resolved_facts_json: input.resolved_facts_json.clone(),
+            prompt_pack_hash: hash_prompt(&input.prompt_pack_json),
+            prompt_pack_json: input.prompt_pack_json.clone(),
+            variant_count: input.variants.len() as u32,
         };
         refused("start_run", self.telemetry.start_run(start));
 
@@ -214,14 +214,14 @@ impl Renderer {
             variants,
         };
         let complete = CompleteRun {
-                run_id: outcome.run_id.clone(),
-                request_id: ctx.request_id.clone(),
-                shop_id: ctx.shop_id.clone(),
-                status: outcome.status,
-                total_duration_ms: outcome.total_duration_ms,
-                success_count: outcome.count(VariantStatus::Success),
-                fail_count: outcome.count(VariantStatus::Failed),
-                timeout_count: outcome.count(VariantStatus::Timeout),
+            run_id: outcome.run_id.clone(),
+            request_id: ctx.request_id.clone(),
+            shop_id: ctx.shop_id.clone(),
+            status: outcome.status,
+            total_duration_ms: outcome.total_duration_ms,
+            success_count: outcome.count(VariantStatus::Success),
+            fail_count: outcome.count(VariantStatus::Failed),
+            timeout_count: outcome.count(VariantStatus::Timeout),
         };
         refused("complete_run", self.telemetry.complete_run(complete));
         self.metrics.run(outcome.status, elapsed);
@@ -231,12 +231,15 @@ impl Renderer {
     /// One variant: start, render under the timeout, store, result.
     async fn variant(&self, ctx: &RequestContext, job: RenderJob) -> VariantOutcome {
         let start = VariantStart {
-                run_id: job.run_id.clone(),
-                variant_id: job.variant_id.clone(),
-                request_id: ctx.request_id.clone(),
-                shop_id: ctx.shop_id.clone(),
+            run_id: job.run_id.clone(),
+            variant_id: job.variant_id.clone(),
+            request_id: ctx.request_id.clone(),
+            shop_id: ctx.shop_id.clone(),
         };
-        refused("record_variant_start", self.telemetry.record_variant_start(start));
+        refused(
+            "record_variant_start",
+            self.telemetry.record_variant_start(start),
+        );
         let started = Instant::now();
         let rendered =
             tokio::time::timeout(self.limits.variant_timeout, self.provider.render(&job)).await;
@@ -281,19 +284,22 @@ impl Renderer {
             image_sha256: stored.map(|s| s.sha256),
         };
         let result = VariantResultRecord {
-                run_id: job.run_id.clone(),
-                variant_id: job.variant_id.clone(),
-                request_id: ctx.request_id.clone(),
-                shop_id: ctx.shop_id.clone(),
-                final_prompt_hash: hash_prompt(&job.prompt),
-                status: outcome.status,
-                latency_ms: outcome.latency_ms,
-                output_image_key: outcome.image_key.clone(),
-                output_image_hash: outcome.image_sha256.clone(),
-                error_code: outcome.error_code,
-                error_message: outcome.error_message.clone(),
+            run_id: job.run_id.clone(),
+            variant_id: job.variant_id.clone(),
+            request_id: ctx.request_id.clone(),
+            shop_id: ctx.shop_id.clone(),
+            final_prompt_hash: hash_prompt(&job.prompt),
+            status: outcome.status,
+            latency_ms: outcome.latency_ms,
+            output_image_key: outcome.image_key.clone(),
+            output_image_hash: outcome.image_sha256.clone(),
+            error_code: outcome.error_code,
+            error_message: outcome.error_message.clone(),
         };
-        refused("record_variant_result", self.telemetry.record_variant_result(result));
+        refused(
+            "record_variant_result",
+            self.telemetry.record_variant_result(result),
+        );
         let kind = match outcome.status {
             VariantStatus::Success => VariantOutcomeKind::Success,
             VariantStatus::Timeout => VariantOutcomeKind::Timeout,

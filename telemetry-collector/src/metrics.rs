@@ -90,10 +90,7 @@ impl Default for Metrics {
             "collector_duplicates",
             "Envelopes already stored (redelivery or duplicate publish)",
         );
-        let dead_letters = counter(
-            "collector_dead_letters",
-            "Messages stored as dead letters",
-        );
+        let dead_letters = counter("collector_dead_letters", "Messages stored as dead letters");
         let db_errors = counter(
             "collector_db_errors",
             "Batch writes that failed transiently and were retried",

@@ -94,6 +94,60 @@ pub fn traced(router: Router) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::routing::get;
+    use tower::ServiceExt as _;
+
+    /// A traced router whose handler answers with the request id it was given.
+    async fn answer(id: Option<&[u8]>) -> (String, String) {
+        let router = traced(Router::new().route(
+            "/echo",
+            get(|headers: axum::http::HeaderMap| async move {
+                headers[HEADER].to_str().unwrap().to_owned()
+            }),
+        ));
+        let mut request = Request::get("/echo");
+        if let Some(id) = id {
+            request = request.header(HEADER, HeaderValue::from_bytes(id).unwrap());
+        }
+        let response = router
+            .oneshot(request.body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let header = response.headers()[HEADER].to_str().unwrap().to_owned();
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        (header, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    fn is_new(id: &str) -> bool {
+        uuid::Uuid::parse_str(id).is_ok_and(|id| id.get_version_num() == 7)
+    }
+
+    #[tokio::test]
+    async fn a_sane_id_is_kept_and_echoed() {
+        assert_eq!(
+            answer(Some(b"req-42")).await,
+            ("req-42".into(), "req-42".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_without_an_id_gets_a_new_one_in_and_out() {
+        let (header, seen) = answer(None).await;
+        assert!(is_new(&header), "{header}");
+        assert_eq!(seen, header, "the handler saw the id the client gets");
+    }
+
+    #[tokio::test]
+    async fn an_insane_id_is_replaced_in_and_out() {
+        let long = "a".repeat(MAX_BYTES + 1);
+        for insane in [long.as_bytes(), b"two words", b"caf\xc3\xa9", b""] {
+            let (header, seen) = answer(Some(insane)).await;
+            assert!(is_new(&header), "{insane:?} gave {header}");
+            assert_eq!(seen, header, "{insane:?}");
+        }
+    }
 
     #[test]
     fn only_bounded_printable_ids_are_sane() {
