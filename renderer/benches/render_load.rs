@@ -42,7 +42,7 @@ use renderer::Application;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgPool};
-use telemetry::{hash_prompt, ImageInfo, NatsConfig, StartRun, TelemetryConfig};
+use telemetry::{hash_prompt, NatsConfig, StartRun, TelemetryConfig};
 use test_support::{Isolation, PgDatabase};
 
 /// Concurrent clients: one per core. The local provider is pure CPU, so on a 2-core
@@ -250,10 +250,6 @@ impl RunTemplate {
     fn of(body: &[u8], limits: &renderer::config::Limits) -> Self {
         let body = renderer::input::RenderBody::parse(body).expect("bench body parses");
         let input = renderer::input::check(&body, limits).expect("bench body is valid");
-        let info = |image: &renderer::input::InputImage| ImageInfo {
-            hash: image.sha256.clone(),
-            meta: image.meta(),
-        };
         let prompt_hashes = input
             .variants
             .iter()
@@ -262,22 +258,12 @@ impl RunTemplate {
                 (variant.id.clone(), hash_prompt(&prompt))
             })
             .collect();
-        let run = StartRun {
-            run_id: String::new(),
+        // The ids are each request's: see `Baseline::render`.
+        let ctx = renderer::render::RequestContext {
             shop_id: String::new(),
             request_id: String::new(),
-            product_asset_id: input.product_asset_id.clone(),
-            room_session_id: input.room_session_id.clone(),
-            prompt_pack_version: input.prompt_pack_version.clone(),
-            model: renderer::config::LOCAL_MODEL.to_owned(),
-            product_image: info(&input.product_image),
-            room_image: info(&input.room_image),
-            resolved_facts_hash: hash_prompt(&input.resolved_facts_json),
-            resolved_facts_json: input.resolved_facts_json.clone(),
-            prompt_pack_hash: hash_prompt(&input.prompt_pack_json),
-            prompt_pack_json: input.prompt_pack_json.clone(),
-            variant_count: input.variants.len() as u32,
         };
+        let run = renderer::render::start_run("", &ctx, renderer::config::LOCAL_MODEL, &input);
         Self { run, prompt_hashes }
     }
 }

@@ -144,18 +144,18 @@ impl Default for Metrics {
             "status",
             ["complete", "partial", "failed"],
         );
-        let run_latency = Histogram::new(LATENCY_BUCKETS);
-        registry.register(
-            "renderer_run_duration_seconds",
-            "Duration of a whole run",
-            run_latency.clone(),
-        );
-        let variant_latency = Histogram::new(LATENCY_BUCKETS);
-        registry.register(
-            "renderer_variant_duration_seconds",
-            "Duration of one variant (render and store)",
-            variant_latency.clone(),
-        );
+        let [run_latency, variant_latency] = [
+            ("renderer_run_duration_seconds", "Duration of a whole run"),
+            (
+                "renderer_variant_duration_seconds",
+                "Duration of one variant (render and store)",
+            ),
+        ]
+        .map(|(name, help)| {
+            let histogram = Histogram::new(LATENCY_BUCKETS);
+            registry.register(name, help, histogram.clone());
+            histogram
+        });
         Self {
             registry,
             requests,

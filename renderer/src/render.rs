@@ -96,6 +96,26 @@ fn image_info(image: &InputImage) -> ImageInfo {
     }
 }
 
+/// The `start_run` record of run `run_id` of `input`, rendered with `model`.
+pub fn start_run(run_id: &str, ctx: &RequestContext, model: &str, input: &RenderInput) -> StartRun {
+    StartRun {
+        run_id: run_id.to_owned(),
+        shop_id: ctx.shop_id.clone(),
+        request_id: ctx.request_id.clone(),
+        product_asset_id: input.product_asset_id.clone(),
+        room_session_id: input.room_session_id.clone(),
+        prompt_pack_version: input.prompt_pack_version.clone(),
+        model: model.to_owned(),
+        product_image: image_info(&input.product_image),
+        room_image: image_info(&input.room_image),
+        resolved_facts_hash: hash_prompt(&input.resolved_facts_json),
+        resolved_facts_json: input.resolved_facts_json.clone(),
+        prompt_pack_hash: hash_prompt(&input.prompt_pack_json),
+        prompt_pack_json: input.prompt_pack_json.clone(),
+        variant_count: input.variants.len() as u32,
+    }
+}
+
 /// One of the [`Limits::render_concurrency`] renders in progress. Held from decoding the
 /// request's images until its run completes (so also while the run goes on after the
 /// caller hung up); dropping it lets the next request in.
@@ -164,22 +184,7 @@ impl Renderer {
     pub async fn run(self: Arc<Self>, ctx: RequestContext, input: RenderInput) -> RunOutcome {
         let started = Instant::now();
         let run_id = uuid::Uuid::now_v7().to_string();
-        let start = StartRun {
-            run_id: run_id.clone(),
-            shop_id: ctx.shop_id.clone(),
-            request_id: ctx.request_id.clone(),
-            product_asset_id: input.product_asset_id.clone(),
-            room_session_id: input.room_session_id.clone(),
-            prompt_pack_version: input.prompt_pack_version.clone(),
-            model: self.model().to_owned(),
-            product_image: image_info(&input.product_image),
-            room_image: image_info(&input.room_image),
-            resolved_facts_hash: hash_prompt(&input.resolved_facts_json),
-            resolved_facts_json: input.resolved_facts_json.clone(),
-            prompt_pack_hash: hash_prompt(&input.prompt_pack_json),
-            prompt_pack_json: input.prompt_pack_json.clone(),
-            variant_count: input.variants.len() as u32,
-        };
+        let start = start_run(&run_id, &ctx, self.model(), &input);
         refused("start_run", self.telemetry.start_run(start));
 
         let slots = Arc::new(Semaphore::new(self.limits.variant_concurrency));

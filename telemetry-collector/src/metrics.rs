@@ -15,12 +15,18 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 /// Upper bounds (seconds) of the commit latency histogram.
 const COMMIT_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 /// Upper bounds (messages) of the batch size histogram.
 const SIZE_BUCKETS: [f64; 8] = [1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0];
+
+/// `metric`, registered under `name` in `registry` (which keeps a handle to it).
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
 
 /// Why the database is not usable, as `/readyz` shows it and `collector_db_up` counts it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,65 +82,70 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
         // Help texts without a final period: the registry adds one.
-        let mut counter = |name: &str, help: &str| {
-            let counter = Counter::default();
-            registry.register(name, help, counter.clone());
-            counter
-        };
-        let batches = counter("collector_batches", "Batches committed");
-        let events_stored = counter(
-            "collector_events_stored",
-            "Envelopes stored for the first time",
-        );
-        let duplicates = counter(
-            "collector_duplicates",
-            "Envelopes already stored (redelivery or duplicate publish)",
-        );
-        let dead_letters = counter("collector_dead_letters", "Messages stored as dead letters");
-        let db_errors = counter(
-            "collector_db_errors",
-            "Batch writes that failed transiently and were retried",
-        );
-        let rejected = counter(
-            "collector_envelopes_rejected",
-            "Envelopes the database refused for good, stored as dead letters",
-        );
-        let consumer_pending = Gauge::default();
-        registry.register(
-            "collector_consumer_pending",
-            "Messages on the stream not yet delivered to the consumer (read from the broker every COLLECTOR_BACKLOG_INTERVAL_SECS)",
-            consumer_pending.clone(),
-        );
-        let consumer_ack_pending = Gauge::default();
-        registry.register(
-            "collector_consumer_ack_pending",
-            "Messages delivered to the consumer's collectors and not yet acked",
-            consumer_ack_pending.clone(),
-        );
-        let oldest_unacked_age = Gauge::default();
-        registry.register(
+        let [batches, events_stored, duplicates, dead_letters, db_errors, rejected] = [
+            ("collector_batches", "Batches committed"),
+            (
+                "collector_events_stored",
+                "Envelopes stored for the first time",
+            ),
+            (
+                "collector_duplicates",
+                "Envelopes already stored (redelivery or duplicate publish)",
+            ),
+            ("collector_dead_letters", "Messages stored as dead letters"),
+            (
+                "collector_db_errors",
+                "Batch writes that failed transiently and were retried",
+            ),
+            (
+                "collector_envelopes_rejected",
+                "Envelopes the database refused for good, stored as dead letters",
+            ),
+        ]
+        .map(|(name, help)| registered(&mut registry, name, help, Counter::default()));
+        let [consumer_pending, consumer_ack_pending] = [
+            (
+                "collector_consumer_pending",
+                "Messages on the stream not yet delivered to the consumer (read from the broker every COLLECTOR_BACKLOG_INTERVAL_SECS)",
+            ),
+            (
+                "collector_consumer_ack_pending",
+                "Messages delivered to the consumer's collectors and not yet acked",
+            ),
+        ]
+        .map(|(name, help)| registered(&mut registry, name, help, Gauge::default()));
+        let oldest_unacked_age = registered(
+            &mut registry,
             "collector_oldest_unacked_age_seconds",
             "Age of the oldest message not yet acked, delivered or not (0 when none)",
-            oldest_unacked_age.clone(),
+            Gauge::default(),
         );
-        let db_up = Gauge::default();
-        registry.register(
+        let db_up = registered(
+            &mut registry,
             "collector_db_up",
             "Whether the database is usable (as /readyz says)",
-            db_up.clone(),
+            Gauge::default(),
         );
-        let batch_size = Histogram::new(SIZE_BUCKETS);
-        registry.register(
-            "collector_batch_size",
-            "Messages per batch",
-            batch_size.clone(),
-        );
-        let commit_seconds = Histogram::new(COMMIT_BUCKETS);
-        registry.register(
-            "collector_commit_seconds",
-            "Time to write and commit one batch",
-            commit_seconds.clone(),
-        );
+        let [batch_size, commit_seconds] = [
+            (
+                "collector_batch_size",
+                "Messages per batch",
+                &SIZE_BUCKETS[..],
+            ),
+            (
+                "collector_commit_seconds",
+                "Time to write and commit one batch",
+                &COMMIT_BUCKETS[..],
+            ),
+        ]
+        .map(|(name, help, buckets)| {
+            registered(
+                &mut registry,
+                name,
+                help,
+                Histogram::new(buckets.iter().copied()),
+            )
+        });
         Self {
             registry,
             batches,
