@@ -7,7 +7,9 @@
 //!   calls alone and nothing is published (separates the call path from the CPU that
 //!   publishing and the co-located broker take on a small machine);
 //! - `baseline`: the original design, where the request awaits a Postgres write for the
-//!   run start, each variant result and the completion (this recorder exists only here).
+//!   run start, each variant result and the completion. It exists only here: a front
+//!   ([`Baseline`]) writes the run's row before passing the request to a renderer with
+//!   telemetry off, then the variants' rows and the completion from its answer.
 //!
 //! Each mode runs for `RENDER_BENCH_SECS` (default per workload; the modes take turns
 //! in slices of `RENDER_BENCH_SLICE_MS`, default per workload) and then for
@@ -26,19 +28,21 @@
 //! number of concurrent clients, default [`DEFAULT_CONCURRENCY`];
 //! `TELEMETRY_PUBLISH_LINGER_MS` the SDK mode's publish linger).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use image::{DynamicImage, ImageFormat, Rgba, RgbaImage};
 use renderer::config::Settings;
-use renderer::{Application, RunRecorder};
+use renderer::Application;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgPool};
-use telemetry::{
-    CompleteRun, EmitEvent, NatsConfig, StartRun, TelemetryConfig, VariantResultRecord,
-    VariantStart,
-};
+use telemetry::{hash_prompt, NatsConfig, StartRun, TelemetryConfig};
 use test_support::{Isolation, PgDatabase};
 
 /// Concurrent clients: one per core. The local provider is pure CPU, so on a 2-core
@@ -166,11 +170,8 @@ fn meta_json(meta: &telemetry::ImageMeta) -> String {
         .to_string()
 }
 
-#[async_trait::async_trait]
-impl RunRecorder for PgRecorder {
-    async fn emit(&self, _event: EmitEvent) {}
-
-    async fn start_run(&self, run: StartRun) {
+impl PgRecorder {
+    async fn start_run(&self, run: &StartRun) {
         let result = sqlx::query(
             "INSERT INTO render_runs (id, shop_id, request_id, product_asset_id, room_session_id, \
              prompt_pack_version, model, product_image_hash, product_image_meta, room_image_hash, \
@@ -200,23 +201,23 @@ impl RunRecorder for PgRecorder {
         }
     }
 
-    async fn record_variant_start(&self, _start: VariantStart) {}
-
-    async fn record_variant_result(&self, result: VariantResultRecord) {
+    /// One variant of the renderer's answer, with its final prompt's hash.
+    async fn record_variant_result(&self, run_id: &str, variant: &Value, prompt_hash: &str) {
+        let text = |key: &str| variant[key].as_str().map(str::to_owned);
         let outcome = sqlx::query(
             "INSERT INTO variant_results (render_run_id, variant_id, final_prompt_hash, status, \
              latency_ms, output_image_key, output_image_hash, error_code, error_message) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
-        .bind(&result.run_id)
-        .bind(&result.variant_id)
-        .bind(&result.final_prompt_hash)
-        .bind(result.status.as_str_name())
-        .bind(result.latency_ms as i64)
-        .bind(&result.output_image_key)
-        .bind(&result.output_image_hash)
-        .bind(result.error_code.map(|c| c.as_str_name()))
-        .bind(&result.error_message)
+        .bind(run_id)
+        .bind(text("variantId"))
+        .bind(prompt_hash)
+        .bind(text("status"))
+        .bind(variant["latencyMs"].as_i64().unwrap_or(0))
+        .bind(text("imageKey"))
+        .bind(text("imageSha256"))
+        .bind(text("errorCode"))
+        .bind(text("errorMessage"))
         .execute(&self.pool)
         .await;
         if let Err(err) = outcome {
@@ -224,17 +225,128 @@ impl RunRecorder for PgRecorder {
         }
     }
 
-    async fn complete_run(&self, complete: CompleteRun) {
+    async fn complete_run(&self, run_id: &str, status: &str, total_duration_ms: i64) {
         let result =
             sqlx::query("UPDATE render_runs SET status = $2, total_duration_ms = $3 WHERE id = $1")
-                .bind(&complete.run_id)
-                .bind(complete.status.as_str_name())
-                .bind(complete.total_duration_ms as i64)
+                .bind(run_id)
+                .bind(status)
+                .bind(total_duration_ms)
                 .execute(&self.pool)
                 .await;
         if let Err(err) = result {
             eprintln!("baseline complete_run: {err}");
         }
+    }
+}
+
+/// What the renderer's input check makes of a request body, for the run's row: the
+/// row's fields and each variant's final prompt hash.
+struct RunTemplate {
+    run: StartRun,
+    prompt_hashes: HashMap<String, String>,
+}
+
+impl RunTemplate {
+    fn of(body: &[u8], limits: &renderer::config::Limits) -> Self {
+        let body = renderer::input::RenderBody::parse(body).expect("bench body parses");
+        let input = renderer::input::check(&body, limits).expect("bench body is valid");
+        let prompt_hashes = input
+            .variants
+            .iter()
+            .map(|variant| {
+                let prompt = renderer::render::final_prompt(variant, &input.resolved_facts_json);
+                (variant.id.clone(), hash_prompt(&prompt))
+            })
+            .collect();
+        // The ids are each request's: see `Baseline::render`.
+        let ctx = renderer::render::RequestContext {
+            shop_id: String::new(),
+            request_id: String::new(),
+        };
+        let run = renderer::render::start_run("", &ctx, renderer::config::LOCAL_MODEL, &input);
+        Self { run, prompt_hashes }
+    }
+}
+
+/// The baseline's front: the original design's awaited writes around a renderer with
+/// telemetry off. Per request, as the original did: the run's row before rendering,
+/// the variants' rows (at once) after, then the completion; each awaited.
+#[derive(Clone)]
+struct Baseline {
+    recorder: Arc<PgRecorder>,
+    client: reqwest::Client,
+    /// The telemetry-off renderer's render URL.
+    renderer_url: String,
+    limits: renderer::config::Limits,
+    /// Per body length (one body per workload), what its input check makes of it:
+    /// done once, since the renderer behind checks every request anyway.
+    templates: Arc<Mutex<HashMap<usize, Arc<RunTemplate>>>>,
+}
+
+impl Baseline {
+    fn template(&self, body: &[u8]) -> Arc<RunTemplate> {
+        let mut templates = self.templates.lock().unwrap();
+        templates
+            .entry(body.len())
+            .or_insert_with(|| Arc::new(RunTemplate::of(body, &self.limits)))
+            .clone()
+    }
+
+    async fn render(State(front): State<Self>, body: Bytes) -> Response {
+        let template = front.template(&body);
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let request_id = uuid::Uuid::now_v7().to_string();
+        let run = StartRun {
+            run_id: run_id.clone(),
+            request_id: request_id.clone(),
+            ..template.run.clone()
+        };
+        front.recorder.start_run(&run).await;
+        let answer = front
+            .client
+            .post(&front.renderer_url)
+            .header("content-type", "application/json")
+            .header("x-request-id", &request_id)
+            .body(body)
+            .send()
+            .await;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(_) => return StatusCode::BAD_GATEWAY.into_response(),
+        };
+        let status = answer.status();
+        let Ok(bytes) = answer.bytes().await else {
+            return StatusCode::BAD_GATEWAY.into_response();
+        };
+        if let Ok(reply) = serde_json::from_slice::<Value>(&bytes) {
+            let variants = reply["variants"].as_array().cloned().unwrap_or_default();
+            futures::future::join_all(variants.iter().map(|variant| {
+                let id = variant["variantId"].as_str().unwrap_or_default();
+                let hash = template.prompt_hashes.get(id).map_or("", String::as_str);
+                front.recorder.record_variant_result(&run_id, variant, hash)
+            }))
+            .await;
+            front
+                .recorder
+                .complete_run(
+                    &run_id,
+                    reply["status"].as_str().unwrap_or("unknown"),
+                    reply["totalDurationMs"].as_i64().unwrap_or(0),
+                )
+                .await;
+        }
+        (status, bytes).into_response()
+    }
+
+    /// Serves the front; its render URL.
+    async fn start(self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/render", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .route("/render", axum::routing::post(Self::render))
+            .with_state(self);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
     }
 }
 
@@ -515,10 +627,8 @@ async fn stall_postgres(url: String, delay: Duration, stall: Duration) {
     tx.commit().await.unwrap();
 }
 
-async fn start(settings: Settings, recorder: Option<Arc<dyn RunRecorder>>) -> String {
-    let app = Application::build_with_recorder(settings, recorder)
-        .await
-        .expect("build renderer");
+async fn start(settings: Settings) -> String {
+    let app = Application::build(settings).await.expect("build renderer");
     let url = format!("http://{}/app-proxy/see-it-now/render", app.local_addr());
     tokio::spawn(app.run_until(std::future::pending()));
     url
@@ -665,7 +775,7 @@ async fn run() {
         settings.limits.variant_concurrency = 4;
         settings
     };
-    let off = start(settings("off"), None).await;
+    let off = start(settings("off")).await;
     let mut sdk_settings = settings("sdk");
     sdk_settings.telemetry = Some(TelemetryConfig {
         nats: NatsConfig {
@@ -682,7 +792,7 @@ async fn run() {
         )),
         ..Default::default()
     });
-    let sdk = start(sdk_settings, None).await;
+    let sdk = start(sdk_settings).await;
     // The SDK mode's publisher thread, taken before the unreachable mode starts one of
     // the same name (which only polls for a broker).
     let publisher_threads = processes_named("/proc/self/task", "telemetry");
@@ -701,11 +811,20 @@ async fn run() {
         service: "renderer-bench-unreachable".into(),
         ..Default::default()
     });
-    let unreachable = start(unreachable_settings, None).await;
-    let baseline = start(
-        settings("baseline"),
-        Some(Arc::new(PgRecorder { pool: pool.clone() })),
-    )
+    let unreachable = start(unreachable_settings).await;
+    let baseline_settings = settings("baseline");
+    let limits = baseline_settings.limits;
+    let baseline = Baseline {
+        recorder: Arc::new(PgRecorder { pool: pool.clone() }),
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(concurrency)
+            .build()
+            .unwrap(),
+        renderer_url: start(baseline_settings).await,
+        limits,
+        templates: Arc::default(),
+    }
+    .start()
     .await;
 
     let bench = Bench {

@@ -4,6 +4,10 @@
 //! - `POST /app-proxy/see-it-now/render`: auth, parse, emit, render, answer.
 //! - `GET /images/{*key}`: stored renders.
 //! - `/healthz`, `/readyz`, `/metrics`.
+//!
+//! Every request gets an `x-request-id` and a span ([`telemetry::request_id::traced`]);
+//! the render's `request_id` is that id (or the body's `requestId`), so the log lines of
+//! a request and its telemetry rows name the same id.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -18,6 +22,7 @@ use serde::Serialize;
 use telemetry::{
     EmitEvent, ErrorCode, EventSource, EventType, RunStatus, Telemetry, VariantStatus,
 };
+use tracing::Instrument as _;
 
 use crate::config::Limits;
 use crate::input::{self, InputError, RenderBody};
@@ -38,7 +43,8 @@ pub struct AppState {
     pub renderer: Arc<Renderer>,
     /// The image store (served by `/images`).
     pub store: ImageStore,
-    /// The SDK handle, for `/metrics` (disabled when telemetry is off or replaced).
+    /// The SDK handle: the request's events, and `/metrics` (disabled when telemetry
+    /// is off).
     pub telemetry: Telemetry,
     /// Counters.
     pub metrics: Arc<Metrics>,
@@ -48,9 +54,9 @@ pub struct AppState {
     pub shopify_api_secret: Option<Arc<str>>,
 }
 
-/// The routes over `state`.
+/// The routes over `state`, with request ids and spans.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route(RENDER_PATH, post(render))
         .route("/images/{*key}", get(image))
         .route("/healthz", get(|| async { "ok" }))
@@ -58,7 +64,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         // The render handler enforces its own (configurable) body limit, with a reason.
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .with_state(state)
+        .with_state(state);
+    telemetry::request_id::traced(routes)
 }
 
 /// An error answer: `{"error": reason, "message": ...}`.
@@ -151,21 +158,18 @@ impl From<(RunOutcome, String)> for RenderAnswer {
     }
 }
 
-/// The request id: the body's, else the header's, else a new UUIDv7. Oversized or
+/// The request id: the body's, else the header's (the client's when sane, else the one
+/// [`telemetry::request_id::traced`] made), else a new UUIDv7. Oversized or
 /// non-printable ids are replaced rather than trusted.
 fn request_id(body: Option<&str>, headers: &HeaderMap) -> String {
-    let usable = |id: &str| {
-        !id.is_empty()
-            && id.len() <= input::MAX_ID_BYTES
-            && id.chars().all(|c| c.is_ascii_graphic())
-    };
-    body.filter(|id| usable(id))
+    use telemetry::request_id::is_sane;
+    body.filter(|id| is_sane(id))
         .map(str::to_owned)
         .or_else(|| {
             headers
                 .get(REQUEST_ID_HEADER)
                 .and_then(|v| v.to_str().ok())
-                .filter(|id| usable(id))
+                .filter(|id| is_sane(id))
                 .map(str::to_owned)
         })
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
@@ -179,25 +183,22 @@ fn with_request_id(mut response: Response, request_id: &str) -> Response {
 }
 
 /// Emits SF_RENDER_REJECTED with the reason.
-async fn rejected(state: &AppState, ctx: &RequestContext, reason: &str, message: &str) {
+fn rejected(state: &AppState, ctx: &RequestContext, reason: &str, message: &str) {
     let payload = serde_json::json!({ "reason": reason, "message": message });
-    state
-        .renderer
-        .recorder()
-        .emit(EmitEvent {
-            shop_id: ctx.shop_id.clone(),
-            request_id: ctx.request_id.clone(),
-            run_id: String::new(),
-            source: EventSource::AppProxy,
-            event_type: EventType::SfRenderRejected,
-            payload_json: payload.to_string(),
-        })
-        .await;
+    let event = EmitEvent {
+        shop_id: ctx.shop_id.clone(),
+        request_id: ctx.request_id.clone(),
+        run_id: String::new(),
+        source: EventSource::AppProxy,
+        event_type: EventType::SfRenderRejected,
+        payload_json: payload.to_string(),
+    };
+    crate::render::refused("emit", state.telemetry.emit(event));
 }
 
-async fn bad_input(state: &AppState, ctx: &RequestContext, err: InputError) -> Response {
+fn bad_input(state: &AppState, ctx: &RequestContext, err: InputError) -> Response {
     let message = err.to_string();
-    rejected(state, ctx, err.reason(), &message).await;
+    rejected(state, ctx, err.reason(), &message);
     state.metrics.request(RequestOutcome::BadRequest);
     with_request_id(
         error_response(StatusCode::BAD_REQUEST, err.reason(), message),
@@ -211,14 +212,14 @@ fn retry_after_secs(queue_wait: Duration) -> u64 {
 }
 
 /// 503 + `Retry-After`: no render slot came free within the queue wait.
-async fn overloaded(state: &AppState, ctx: &RequestContext) -> Response {
+fn overloaded(state: &AppState, ctx: &RequestContext) -> Response {
     let limits = &state.limits;
     let message = format!(
         "all {} render slots stayed busy for {} ms; retry later",
         limits.render_concurrency,
         limits.render_queue_wait.as_millis()
     );
-    rejected(state, ctx, "overloaded", &message).await;
+    rejected(state, ctx, "overloaded", &message);
     state.metrics.request(RequestOutcome::Overloaded);
     let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message);
     response.headers_mut().insert(
@@ -268,7 +269,7 @@ async fn render(
         // The serve loop answers 408 whatever is returned here; record the real reason.
         Err(err) if telemetry::http_server::is_body_timeout(&err) => {
             let message = "request body not complete within HTTP_BODY_TIMEOUT_MS".to_owned();
-            rejected(&state, &ctx, "body_timeout", &message).await;
+            rejected(&state, &ctx, "body_timeout", &message);
             state.metrics.request(RequestOutcome::BodyTimeout);
             return with_request_id(
                 error_response(StatusCode::REQUEST_TIMEOUT, "body_timeout", message),
@@ -280,7 +281,7 @@ async fn render(
                 "request body over the {}-byte limit or unreadable: {err}",
                 state.limits.max_body_bytes
             );
-            rejected(&state, &ctx, "body_too_large", &message).await;
+            rejected(&state, &ctx, "body_too_large", &message);
             state.metrics.request(RequestOutcome::TooLarge);
             return with_request_id(
                 error_response(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", message),
@@ -290,36 +291,35 @@ async fn render(
     };
     let body = match RenderBody::parse(&bytes) {
         Ok(body) => body,
-        Err(err) => return bad_input(&state, &ctx, err).await,
+        Err(err) => return bad_input(&state, &ctx, err),
     };
     // The parsed body has its own copy: the raw one need not wait for a slot too.
     drop(bytes);
     if body.request_id.is_some() {
         ctx.request_id = request_id(body.request_id.as_deref(), &headers);
+        // The run's rows carry the body's id: the request's log lines say it too.
+        tracing::Span::current().record("request_id", ctx.request_id.as_str());
     }
     let (product_id, room_session_id) = match input::ids(&body) {
         Ok(ids) => ids,
-        Err(err) => return bad_input(&state, &ctx, err).await,
+        Err(err) => return bad_input(&state, &ctx, err),
     };
-    state
-        .renderer
-        .recorder()
-        .emit(EmitEvent {
-            shop_id: ctx.shop_id.clone(),
-            request_id: ctx.request_id.clone(),
-            run_id: String::new(),
-            source: EventSource::AppProxy,
-            event_type: EventType::SfRenderRequested,
-            payload_json: serde_json::json!({
-                "productId": product_id,
-                "roomSessionId": room_session_id,
-            })
-            .to_string(),
+    let requested = EmitEvent {
+        shop_id: ctx.shop_id.clone(),
+        request_id: ctx.request_id.clone(),
+        run_id: String::new(),
+        source: EventSource::AppProxy,
+        event_type: EventType::SfRenderRequested,
+        payload_json: serde_json::json!({
+            "productId": product_id,
+            "roomSessionId": room_session_id,
         })
-        .await;
+        .to_string(),
+    };
+    crate::render::refused("emit", state.telemetry.emit(requested));
     // Decoded images are what a render holds in memory: decode only inside a slot.
     let Some(slot) = state.renderer.render_slot().await else {
-        return overloaded(&state, &ctx).await;
+        return overloaded(&state, &ctx);
     };
     let limits = state.limits;
     // Decoding images is CPU work: keep it off the async worker threads. The slot goes
@@ -327,7 +327,7 @@ async fn render(
     let checked = tokio::task::spawn_blocking(move || (input::check(&body, &limits), slot)).await;
     let (input, slot) = match checked {
         Ok((Ok(input), slot)) => (input, slot),
-        Ok((Err(err), _slot)) => return bad_input(&state, &ctx, err).await,
+        Ok((Err(err), _slot)) => return bad_input(&state, &ctx, err),
         Err(err) => {
             tracing::error!(error = %err, "input check task failed");
             state.metrics.request(RequestOutcome::Error);
@@ -347,6 +347,8 @@ async fn render(
             drop(slot);
             outcome
         }
+        // The run's log lines stay in the request's span.
+        .instrument(tracing::Span::current())
     });
     match run.await {
         Ok(outcome) => {
@@ -444,5 +446,5 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let text = state
         .metrics
         .render(&state.telemetry.stats(), state.telemetry.is_enabled());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }

@@ -14,26 +14,21 @@
 //! - [`http`]: the routes (render, images, health, metrics).
 //! - [`signature`]: Shopify app-proxy signature verification.
 //! - [`input`]: the request body, checked at the edge (images decoded, limits applied).
-//! - [`render`]: the instrumented pipeline (concurrency, per-variant timeout).
-//! - [`recorder`]: [`RunRecorder`], where the pipeline's records go (the SDK in
-//!   production; a database writer in the benchmark's baseline).
+//! - [`render`]: the instrumented pipeline (concurrency, per-variant timeout), calling
+//!   the SDK directly.
 //! - [`providers`]: the image models: [`providers::local`] and [`providers::gemini`].
 //! - [`store`]: the local image store and its key rules.
 //! - [`metrics`]: Prometheus counters.
-//! - [`demo_traffic`]: the `demo-traffic` binary's flags (read by the compose test).
 
 pub mod config;
-pub mod demo_traffic;
 pub mod http;
 pub mod input;
 pub mod metrics;
 pub mod providers;
-pub mod recorder;
 pub mod render;
 pub mod signature;
 pub mod startup;
 pub mod store;
 
 pub use config::{Cli, Settings};
-pub use recorder::RunRecorder;
 pub use startup::{Application, StartupError};

@@ -1,10 +1,25 @@
-//! Prometheus counters of the renderer, written by hand: a few atomics and fixed
-//! histogram buckets are all `/metrics` needs, and no registry crate is pulled in.
+//! The renderer's Prometheus metrics, exposed as OpenMetrics text by
+//! `prometheus-client`, and the SDK's ledger beside them.
+//!
+//! Every labelled series is created up front and its counter kept in an array, so
+//! counting a request is one atomic add (no label lookup) and `/metrics` shows every
+//! outcome from the start, at 0. The SDK's figures are read at each scrape
+//! ([`SdkLedger`]): its ledger is the source, not a copy kept here.
+//!
+//! Names: `prometheus-client` adds `_total` to a counter's samples, so counters are
+//! registered without it and no metric has a unit: the sample names stay those of
+//! `docs/operations.md`.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use telemetry::StatsSnapshot;
 
 /// Upper bounds (seconds) of the latency histograms: from a fast local composite to a
@@ -13,47 +28,8 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
-/// A latency histogram with [`LATENCY_BUCKETS`].
-#[derive(Debug, Default)]
-pub struct Histogram {
-    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-}
-
-impl Histogram {
-    /// Records one observation.
-    pub fn observe(&self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
-            if seconds <= *bound {
-                bucket.fetch_add(1, Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Relaxed);
-        self.sum_micros
-            .fetch_add(elapsed.as_micros() as u64, Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{bound}\"}} {}",
-                bucket.load(Relaxed)
-            );
-        }
-        let count = self.count.load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            self.sum_micros.load(Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "{name}_count {count}");
-    }
-}
+/// The content type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// How a render request ended, for `renderer_requests_total{outcome}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,20 +74,6 @@ impl RequestOutcome {
     }
 }
 
-/// The renderer's counters.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    requests: [AtomicU64; RequestOutcome::ALL.len()],
-    /// Variants by outcome: success, failed, timeout.
-    variants: [AtomicU64; 3],
-    /// Runs by status: complete, partial, failed.
-    runs: [AtomicU64; 3],
-    /// Whole-run latency (all variants).
-    pub run_latency: Histogram,
-    /// One variant's latency (render and store).
-    pub variant_latency: Histogram,
-}
-
 /// Variant outcomes, indexing [`Metrics`]'s variant counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VariantOutcomeKind {
@@ -123,6 +85,88 @@ pub enum VariantOutcomeKind {
     Timeout = 2,
 }
 
+/// A label set of one label.
+type Label = [(&'static str, &'static str); 1];
+
+/// Registers a counter family `name` under `registry` with one series per value of
+/// `label`, and returns those series' counters in the order of `values`.
+fn counters<const N: usize>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    values: [&'static str; N],
+) -> [Counter; N] {
+    let family = Family::<Label, Counter>::default();
+    registry.register(name, help, family.clone());
+    values.map(|value| family.get_or_create(&[(label, value)]).clone())
+}
+
+/// The renderer's counters.
+#[derive(Debug)]
+pub struct Metrics {
+    /// What `/metrics` encodes (with the SDK's ledger).
+    registry: Registry,
+    /// By [`RequestOutcome`], in [`RequestOutcome::ALL`]'s order.
+    requests: [Counter; RequestOutcome::ALL.len()],
+    /// Variants by outcome: success, failed, timeout.
+    variants: [Counter; 3],
+    /// Runs by status: complete, partial, failed.
+    runs: [Counter; 3],
+    /// Whole-run latency (all variants).
+    run_latency: Histogram,
+    /// One variant's latency (render and store).
+    variant_latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        // Help texts without a final period: the registry adds one.
+        let requests = counters(
+            &mut registry,
+            "renderer_requests",
+            "Render requests by outcome",
+            "outcome",
+            RequestOutcome::ALL.map(RequestOutcome::as_str),
+        );
+        let variants = counters(
+            &mut registry,
+            "renderer_variants",
+            "Rendered variants by status",
+            "status",
+            ["success", "failed", "timeout"],
+        );
+        let runs = counters(
+            &mut registry,
+            "renderer_runs",
+            "Finished runs by status",
+            "status",
+            ["complete", "partial", "failed"],
+        );
+        let [run_latency, variant_latency] = [
+            ("renderer_run_duration_seconds", "Duration of a whole run"),
+            (
+                "renderer_variant_duration_seconds",
+                "Duration of one variant (render and store)",
+            ),
+        ]
+        .map(|(name, help)| {
+            let histogram = Histogram::new(LATENCY_BUCKETS);
+            registry.register(name, help, histogram.clone());
+            histogram
+        });
+        Self {
+            registry,
+            requests,
+            variants,
+            runs,
+            run_latency,
+            variant_latency,
+        }
+    }
+}
+
 impl Metrics {
     /// Counts a request.
     pub fn request(&self, outcome: RequestOutcome) {
@@ -130,139 +174,112 @@ impl Metrics {
             .iter()
             .position(|o| *o == outcome)
             .unwrap_or(0);
-        self.requests[index].fetch_add(1, Relaxed);
+        self.requests[index].inc();
     }
 
     /// Counts a variant.
     pub fn variant(&self, outcome: VariantOutcomeKind, latency: Duration) {
-        self.variants[outcome as usize].fetch_add(1, Relaxed);
-        self.variant_latency.observe(latency);
+        self.variants[outcome as usize].inc();
+        self.variant_latency.observe(latency.as_secs_f64());
     }
 
-    /// Counts a finished run (`status` 0 complete, 1 partial, 2 failed).
+    /// Counts a finished run.
     pub fn run(&self, status: telemetry::RunStatus, latency: Duration) {
         let index = match status {
             telemetry::RunStatus::Partial => 1,
             telemetry::RunStatus::Failed => 2,
             _ => 0,
         };
-        self.runs[index].fetch_add(1, Relaxed);
-        self.run_latency.observe(latency);
+        self.runs[index].inc();
+        self.run_latency.observe(latency.as_secs_f64());
     }
 
-    /// The Prometheus text exposition, with the SDK's ledger.
+    /// The OpenMetrics text exposition ([`CONTENT_TYPE`]), with the SDK's ledger.
     pub fn render(&self, sdk: &StatsSnapshot, telemetry_enabled: bool) -> String {
+        let mut ledger = Registry::default();
+        ledger.register_collector(Box::new(SdkLedger {
+            stats: sdk.clone(),
+            enabled: telemetry_enabled,
+        }));
         let mut out = String::with_capacity(4096);
-        let _ = writeln!(
-            out,
-            "# HELP renderer_requests_total Render requests by outcome.\n\
-             # TYPE renderer_requests_total counter"
-        );
-        for (outcome, count) in RequestOutcome::ALL.iter().zip(&self.requests) {
-            let _ = writeln!(
-                out,
-                "renderer_requests_total{{outcome=\"{}\"}} {}",
-                outcome.as_str(),
-                count.load(Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP renderer_variants_total Rendered variants by status.\n\
-             # TYPE renderer_variants_total counter"
-        );
-        for (status, count) in ["success", "failed", "timeout"].iter().zip(&self.variants) {
-            let _ = writeln!(
-                out,
-                "renderer_variants_total{{status=\"{status}\"}} {}",
-                count.load(Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP renderer_runs_total Finished runs by status.\n\
-             # TYPE renderer_runs_total counter"
-        );
-        for (status, count) in ["complete", "partial", "failed"].iter().zip(&self.runs) {
-            let _ = writeln!(
-                out,
-                "renderer_runs_total{{status=\"{status}\"}} {}",
-                count.load(Relaxed)
-            );
-        }
-        self.run_latency.render(
-            &mut out,
-            "renderer_run_duration_seconds",
-            "Duration of a whole run.",
-        );
-        self.variant_latency.render(
-            &mut out,
-            "renderer_variant_duration_seconds",
-            "Duration of one variant (render and store).",
-        );
+        // Writing to a String cannot fail.
+        let _ = encode_registry(&mut out, &self.registry)
+            .and_then(|()| encode_registry(&mut out, &ledger))
+            .and_then(|()| encode_eof(&mut out));
+        out
+    }
+}
+
+/// The SDK's ledger at one scrape, as `telemetry_*` metrics.
+#[derive(Debug)]
+struct SdkLedger {
+    stats: StatsSnapshot,
+    enabled: bool,
+}
+
+impl Collector for SdkLedger {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let stats = &self.stats;
+        // Collectors write their help text as given: with its period.
         let gauges = [
             (
                 "telemetry_enabled",
                 "Whether telemetry is on.",
-                u64::from(telemetry_enabled),
-                "gauge",
-            ),
-            (
-                "telemetry_emitted_total",
-                "Telemetry calls made.",
-                sdk.emitted,
-                "counter",
-            ),
-            (
-                "telemetry_published_total",
-                "Events acknowledged by JetStream.",
-                sdk.published,
-                "counter",
-            ),
-            (
-                "telemetry_dropped_total",
-                "Events dropped (all reasons).",
-                sdk.dropped,
-                "counter",
-            ),
-            (
-                "telemetry_publish_failures_total",
-                "Failed publish attempts (retried).",
-                sdk.publish_failures,
-                "counter",
+                u64::from(self.enabled),
             ),
             (
                 "telemetry_queue_depth",
                 "Events queued or awaiting their ack.",
-                sdk.queue_depth,
-                "gauge",
+                stats.queue_depth,
             ),
             (
                 "telemetry_connected",
                 "Whether the SDK's NATS connection is up.",
-                u64::from(sdk.connected),
-                "gauge",
+                u64::from(stats.connected),
             ),
         ];
-        for (name, help, value, kind) in gauges {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
-        let _ = writeln!(
-            out,
-            "# HELP telemetry_dropped_by_reason_total Events dropped, by reason.\n\
-             # TYPE telemetry_dropped_by_reason_total counter"
-        );
+        let counters = [
+            ("telemetry_emitted", "Telemetry calls made.", stats.emitted),
+            (
+                "telemetry_published",
+                "Events acknowledged by JetStream.",
+                stats.published,
+            ),
+            (
+                "telemetry_dropped",
+                "Events dropped (all reasons).",
+                stats.dropped,
+            ),
+            (
+                "telemetry_publish_failures",
+                "Failed publish attempts (retried).",
+                stats.publish_failures,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let mut by_reason = encoder.encode_descriptor(
+            "telemetry_dropped_by_reason",
+            "Events dropped, by reason.",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
         for reason in telemetry::DropReason::ALL {
-            let _ = writeln!(
-                out,
-                "telemetry_dropped_by_reason_total{{reason=\"{}\"}} {}",
-                reason.as_str(),
-                sdk.dropped_for(reason)
-            );
+            let labels = [("reason", reason.as_str())];
+            ConstCounter::new(stats.dropped_for(reason))
+                .encode(by_reason.encode_family(&labels)?)?;
         }
-        out
+        Ok(())
     }
 }

@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use futures::future::join_all;
 use telemetry::{
-    hash_prompt, CompleteRun, ErrorCode, ImageInfo, RunStatus, StartRun, VariantResultRecord,
-    VariantStart, VariantStatus,
+    hash_prompt, CompleteRun, EmitError, ErrorCode, ImageInfo, RunStatus, StartRun, Telemetry,
+    VariantResultRecord, VariantStart, VariantStatus,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -21,7 +21,6 @@ use crate::config::Limits;
 use crate::input::{InputImage, RenderInput, Variant};
 use crate::metrics::{Metrics, VariantOutcomeKind};
 use crate::providers::{Provider, RenderJob};
-use crate::recorder::RunRecorder;
 use crate::store::{variant_key, ImageStore};
 
 /// Who asked: the shop (from the signed query) and the request id.
@@ -97,6 +96,26 @@ fn image_info(image: &InputImage) -> ImageInfo {
     }
 }
 
+/// The `start_run` record of run `run_id` of `input`, rendered with `model`.
+pub fn start_run(run_id: &str, ctx: &RequestContext, model: &str, input: &RenderInput) -> StartRun {
+    StartRun {
+        run_id: run_id.to_owned(),
+        shop_id: ctx.shop_id.clone(),
+        request_id: ctx.request_id.clone(),
+        product_asset_id: input.product_asset_id.clone(),
+        room_session_id: input.room_session_id.clone(),
+        prompt_pack_version: input.prompt_pack_version.clone(),
+        model: model.to_owned(),
+        product_image: image_info(&input.product_image),
+        room_image: image_info(&input.room_image),
+        resolved_facts_hash: hash_prompt(&input.resolved_facts_json),
+        resolved_facts_json: input.resolved_facts_json.clone(),
+        prompt_pack_hash: hash_prompt(&input.prompt_pack_json),
+        prompt_pack_json: input.prompt_pack_json.clone(),
+        variant_count: input.variants.len() as u32,
+    }
+}
+
 /// One of the [`Limits::render_concurrency`] renders in progress. Held from decoding the
 /// request's images until its run completes (so also while the run goes on after the
 /// caller hung up); dropping it lets the next request in.
@@ -105,11 +124,21 @@ pub struct RenderSlot {
     _permit: OwnedSemaphorePermit,
 }
 
-/// Renders runs: the provider, the store and the recorder, shared by all requests.
+/// Logs a telemetry call the SDK refused, at debug: the SDK already counted it in its
+/// ledger (visible in `/metrics` and in `ProducerStats`), so it is not lost silently.
+/// Recording never fails a render.
+pub(crate) fn refused(call: &'static str, result: Result<(), EmitError>) {
+    if let Err(err) = result {
+        tracing::debug!(call, error = %err, "telemetry call refused");
+    }
+}
+
+/// Renders runs: the provider, the store and the SDK, shared by all requests.
 pub struct Renderer {
     provider: Arc<dyn Provider>,
     store: ImageStore,
-    recorder: Arc<dyn RunRecorder>,
+    /// Where the run's records go: every call enqueues and returns at once.
+    telemetry: Telemetry,
     limits: Limits,
     metrics: Arc<Metrics>,
     /// [`Limits::render_concurrency`] permits, shared by all requests.
@@ -121,14 +150,14 @@ impl Renderer {
     pub fn new(
         provider: Arc<dyn Provider>,
         store: ImageStore,
-        recorder: Arc<dyn RunRecorder>,
+        telemetry: Telemetry,
         limits: Limits,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             provider,
             store,
-            recorder,
+            telemetry,
             limits,
             metrics,
             slots: Arc::new(Semaphore::new(limits.render_concurrency)),
@@ -146,11 +175,6 @@ impl Renderer {
         }
     }
 
-    /// The recorder (the handler emits the request's events through it too).
-    pub fn recorder(&self) -> &dyn RunRecorder {
-        &*self.recorder
-    }
-
     /// The provider's model name.
     pub fn model(&self) -> &str {
         self.provider.model()
@@ -160,24 +184,8 @@ impl Renderer {
     pub async fn run(self: Arc<Self>, ctx: RequestContext, input: RenderInput) -> RunOutcome {
         let started = Instant::now();
         let run_id = uuid::Uuid::now_v7().to_string();
-        self.recorder
-            .start_run(StartRun {
-                run_id: run_id.clone(),
-                shop_id: ctx.shop_id.clone(),
-                request_id: ctx.request_id.clone(),
-                product_asset_id: input.product_asset_id.clone(),
-                room_session_id: input.room_session_id.clone(),
-                prompt_pack_version: input.prompt_pack_version.clone(),
-                model: self.model().to_owned(),
-                product_image: image_info(&input.product_image),
-                room_image: image_info(&input.room_image),
-                resolved_facts_hash: hash_prompt(&input.resolved_facts_json),
-                resolved_facts_json: input.resolved_facts_json.clone(),
-                prompt_pack_hash: hash_prompt(&input.prompt_pack_json),
-                prompt_pack_json: input.prompt_pack_json.clone(),
-                variant_count: input.variants.len() as u32,
-            })
-            .await;
+        let start = start_run(&run_id, &ctx, self.model(), &input);
+        refused("start_run", self.telemetry.start_run(start));
 
         let slots = Arc::new(Semaphore::new(self.limits.variant_concurrency));
         let variants = input.variants.iter().map(|variant| {
@@ -210,32 +218,33 @@ impl Renderer {
             total_duration_ms: elapsed.as_millis() as u64,
             variants,
         };
-        self.recorder
-            .complete_run(CompleteRun {
-                run_id: outcome.run_id.clone(),
-                request_id: ctx.request_id.clone(),
-                shop_id: ctx.shop_id.clone(),
-                status: outcome.status,
-                total_duration_ms: outcome.total_duration_ms,
-                success_count: outcome.count(VariantStatus::Success),
-                fail_count: outcome.count(VariantStatus::Failed),
-                timeout_count: outcome.count(VariantStatus::Timeout),
-            })
-            .await;
+        let complete = CompleteRun {
+            run_id: outcome.run_id.clone(),
+            request_id: ctx.request_id.clone(),
+            shop_id: ctx.shop_id.clone(),
+            status: outcome.status,
+            total_duration_ms: outcome.total_duration_ms,
+            success_count: outcome.count(VariantStatus::Success),
+            fail_count: outcome.count(VariantStatus::Failed),
+            timeout_count: outcome.count(VariantStatus::Timeout),
+        };
+        refused("complete_run", self.telemetry.complete_run(complete));
         self.metrics.run(outcome.status, elapsed);
         outcome
     }
 
     /// One variant: start, render under the timeout, store, result.
     async fn variant(&self, ctx: &RequestContext, job: RenderJob) -> VariantOutcome {
-        self.recorder
-            .record_variant_start(VariantStart {
-                run_id: job.run_id.clone(),
-                variant_id: job.variant_id.clone(),
-                request_id: ctx.request_id.clone(),
-                shop_id: ctx.shop_id.clone(),
-            })
-            .await;
+        let start = VariantStart {
+            run_id: job.run_id.clone(),
+            variant_id: job.variant_id.clone(),
+            request_id: ctx.request_id.clone(),
+            shop_id: ctx.shop_id.clone(),
+        };
+        refused(
+            "record_variant_start",
+            self.telemetry.record_variant_start(start),
+        );
         let started = Instant::now();
         let rendered =
             tokio::time::timeout(self.limits.variant_timeout, self.provider.render(&job)).await;
@@ -279,21 +288,23 @@ impl Renderer {
             image_key: stored.as_ref().map(|s| s.key.clone()),
             image_sha256: stored.map(|s| s.sha256),
         };
-        self.recorder
-            .record_variant_result(VariantResultRecord {
-                run_id: job.run_id.clone(),
-                variant_id: job.variant_id.clone(),
-                request_id: ctx.request_id.clone(),
-                shop_id: ctx.shop_id.clone(),
-                final_prompt_hash: hash_prompt(&job.prompt),
-                status: outcome.status,
-                latency_ms: outcome.latency_ms,
-                output_image_key: outcome.image_key.clone(),
-                output_image_hash: outcome.image_sha256.clone(),
-                error_code: outcome.error_code,
-                error_message: outcome.error_message.clone(),
-            })
-            .await;
+        let result = VariantResultRecord {
+            run_id: job.run_id.clone(),
+            variant_id: job.variant_id.clone(),
+            request_id: ctx.request_id.clone(),
+            shop_id: ctx.shop_id.clone(),
+            final_prompt_hash: hash_prompt(&job.prompt),
+            status: outcome.status,
+            latency_ms: outcome.latency_ms,
+            output_image_key: outcome.image_key.clone(),
+            output_image_hash: outcome.image_sha256.clone(),
+            error_code: outcome.error_code,
+            error_message: outcome.error_message.clone(),
+        };
+        refused(
+            "record_variant_result",
+            self.telemetry.record_variant_result(result),
+        );
         let kind = match outcome.status {
             VariantStatus::Success => VariantOutcomeKind::Success,
             VariantStatus::Timeout => VariantOutcomeKind::Timeout,

@@ -12,7 +12,6 @@ use crate::config::Settings;
 use crate::http::{router, AppState};
 use crate::metrics::Metrics;
 use crate::providers::{self, ProviderError};
-use crate::recorder::RunRecorder;
 use crate::render::Renderer;
 use crate::store::{ImageStore, StoreError};
 
@@ -106,34 +105,18 @@ fn start_telemetry(
 }
 
 impl Application {
-    /// Builds from settings with the SDK as recorder (or none when telemetry is off).
-    /// Must run inside a Tokio runtime (the SDK's publisher is a task).
+    /// Builds from settings, with the SDK when telemetry is on. Must run inside a Tokio
+    /// runtime (the SDK's publisher is a task).
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        Self::build_with_recorder(settings, None).await
-    }
-
-    /// Like [`Application::build`], with another recorder in place of the SDK (the
-    /// benchmark's database baseline). `settings.telemetry` is ignored when given.
-    pub async fn build_with_recorder(
-        settings: Settings,
-        recorder: Option<Arc<dyn RunRecorder>>,
-    ) -> Result<Self, StartupError> {
         settings.validate()?;
         let mut telemetry_thread = None;
-        let (telemetry, recorder) = match recorder {
-            Some(recorder) => (Telemetry::disabled(), recorder),
-            None => {
-                let telemetry = match &settings.telemetry {
-                    Some(config) => {
-                        let (telemetry, thread) = start_telemetry(config.clone())?;
-                        telemetry_thread = Some(thread);
-                        telemetry
-                    }
-                    None => Telemetry::disabled(),
-                };
-                let recorder: Arc<dyn RunRecorder> = Arc::new(telemetry.clone());
-                (telemetry, recorder)
+        let telemetry = match &settings.telemetry {
+            Some(config) => {
+                let (telemetry, thread) = start_telemetry(config.clone())?;
+                telemetry_thread = Some(thread);
+                telemetry
             }
+            None => Telemetry::disabled(),
         };
         let store = ImageStore::open(&settings.image_store_dir)?;
         let provider = providers::from_settings(&settings.provider)?;
@@ -141,7 +124,7 @@ impl Application {
         let renderer = Arc::new(Renderer::new(
             provider,
             store.clone(),
-            recorder,
+            telemetry.clone(),
             settings.limits,
             metrics.clone(),
         ));
@@ -183,7 +166,7 @@ impl Application {
         self.addr.port()
     }
 
-    /// The SDK handle (disabled when telemetry is off or replaced).
+    /// The SDK handle (disabled when telemetry is off).
     pub fn telemetry(&self) -> Telemetry {
         self.state.telemetry.clone()
     }

@@ -6,6 +6,9 @@
 
 #[path = "compose/checks.rs"]
 mod checks;
+/// The `demo-traffic` binary's flags, from the binary's own file.
+#[path = "../src/bin/demo-traffic/args.rs"]
+mod demo_args;
 #[path = "compose/model.rs"]
 mod model;
 

@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::metrics::Metrics;
+use crate::metrics::{DbDown, Metrics};
 use crate::store::{Store, StoreError};
 
 pub use crate::store::DEFAULT_PAGE_SIZE;
@@ -36,16 +36,17 @@ pub struct AppState {
     pub monitor: crate::monitor::Monitor,
 }
 
-/// The routes.
+/// The routes, with request ids and spans ([`telemetry::request_id::traced`]).
 pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(crate::monitor::router(state.clone()))
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
+        .with_state(state);
+    telemetry::request_id::traced(routes)
 }
 
 /// An error a handler returns.
@@ -88,34 +89,67 @@ impl IntoResponse for AppError {
     }
 }
 
-/// Readiness of each dependency: `ok` or why not (the database's reason only on a
-/// loopback address: [`crate::monitor::Monitor::readyz_database`]).
+/// One dependency's state in `/readyz`: serialized as `ok`, `not used` or why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Check {
+    /// Usable.
+    Ok,
+    /// Not part of this collector (HTTP-only: no broker, no consumer).
+    NotUsed,
+    /// Not usable, and why.
+    Down(String),
+}
+
+impl Check {
+    /// Whether the collector can be ready with it.
+    fn passes(&self) -> bool {
+        !matches!(self, Check::Down(_))
+    }
+}
+
+impl Serialize for Check {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(match self {
+            Check::Ok => "ok",
+            Check::NotUsed => "not used",
+            Check::Down(reason) => reason,
+        })
+    }
+}
+
+/// Readiness of each dependency (the database's reason only on a loopback address:
+/// [`crate::monitor::Monitor::readyz_database`]).
 #[derive(Debug, Serialize)]
 struct Readiness {
     ready: bool,
-    broker: String,
-    consumer: String,
-    database: String,
+    broker: Check,
+    consumer: Check,
+    database: Check,
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
     let broker = match &state.nats {
-        None => "not used".to_owned(),
+        None => Check::NotUsed,
         Some(client) => match client.connection_state() {
-            async_nats::connection::State::Connected => "ok".to_owned(),
-            other => format!("not connected ({other})"),
+            async_nats::connection::State::Connected => Check::Ok,
+            other => Check::Down(format!("not connected ({other})")),
         },
     };
     let consumer = match (&state.nats, state.metrics.consumer_attached()) {
-        (None, _) => "not used".to_owned(),
-        (Some(_), true) => "ok".to_owned(),
-        (Some(_), false) => "not attached".to_owned(),
+        (None, _) => Check::NotUsed,
+        (Some(_), true) => Check::Ok,
+        (Some(_), false) => Check::Down("not attached".to_owned()),
     };
+    let down = database_state(&state).await;
     // Off loopback only `unavailable`: the reason stays in the log.
-    let database = state.monitor.readyz_database(database_state(&state).await);
-    let ready = [&broker, &consumer, &database]
-        .iter()
-        .all(|s| *s == "ok" || *s == "not used");
+    let shown = state
+        .monitor
+        .readyz_database(down.as_ref().map(ToString::to_string));
+    let database = match down {
+        None => Check::Ok,
+        Some(_) => Check::Down(shown),
+    };
+    let ready = [&broker, &consumer, &database].iter().all(|c| c.passes());
     let status = if ready {
         StatusCode::OK
     } else {
@@ -136,17 +170,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
 /// The database's state, `None` when usable: the last write's error (a ping cannot
 /// clear it: a full disk still answers pings), else a fresh ping's, recorded so that
 /// `/metrics`' `collector_db_up` says the same.
-async fn database_state(state: &AppState) -> Option<String> {
-    if let Some(reason) = state.metrics.write_error() {
-        return Some(reason);
+async fn database_state(state: &AppState) -> Option<DbDown> {
+    if let Some(down) = state.metrics.write_error() {
+        return Some(down);
     }
     let ping = match tokio::time::timeout(READY_PING_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => None,
-        Ok(Err(err)) => Some(format!("unreachable: {err}")),
-        Err(_) => Some(format!(
-            "unreachable: no answer within {} s",
-            READY_PING_TIMEOUT.as_secs()
-        )),
+        Ok(Err(err)) => Some(DbDown::Unreachable(err.to_string())),
+        Err(_) => Some(DbDown::NoAnswer(READY_PING_TIMEOUT)),
     };
     state.metrics.pinged(ping);
     state.metrics.db_error()
@@ -155,7 +186,7 @@ async fn database_state(state: &AppState) -> Option<String> {
 async fn metrics(State(state): State<AppState>) -> Response {
     database_state(&state).await;
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.metrics.render(),
     )
         .into_response()

@@ -16,6 +16,9 @@
 //!   NAKed, so whoever runs next gets them at once. Only a crash leaves messages to
 //!   the ack wait (`COLLECTOR_ACK_WAIT_SECS`): a successor idles until it passes, since
 //!   the dead instance's unacked messages count against `max_ack_pending`.
+//! - Each stage runs in a span per batch (`pull`, `decode`, `write`, `ack`, inside
+//!   `ingest{consumer}`), so a log line says which stage and consumer it comes from;
+//!   there is no span per message, which the ingest bench would notice.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -105,6 +108,23 @@ pub async fn attach(
         })
 }
 
+/// Why the pull stream could not be opened (the loop retries with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The stream or consumer is not there and could not be made.
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    /// The consumer is there but refused the pull request.
+    #[error("cannot pull from consumer: {0}")]
+    Pull(#[from] async_nats::jetstream::consumer::StreamError),
+}
+
+/// Shutdown interrupted a batch's write retries: the batch is not committed and
+/// stays unacked (it is NAKed so someone else gets it now).
+#[derive(Debug, thiserror::Error)]
+#[error("shutdown interrupted the batch's write retries")]
+pub struct Interrupted;
+
 /// The loop's inputs.
 pub struct Ingest {
     pub(crate) js: jetstream::Context,
@@ -117,14 +137,15 @@ pub struct Ingest {
 
 impl Ingest {
     /// Runs until `shutdown` is cancelled.
+    #[tracing::instrument(name = "ingest", skip_all, fields(consumer = %self.settings.consumer))]
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = self.settings.min_backoff;
         while !shutdown.is_cancelled() {
             let messages = match self.open().await {
                 Ok(messages) => messages,
-                Err(reason) => {
+                Err(err) => {
                     self.metrics.set_consumer_attached(false);
-                    tracing::warn!(%reason, "consumer not attached; retrying");
+                    tracing::warn!(reason = %err, "consumer not attached; retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
@@ -140,18 +161,15 @@ impl Ingest {
         tracing::info!("ingest stopped");
     }
 
-    async fn open(&self) -> Result<MessageStream, String> {
-        let consumer = attach(&self.js, &self.spec, &self.settings)
-            .await
-            .map_err(|err| err.to_string())?;
-        consumer
+    async fn open(&self) -> Result<MessageStream, OpenError> {
+        let consumer = attach(&self.js, &self.spec, &self.settings).await?;
+        Ok(consumer
             .stream()
             .max_messages_per_batch(self.settings.batch_size)
             .heartbeat(PULL_HEARTBEAT)
             .expires(PULL_EXPIRES)
             .messages()
-            .await
-            .map_err(|err| format!("cannot pull from consumer: {err}"))
+            .await?)
     }
 
     /// Takes batches from `messages` until it ends or shutdown. Three stages joined by
@@ -211,7 +229,7 @@ impl Ingest {
                         // Shutdown interrupted a retry: NAK that batch (below) so another
                         // collector (or the next one) gets it now, not after the ack
                         // wait; the others in flight still finish (acked if committed).
-                        Err(()) => {
+                        Err(Interrupted) => {
                             give_back(messages);
                             taking = false;
                         }
@@ -227,13 +245,7 @@ impl Ingest {
         };
         let ack = async move {
             while let Some(messages) = committed_rx.recv().await {
-                for message in &messages {
-                    if let Err(err) = message.ack().await {
-                        // The commit stands; the broker will redeliver and the write is
-                        // idempotent.
-                        tracing::warn!(error = %err, "ack failed; message will be redelivered");
-                    }
-                }
+                ack(&messages).await;
             }
         };
         tokio::join!(collect, write, ack);
@@ -245,6 +257,7 @@ impl Ingest {
 
     /// The next batch: waits for a first message, then up to the linger time or the
     /// batch size. `None` when the stream ended, the consumer is gone, or on shutdown.
+    #[tracing::instrument(name = "pull", skip_all)]
     async fn collect(
         &self,
         messages: &mut MessageStream,
@@ -288,12 +301,13 @@ impl Ingest {
 
     /// Writes one batch, retrying until it commits. `Err` only when shutdown
     /// interrupted a retry: the batch stays unacked.
+    #[tracing::instrument(name = "write", skip_all, fields(messages = messages.len()))]
     async fn write(
         &self,
         messages: &[jetstream::Message],
         batch: Batch,
         shutdown: &CancellationToken,
-    ) -> Result<(), ()> {
+    ) -> Result<(), Interrupted> {
         let mut backoff = self.settings.min_backoff;
         let mut last_progress = Instant::now();
         let mut failures = 0u32;
@@ -326,7 +340,7 @@ impl Ingest {
                         last_progress = Instant::now();
                     }
                     tokio::select! {
-                        _ = shutdown.cancelled() => return Err(()),
+                        _ = shutdown.cancelled() => return Err(Interrupted),
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(self.settings.max_backoff);
@@ -336,6 +350,7 @@ impl Ingest {
         Ok(())
     }
 
+    #[tracing::instrument(name = "decode", skip_all, fields(messages = messages.len()))]
     fn parse(&self, messages: &[jetstream::Message]) -> Batch {
         let mut batch = Batch {
             stream: self.spec.name.clone(),
@@ -361,6 +376,17 @@ impl Ingest {
             }
         }
         batch
+    }
+}
+
+/// Acks a committed batch. A failed ack is only logged: the commit stands, the broker
+/// redelivers and the write is idempotent.
+#[tracing::instrument(name = "ack", skip_all, fields(messages = messages.len()))]
+async fn ack(messages: &[jetstream::Message]) {
+    for message in messages {
+        if let Err(err) = message.ack().await {
+            tracing::warn!(error = %err, "ack failed; message will be redelivered");
+        }
     }
 }
 

@@ -123,3 +123,41 @@ async fn shutdown_closes_idle_and_unfinished_connections() {
         "no longer listening"
     );
 }
+
+/// `GET /healthz` on a new connection, with `request_id` as `x-request-id`: the
+/// `x-request-id` of the answer.
+async fn answered_request_id(addr: SocketAddr, request_id: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let header = request_id.map_or(String::new(), |id| format!("x-request-id: {id}\r\n"));
+    let request =
+        format!("GET {HEALTHZ} HTTP/1.1\r\nHost: 127.0.0.1\r\n{header}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+        .lines()
+        .find_map(|line| line.strip_prefix("x-request-id: "))
+        .unwrap_or_else(|| panic!("no x-request-id in {response}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_carries_a_request_id_the_clients_only_when_sane() {
+    let collector = Collector::start(HttpLimits::default()).await;
+    let addr = collector.addr();
+    let is_new = |id: &str| uuid::Uuid::parse_str(id).is_ok_and(|id| id.get_version_num() == 7);
+    assert_eq!(
+        answered_request_id(addr, Some("req-collector-1")).await,
+        "req-collector-1"
+    );
+    let made = answered_request_id(addr, None).await;
+    assert!(is_new(&made), "{made}");
+    let too_long = "x".repeat(telemetry::request_id::MAX_BYTES + 1);
+    for insane in [too_long.as_str(), "two words"] {
+        let replaced = answered_request_id(addr, Some(insane)).await;
+        assert!(is_new(&replaced), "{insane} gave {replaced}");
+    }
+    collector.app.stop().await;
+}

@@ -40,6 +40,7 @@
 //! - `publisher`: the background task that owns the NATS connection.
 //! - `http_server` (feature `http-server`): the renderer's and the collector's HTTP edge,
 //!   with header, body and idle timeouts and a connection bound.
+//! - `request_id` (feature `http-server`): both services' `x-request-id` and request spans.
 
 pub mod config;
 pub mod error;
@@ -50,6 +51,8 @@ pub mod ledger;
 pub mod nats;
 mod publisher;
 pub mod record;
+#[cfg(feature = "http-server")]
+pub mod request_id;
 
 pub use config::{Limits, NatsConfig, TelemetryConfig};
 pub use error::{ConfigError, EmitError};

@@ -1,30 +1,14 @@
 //! Renderer → NATS JetStream → collector (SQLite) → the collector's JSON API.
 
-use std::time::{Duration, Instant};
-
 use serde_json::Value;
-use telemetry_collector::{Application as Collector, Settings as CollectorSettings};
 use test_support::Isolation;
 
-use crate::helpers::{request, sha256_hex, spawn_app, SHOP};
+use crate::helpers::{request, sha256_hex, spawn_app, spawn_collector, SHOP};
 
 #[tokio::test]
 async fn after_a_render_the_collector_api_shows_the_run_its_variants_and_events() {
     let isolation = Isolation::new();
-    let db_dir = tempfile::tempdir().unwrap();
-    let database_url = format!("sqlite://{}", db_dir.path().join("telemetry.db").display());
-    let mut settings = CollectorSettings::new(
-        &isolation.nats_url,
-        &isolation.prefix,
-        &isolation.stream,
-        &database_url,
-    );
-    settings.stream_max_bytes = Isolation::STREAM_MAX_BYTES;
-    let collector = Collector::build(settings)
-        .await
-        .expect("start the collector");
-    let collector = collector.spawn();
-    let api = format!("http://127.0.0.1:{}/api/v1", collector.port);
+    let collector = spawn_collector(&isolation).await;
 
     let app = spawn_app(Some(&isolation), |_| {}).await;
     let req = request(&["w", "x", "y", "z"]);
@@ -32,18 +16,9 @@ async fn after_a_render_the_collector_api_shows_the_run_its_variants_and_events(
     assert_eq!(answer["status"], "complete", "{answer}");
     let run_id = answer["runId"].as_str().unwrap().to_owned();
 
-    // The collector catches up within a few seconds.
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    let detail = loop {
-        let response = client
-            .get(format!("{api}/runs/{run_id}"))
-            .send()
-            .await
-            .unwrap();
-        if response.status() == 200 {
-            let detail: Value = response.json().await.unwrap();
-            let done = detail["run"]["status"]
+    let detail = collector
+        .run_detail(&run_id, |detail| {
+            detail["run"]["status"]
                 .as_str()
                 .is_some_and(|s| s.eq_ignore_ascii_case("complete"))
                 && detail["variants"].as_array().map_or(0, Vec::len) == 4
@@ -51,17 +26,9 @@ async fn after_a_render_the_collector_api_shows_the_run_its_variants_and_events(
                     v["status"]
                         .as_str()
                         .is_some_and(|s| s.eq_ignore_ascii_case("success"))
-                });
-            if done {
-                break detail;
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "collector did not show run {run_id} complete in time"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+                })
+        })
+        .await;
 
     let run = &detail["run"];
     assert_eq!(run["shop_id"], SHOP);

@@ -1,6 +1,6 @@
 //! `spawn_app()` and friends: a renderer on a free port with its own image directory
-//! and (optionally) its own telemetry stream, plus typed request helpers and a stream
-//! reader that decodes envelopes.
+//! and (optionally) its own telemetry stream, plus typed request helpers, a stream
+//! reader that decodes envelopes, and `spawn_collector()` for end-to-end tests.
 
 use std::io::Cursor;
 use std::time::{Duration, Instant};
@@ -275,4 +275,68 @@ pub fn records(envelopes: Vec<Envelope>) -> Vec<Envelope> {
     // Producer order: the SDK publishes with many in flight, so stream order may differ.
     records.sort_by_key(|e| e.producer_seq);
     records
+}
+
+/// A collector (ingest on, SQLite in a temporary directory) draining a test's stream.
+pub struct TestCollector {
+    collector: telemetry_collector::RunningCollector,
+    /// `http://127.0.0.1:{port}/api/v1`.
+    pub api: String,
+    client: reqwest::Client,
+    _db_dir: tempfile::TempDir,
+}
+
+/// Starts a collector on `isolation`'s stream.
+pub async fn spawn_collector(isolation: &Isolation) -> TestCollector {
+    use telemetry_collector::{Application as Collector, Settings as CollectorSettings};
+    let db_dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", db_dir.path().join("telemetry.db").display());
+    let mut settings = CollectorSettings::new(
+        &isolation.nats_url,
+        &isolation.prefix,
+        &isolation.stream,
+        &database_url,
+    );
+    settings.stream_max_bytes = Isolation::STREAM_MAX_BYTES;
+    let collector = Collector::build(settings)
+        .await
+        .expect("start the collector")
+        .spawn();
+    TestCollector {
+        api: format!("http://127.0.0.1:{}/api/v1", collector.port),
+        collector,
+        client: reqwest::Client::new(),
+        _db_dir: db_dir,
+    }
+}
+
+impl TestCollector {
+    /// `/api/v1/runs/{run_id}` once `done` holds for it: the collector catches up
+    /// within a few seconds. Fails the test after 20 s.
+    pub async fn run_detail(&self, run_id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            let response = self
+                .client
+                .get(format!("{}/runs/{run_id}", self.api))
+                .send()
+                .await
+                .unwrap();
+            if response.status() == 200 {
+                let detail: Value = response.json().await.unwrap();
+                if done(&detail) {
+                    return detail;
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "collector did not show run {run_id} complete in time"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn stop(self) {
+        self.collector.stop().await;
+    }
 }

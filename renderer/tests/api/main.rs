@@ -15,3 +15,4 @@ mod images;
 mod nats_down;
 mod overload;
 mod render;
+mod request_ids;

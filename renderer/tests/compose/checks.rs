@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use clap::{CommandFactory, Parser};
-use renderer::demo_traffic::DemoArgs;
 use reqwest::Url;
 
 use super::model::Service;
+use crate::demo_args::DemoArgs;
 
 /// Read by `tracing_subscriber::EnvFilter` in the collector's and renderer's `main`,
 /// not by clap: the one variable outside the flag definitions.

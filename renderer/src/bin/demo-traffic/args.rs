@@ -1,7 +1,7 @@
 //! The command line of the `demo-traffic` binary (the storefront player of
-//! `scripts/demo.sh` and the compose file's `demo-traffic` service). It lives in the
-//! library so a test can read its environment variables from the definition itself
-//! (`renderer/tests/compose.rs` checks docker-compose.yml against it).
+//! `scripts/demo.sh` and the compose file's `demo-traffic` service). A file of its own,
+//! beside the binary rather than in the library, so that `renderer/tests/compose.rs`
+//! can include it and check docker-compose.yml against the definition itself.
 
 /// Default renderer base URL (`DEMO_RENDERER_URL`): the renderer's default address.
 pub const DEFAULT_RENDERER_URL: &str = "http://127.0.0.1:8081";

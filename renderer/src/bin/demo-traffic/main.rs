@@ -10,7 +10,10 @@ use std::time::Duration;
 use base64::Engine as _;
 use clap::Parser;
 use image::{ImageFormat, Rgba, RgbaImage};
-use renderer::demo_traffic::DemoArgs;
+
+use args::DemoArgs;
+
+mod args;
 
 /// Shops the demo pretends to be.
 const SHOPS: [&str; 3] = [
