@@ -266,7 +266,7 @@ async fn render(
     let bytes: Bytes = match axum::body::to_bytes(body, state.limits.max_body_bytes).await {
         Ok(bytes) => bytes,
         // The serve loop answers 408 whatever is returned here; record the real reason.
-        Err(err) if telemetry::http_server::is_body_timeout(&err) => {
+        Err(err) if service_kit::http_server::is_body_timeout(&err) => {
             let message = "request body not complete within HTTP_BODY_TIMEOUT_MS".to_owned();
             rejected(&state, &ctx, "body_timeout", &message).await;
             state.metrics.request(RequestOutcome::BodyTimeout);

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{settings, spawn, Backend, TestDb};
-use telemetry::http_server::HttpLimits;
+use service_kit::http_server::HttpLimits;
 use telemetry_collector::RunningCollector;
 use test_support::http_edges as edges;
 use test_support::Isolation;

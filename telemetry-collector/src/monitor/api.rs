@@ -4,12 +4,12 @@
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::Serialize;
+use service_kit::now_ms;
 
 use crate::http::{AppError, AppState};
 use crate::store::{EventRecord, ProducerRecord, RunDetail, RunRecord, Stats};
 
 use super::ledger::{ledger_problem, preview};
-use super::pages::now_ms;
 use super::params::{self, EventsParams, PageParams, RunsParams, StatsParams};
 
 /// A page of runs.

@@ -5,6 +5,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
+use service_kit::now_ms;
 
 use crate::http::{AppError, AppState};
 use crate::store::EventRecord;
@@ -304,14 +305,6 @@ pub struct OverviewPage {
     pub model_latency: String,
     pub pack_rates: String,
     pub pack_latency: String,
-}
-
-/// Now, unix ms.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 pub async fn overview(
