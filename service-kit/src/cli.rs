@@ -124,6 +124,15 @@ pub fn value_error_line(
     })
 }
 
+/// The line [`parse_or_exit`] would print for `args` (the program name first), or
+/// `None` when they parse or fail otherwise: how the services' config tests check that
+/// a range is refused and said on one line.
+pub fn refused_value<P: clap::Parser>(args: &[&str]) -> Option<String> {
+    let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+    let err = P::try_parse_from(&args).err()?;
+    value_error_line(&err, &P::command(), &args)
+}
+
 /// The environment variable of flag `--{long}` in the subcommand `args` chose (or, for
 /// a global flag, in one of its parents).
 fn env_of(command: &clap::Command, args: &[OsString], long: &str) -> Option<String> {
@@ -223,7 +232,6 @@ mod tests {
 
     #[test]
     fn a_refused_value_is_one_line_naming_the_variable_of_the_subcommand_s_flag() {
-        use clap::{CommandFactory as _, Parser as _};
         #[derive(Debug, clap::Parser)]
         enum Cli {
             Serve {
@@ -239,21 +247,21 @@ mod tests {
             ("serve", "SERVE_BATCH_SIZE", "1..=10"),
             ("prune", "PRUNE_BATCH_SIZE", "1..=5"),
         ] {
-            let args: Vec<OsString> = ["x", sub, "--batch-size", "0"].map(Into::into).into();
-            let err = Cli::try_parse_from(&args).unwrap_err();
-            let line = value_error_line(&err, &Cli::command(), &args).unwrap();
-            assert!(
-                line.starts_with(&format!("invalid setting {env}: ")),
-                "{line}"
+            let line = refused_value::<Cli>(&["x", sub, "--batch-size", "0"]).unwrap();
+            assert_eq!(
+                line,
+                format!(
+                    "invalid setting {env}: invalid value '0' for '--batch-size <BATCH_SIZE>': \
+                     0 is not in {range}"
+                )
             );
-            assert!(line.contains("--batch-size"), "{line}");
-            assert!(line.contains(range), "{line}");
-            assert!(!line.contains('\n'), "{line}");
         }
-        // Not a value error: clap's own message.
-        let args: Vec<OsString> = ["x", "serve", "--nope"].map(Into::into).into();
-        let err = Cli::try_parse_from(&args).unwrap_err();
-        assert_eq!(value_error_line(&err, &Cli::command(), &args), None);
+        // Parsed, or not a value error (clap's own message then): no line.
+        assert_eq!(
+            refused_value::<Cli>(&["x", "serve", "--batch-size", "1"]),
+            None
+        );
+        assert_eq!(refused_value::<Cli>(&["x", "serve", "--nope"]), None);
     }
 
     #[test]

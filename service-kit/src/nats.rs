@@ -211,17 +211,21 @@ pub async fn connect_in_background(config: &NatsConfig) -> Result<Client, Connec
 mod tests {
     use super::*;
 
+    /// A user with a password, and a token as well.
+    fn user_and_token() -> NatsConfig {
+        NatsConfig {
+            user: Some("someone".into()),
+            password: Some("hunter2-password".into()),
+            token: Some("sekrit-token".into()),
+            ..Default::default()
+        }
+    }
+
     /// The SDK's config tests cover the URL, the TLS files and a half-set user; this is
     /// the rule only a full second credential trips.
     #[test]
     fn two_authentication_methods_are_refused() {
-        let config = NatsConfig {
-            user: Some("u".into()),
-            password: Some("p".into()),
-            token: Some("t".into()),
-            ..Default::default()
-        };
-        let err = config.validate().unwrap_err();
+        let err = user_and_token().validate().unwrap_err();
         assert_eq!(err.setting, "NATS_CREDS/NATS_USER/NATS_TOKEN", "{err}");
         assert_eq!(
             err.to_string(),
@@ -231,16 +235,10 @@ mod tests {
 
     #[test]
     fn debug_prints_no_password_or_token() {
-        let config = NatsConfig {
-            user: Some("someone".into()),
-            password: Some("hunter2-password".into()),
-            token: Some("sekrit-token".into()),
-            ..Default::default()
-        };
-        let printed = format!("{config:?}");
+        let printed = format!("{:?}", user_and_token());
         assert!(printed.contains("someone"), "{printed}");
         for secret in ["hunter2-password", "sekrit-token"] {
-            assert!(!printed.contains(secret), "{printed}");
+            assert!(!printed.contains(secret), "{secret} in {printed}");
         }
     }
 }
