@@ -35,7 +35,7 @@ pub enum DeadLetterError {
     #[error("no dead letter with id {0}")]
     NotFound(i64),
     /// The subject prefix is not valid.
-    #[error("invalid collector setting TELEMETRY_SUBJECT_PREFIX: {0}")]
+    #[error("invalid setting TELEMETRY_SUBJECT_PREFIX: {0}")]
     Prefix(String),
 }
 
