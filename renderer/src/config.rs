@@ -2,14 +2,23 @@
 //! the validated [`Settings`] the rest of the crate uses.
 //!
 //! Every bound has a named default here and a flag. A wrong value fails at start-up
-//! with one line naming the setting ([`ConfigError`]), never later inside a request.
+//! with one line naming the setting, never later inside a request: a number out of
+//! range is refused by its flag's `value_parser` (the one place its range is written;
+//! `service_kit::cli::parse_or_exit` prints it on one line), anything else by
+//! [`Settings::validate`] ([`ConfigError`]). The telemetry knobs are the SDK's to
+//! check (`TelemetryConfig::validate`), as for any user of the SDK. Secrets
+//! (`SHOPIFY_API_SECRET`, `GEMINI_API_KEY`, the NATS password and token) are
+//! [`SecretString`]s: `{:?}` of the flags or the settings prints `[REDACTED]`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use telemetry::config::{LogFormat, NatsArgs};
-use telemetry::http_server::{HttpArgs, HttpLimits};
+use clap::builder::RangedU64ValueParser;
+use service_kit::cli::{LogFormat, NatsArgs};
+use service_kit::http_server::{HttpArgs, HttpLimits};
+pub use service_kit::ConfigError;
+use service_kit::{ExposeSecret as _, SecretString};
 use telemetry::TelemetryConfig;
 
 /// Default listen address (`RENDERER_ADDR`).
@@ -73,25 +82,6 @@ pub fn default_render_concurrency(provider: ProviderKind) -> usize {
         }
 }
 
-/// A setting with a wrong value: printed as one line at start-up.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid setting {setting}: {reason}")]
-pub struct ConfigError {
-    /// The flag's environment variable name.
-    pub setting: &'static str,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-impl ConfigError {
-    fn new(setting: &'static str, reason: impl Into<String>) -> Self {
-        Self {
-            setting,
-            reason: reason.into(),
-        }
-    }
-}
-
 /// Which image model renders variants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProviderKind {
@@ -146,7 +136,7 @@ pub struct Cli {
     pub gemini_model: String,
     /// Gemini API key (required with `--provider gemini`).
     #[arg(long, env = "GEMINI_API_KEY", hide_env_values = true)]
-    pub gemini_api_key: Option<String>,
+    pub gemini_api_key: Option<SecretString>,
     /// Gemini API base URL.
     #[arg(long, env = "GEMINI_BASE_URL", default_value = DEFAULT_GEMINI_BASE_URL)]
     pub gemini_base_url: String,
@@ -154,39 +144,47 @@ pub struct Cli {
     #[arg(long, env = "IMAGE_STORE_DIR", default_value = DEFAULT_IMAGE_STORE_DIR)]
     pub image_store_dir: PathBuf,
     /// Per-variant timeout, in milliseconds.
-    #[arg(long, env = "VARIANT_TIMEOUT_MS", default_value_t = DEFAULT_VARIANT_TIMEOUT.as_millis() as u64)]
+    #[arg(long, env = "VARIANT_TIMEOUT_MS", default_value_t = DEFAULT_VARIANT_TIMEOUT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub variant_timeout_ms: u64,
     /// Variants of one request rendered at once.
-    #[arg(long, env = "VARIANT_CONCURRENCY", default_value_t = DEFAULT_VARIANT_CONCURRENCY)]
+    #[arg(long, env = "VARIANT_CONCURRENCY", default_value_t = DEFAULT_VARIANT_CONCURRENCY,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub variant_concurrency: usize,
     /// Largest request body, in bytes.
-    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_body_bytes: usize,
     /// Largest input image, in bytes.
-    #[arg(long, env = "MAX_IMAGE_BYTES", default_value_t = DEFAULT_MAX_IMAGE_BYTES)]
+    #[arg(long, env = "MAX_IMAGE_BYTES", default_value_t = DEFAULT_MAX_IMAGE_BYTES,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_image_bytes: usize,
     /// Most pixels of an input image.
-    #[arg(long, env = "MAX_IMAGE_PIXELS", default_value_t = DEFAULT_MAX_IMAGE_PIXELS)]
+    #[arg(long, env = "MAX_IMAGE_PIXELS", default_value_t = DEFAULT_MAX_IMAGE_PIXELS,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub max_image_pixels: u64,
     /// Most bytes an input image may take once decoded (width x height x bytes per pixel).
-    #[arg(long, env = "MAX_DECODED_IMAGE_BYTES", default_value_t = DEFAULT_MAX_DECODED_IMAGE_BYTES)]
+    #[arg(long, env = "MAX_DECODED_IMAGE_BYTES", default_value_t = DEFAULT_MAX_DECODED_IMAGE_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub max_decoded_image_bytes: u64,
     /// Renders in progress at once across all requests (image decoding to completion).
     /// Default: the number of cores with the local provider, four per core with Gemini.
-    #[arg(long, env = "RENDER_CONCURRENCY")]
+    #[arg(long, env = "RENDER_CONCURRENCY", value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub render_concurrency: Option<usize>,
     /// How long a request waits for a render slot before it gets 503, in milliseconds
     /// (0: answer 503 at once when every slot is taken).
     #[arg(long, env = "RENDER_QUEUE_WAIT_MS", default_value_t = DEFAULT_RENDER_QUEUE_WAIT.as_millis() as u64)]
     pub render_queue_wait_ms: u64,
     /// Most variants in one request.
-    #[arg(long, env = "MAX_VARIANTS", default_value_t = DEFAULT_MAX_VARIANTS)]
+    #[arg(long, env = "MAX_VARIANTS", default_value_t = DEFAULT_MAX_VARIANTS,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_variants: usize,
     /// Shopify app secret: when set, requests must carry a valid app-proxy signature.
     #[arg(long, env = "SHOPIFY_API_SECRET", hide_env_values = true)]
-    pub shopify_api_secret: Option<String>,
+    pub shopify_api_secret: Option<SecretString>,
     /// How far the signed app-proxy timestamp may be from now, either way, in seconds.
-    #[arg(long, env = "SHOPIFY_PROXY_MAX_AGE_SECS", default_value_t = DEFAULT_SHOPIFY_PROXY_MAX_AGE.as_secs())]
+    #[arg(long, env = "SHOPIFY_PROXY_MAX_AGE_SECS", default_value_t = DEFAULT_SHOPIFY_PROXY_MAX_AGE.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub shopify_proxy_max_age_secs: u64,
     /// How long shutdown waits for queued telemetry, in milliseconds.
     #[arg(long, env = "SHUTDOWN_DEADLINE_MS", default_value_t = DEFAULT_SHUTDOWN_DEADLINE.as_millis() as u64)]
@@ -222,18 +220,18 @@ impl Default for LocalSettings {
 }
 
 /// Gemini provider settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct GeminiSettings {
     /// Model name, e.g. `gemini-2.5-flash-image`.
     pub model: String,
     /// API key, sent as `x-goog-api-key`.
-    pub api_key: String,
+    pub api_key: SecretString,
     /// Base URL, without a trailing slash.
     pub base_url: String,
 }
 
 /// The provider and its settings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum ProviderSettings {
     /// See [`ProviderKind::Local`].
     Local(LocalSettings),
@@ -299,7 +297,7 @@ pub struct Settings {
     /// Request bounds.
     pub limits: Limits,
     /// Shopify app secret; `None` accepts unsigned requests (local development).
-    pub shopify_api_secret: Option<String>,
+    pub shopify_api_secret: Option<SecretString>,
     /// See [`DEFAULT_SHUTDOWN_DEADLINE`].
     pub shutdown_deadline: Duration,
 }
@@ -320,45 +318,9 @@ impl Settings {
         }
     }
 
-    /// Checks values the types cannot.
+    /// Checks what the flags' ranges cannot: fault rates (fractions), the provider's
+    /// key, model and URL, the secret, and the telemetry settings.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let limits = &self.limits;
-        for (setting, value) in [
-            ("MAX_BODY_BYTES", limits.max_body_bytes),
-            ("MAX_IMAGE_BYTES", limits.max_image_bytes),
-            ("MAX_VARIANTS", limits.max_variants),
-            ("VARIANT_CONCURRENCY", limits.variant_concurrency),
-            ("RENDER_CONCURRENCY", limits.render_concurrency),
-        ] {
-            if value == 0 {
-                return Err(ConfigError::new(setting, "must be at least 1"));
-            }
-        }
-        self.http.validate().map_err(|err| ConfigError {
-            setting: err.setting,
-            reason: err.reason,
-        })?;
-        if limits.max_image_pixels == 0 {
-            return Err(ConfigError::new("MAX_IMAGE_PIXELS", "must be at least 1"));
-        }
-        if limits.max_decoded_image_bytes == 0 {
-            return Err(ConfigError::new(
-                "MAX_DECODED_IMAGE_BYTES",
-                "must be at least 1",
-            ));
-        }
-        if limits.shopify_proxy_max_age.is_zero() {
-            return Err(ConfigError::new(
-                "SHOPIFY_PROXY_MAX_AGE_SECS",
-                "must be at least 1",
-            ));
-        }
-        if limits.variant_timeout.is_zero() {
-            return Err(ConfigError::new(
-                "VARIANT_TIMEOUT_MS",
-                "must be greater than zero",
-            ));
-        }
         if let ProviderSettings::Local(local) = &self.provider {
             for (setting, rate) in [
                 ("LOCAL_FAILURE_RATE", local.failure_rate),
@@ -376,7 +338,7 @@ impl Settings {
             }
         }
         if let ProviderSettings::Gemini(gemini) = &self.provider {
-            if gemini.api_key.is_empty() {
+            if gemini.api_key.expose_secret().is_empty() {
                 return Err(ConfigError::new("GEMINI_API_KEY", "must not be empty"));
             }
             if gemini.model.is_empty() || gemini.model.contains(['/', '?', '#', ' ']) {
@@ -388,17 +350,14 @@ impl Settings {
             reqwest::Url::parse(&gemini.base_url)
                 .map_err(|err| ConfigError::new("GEMINI_BASE_URL", err.to_string()))?;
         }
-        if matches!(&self.shopify_api_secret, Some(secret) if secret.is_empty()) {
+        if matches!(&self.shopify_api_secret, Some(secret) if secret.expose_secret().is_empty()) {
             return Err(ConfigError::new(
                 "SHOPIFY_API_SECRET",
                 "must not be empty when set",
             ));
         }
         if let Some(telemetry) = &self.telemetry {
-            telemetry.validate().map_err(|err| ConfigError {
-                setting: err.setting,
-                reason: err.reason,
-            })?;
+            telemetry.validate()?;
         }
         Ok(())
     }
@@ -499,13 +458,6 @@ mod tests {
         for (args, setting) in [
             (vec!["--addr", "nowhere"], "RENDERER_ADDR"),
             (vec!["--telemetry", "maybe"], "TELEMETRY"),
-            (vec!["--variant-concurrency", "0"], "VARIANT_CONCURRENCY"),
-            (vec!["--render-concurrency", "0"], "RENDER_CONCURRENCY"),
-            (
-                vec!["--max-decoded-image-bytes", "0"],
-                "MAX_DECODED_IMAGE_BYTES",
-            ),
-            (vec!["--variant-timeout-ms", "0"], "VARIANT_TIMEOUT_MS"),
             (vec!["--local-failure-rate", "1.5"], "LOCAL_FAILURE_RATE"),
             (vec!["--provider", "gemini"], "GEMINI_API_KEY"),
             (
@@ -521,19 +473,77 @@ mod tests {
             ),
             (vec!["--stream", "a.b"], "TELEMETRY_STREAM"),
             (vec!["--shopify-api-secret", ""], "SHOPIFY_API_SECRET"),
-            (
-                vec!["--shopify-proxy-max-age-secs", "0"],
-                "SHOPIFY_PROXY_MAX_AGE_SECS",
-            ),
-            (
-                vec!["--http-header-timeout-ms", "0"],
-                "HTTP_HEADER_TIMEOUT_MS",
-            ),
-            (vec!["--http-max-connections", "0"], "HTTP_MAX_CONNECTIONS"),
         ] {
             let err = parse(&args).unwrap_err();
             assert_eq!(err.setting, setting, "{args:?}: {err}");
             assert!(!err.to_string().contains('\n'));
+        }
+    }
+
+    /// Ranges are the flags' `value_parser`s: clap refuses the value, and the line
+    /// `main` prints names the variable, the flag and the range.
+    #[test]
+    fn out_of_range_values_name_their_setting_and_range() {
+        // `range(1..)`, as clap says it (its end is the largest u64).
+        let at_least_one = format!("1..{}", u64::MAX);
+        let at_least_one = at_least_one.as_str();
+        for (flag, setting, range) in [
+            ("--variant-concurrency", "VARIANT_CONCURRENCY", at_least_one),
+            ("--render-concurrency", "RENDER_CONCURRENCY", at_least_one),
+            (
+                "--max-decoded-image-bytes",
+                "MAX_DECODED_IMAGE_BYTES",
+                at_least_one,
+            ),
+            ("--variant-timeout-ms", "VARIANT_TIMEOUT_MS", at_least_one),
+            (
+                "--shopify-proxy-max-age-secs",
+                "SHOPIFY_PROXY_MAX_AGE_SECS",
+                at_least_one,
+            ),
+            (
+                "--http-header-timeout-ms",
+                "HTTP_HEADER_TIMEOUT_MS",
+                "1..=3600000",
+            ),
+            (
+                "--http-max-connections",
+                "HTTP_MAX_CONNECTIONS",
+                "1..=1000000",
+            ),
+        ] {
+            // One line: `main` prints it after `renderer: `.
+            let line = service_kit::cli::refused_value::<Cli>(&["renderer", flag, "0"]);
+            let line = line.unwrap_or_else(|| panic!("{flag} 0: not refused"));
+            let start = format!("invalid setting {setting}: invalid value '0' for '{flag} ");
+            let end = format!("0 is not in {range}");
+            assert!(line.starts_with(&start) && line.ends_with(&end), "{line}");
+            assert_eq!(line.lines().count(), 1, "{line}");
+        }
+    }
+
+    #[test]
+    fn debug_of_the_flags_and_the_settings_shows_no_secret() {
+        let secrets = ["shopify-secret-1", "gemini-key-2", "nats-token-3"];
+        let argv = [
+            "renderer",
+            "--shopify-api-secret",
+            secrets[0],
+            "--provider",
+            "gemini",
+            "--gemini-api-key",
+            secrets[1],
+            "--nats-token",
+            secrets[2],
+        ];
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let settings = cli.settings().unwrap();
+        let printed = [format!("{cli:?}"), format!("{settings:?}")];
+        assert!(printed[1].contains(DEFAULT_GEMINI_MODEL), "{}", printed[1]);
+        for secret in secrets {
+            for printed in &printed {
+                assert!(!printed.contains(secret), "{secret} in {printed}");
+            }
         }
     }
 }

@@ -5,7 +5,7 @@
 //! - `GET /images/{*key}`: stored renders.
 //! - `/healthz`, `/readyz`, `/metrics`.
 //!
-//! Every request gets an `x-request-id` and a span ([`telemetry::request_id::traced`]);
+//! Every request gets an `x-request-id` and a span ([`service_kit::request_id::traced`]);
 //! the render's `request_id` is that id (or the body's `requestId`), so the log lines of
 //! a request and its telemetry rows name the same id.
 
@@ -65,7 +65,7 @@ pub fn router(state: AppState) -> Router {
         // The render handler enforces its own (configurable) body limit, with a reason.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state);
-    telemetry::request_id::traced(routes)
+    service_kit::request_id::traced(routes)
 }
 
 /// An error answer: `{"error": reason, "message": ...}`.
@@ -159,10 +159,10 @@ impl From<(RunOutcome, String)> for RenderAnswer {
 }
 
 /// The request id: the body's, else the header's (the client's when sane, else the one
-/// [`telemetry::request_id::traced`] made), else a new UUIDv7. Oversized or
+/// [`service_kit::request_id::traced`] made), else a new UUIDv7. Oversized or
 /// non-printable ids are replaced rather than trusted.
 fn request_id(body: Option<&str>, headers: &HeaderMap) -> String {
-    use telemetry::request_id::is_sane;
+    use service_kit::request_id::is_sane;
     body.filter(|id| is_sane(id))
         .map(str::to_owned)
         .or_else(|| {
@@ -267,7 +267,7 @@ async fn render(
     let bytes: Bytes = match axum::body::to_bytes(body, state.limits.max_body_bytes).await {
         Ok(bytes) => bytes,
         // The serve loop answers 408 whatever is returned here; record the real reason.
-        Err(err) if telemetry::http_server::is_body_timeout(&err) => {
+        Err(err) if service_kit::http_server::is_body_timeout(&err) => {
             let message = "request body not complete within HTTP_BODY_TIMEOUT_MS".to_owned();
             rejected(&state, &ctx, "body_timeout", &message);
             state.metrics.request(RequestOutcome::BodyTimeout);

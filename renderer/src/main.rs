@@ -1,28 +1,12 @@
 //! `renderer`: parse flags, start tracing, build, serve until Ctrl-C or SIGTERM.
 
-use std::io::IsTerminal as _;
-
-use clap::Parser;
 use renderer::{Application, Cli};
-use telemetry::config::{log_colour, LogFormat};
-use tracing_subscriber::EnvFilter;
+use service_kit::cli::{init_logs, LogTo};
 
 #[tokio::main]
 async fn main() {
-    let cli = Cli::parse();
-    let colour = log_colour(
-        std::io::stdout().is_terminal(),
-        std::env::var_os("NO_COLOR"),
-    );
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_ansi(colour);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
-    }
+    let cli: Cli = service_kit::cli::parse_or_exit("renderer");
+    init_logs(cli.log_format, LogTo::Stdout);
     let settings = match cli.settings() {
         Ok(settings) => settings,
         Err(err) => {
@@ -31,7 +15,7 @@ async fn main() {
         }
     };
     if let Err(err) = serve(settings).await {
-        eprintln!("renderer: {}", telemetry::config::error_line(err.as_ref()));
+        eprintln!("renderer: {}", service_kit::error_line(err.as_ref()));
         std::process::exit(1);
     }
 }

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use service_kit::ExposeSecret as _;
 use telemetry::{ShutdownReport, Telemetry};
 use tokio::net::TcpListener;
 
@@ -21,9 +22,10 @@ pub enum StartupError {
     /// A setting is wrong.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    /// The telemetry SDK refused its settings.
-    #[error(transparent)]
-    Telemetry(#[from] telemetry::ConfigError),
+    /// The telemetry SDK refused its settings (the same [`crate::config::ConfigError`],
+    /// said to come from the SDK).
+    #[error("telemetry: {0}")]
+    Telemetry(crate::config::ConfigError),
     /// The image store directory cannot be created.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -84,7 +86,7 @@ fn start_telemetry(
         .map_err(StartupError::Runtime)?;
     let telemetry = {
         let _context = runtime.enter();
-        Telemetry::start(config)?
+        Telemetry::start(config).map_err(StartupError::Telemetry)?
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
@@ -145,7 +147,10 @@ impl Application {
             telemetry,
             metrics,
             limits: settings.limits,
-            shopify_api_secret: settings.shopify_api_secret.as_deref().map(Arc::from),
+            shopify_api_secret: settings
+                .shopify_api_secret
+                .as_ref()
+                .map(|secret| Arc::from(secret.expose_secret())),
         };
         Ok(Self {
             listener,
@@ -186,8 +191,13 @@ impl Application {
         let deadline = self.settings.shutdown_deadline;
         let telemetry_thread = self.telemetry_thread;
         tracing::info!(addr = %self.addr, "renderer listening");
-        telemetry::http_server::serve(self.listener, router(self.state), self.settings.http, stop)
-            .await?;
+        service_kit::http_server::serve(
+            self.listener,
+            router(self.state),
+            self.settings.http,
+            stop,
+        )
+        .await?;
         let report = telemetry.shutdown(deadline).await;
         if let Some(thread) = telemetry_thread {
             // The publisher has reported; joining is quick.

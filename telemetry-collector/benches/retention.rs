@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
+use service_kit::now_ms;
 use telemetry_collector::domain::{self, Parsed};
-use telemetry_collector::ingest::now_ms;
 use telemetry_collector::retention::{self, DEFAULT_PRUNE_BATCH};
 use telemetry_collector::store::{self, Batch, Store, StoreOptions};
 use telemetry_proto::v1::{self, envelope::Body};

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use service_kit::ExposeSecret as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +27,7 @@ pub enum StartError {
     Store(#[from] StoreError),
     /// NATS could not be reached.
     #[error("NATS_URL: {0}")]
-    Nats(#[from] telemetry::nats::ConnectError),
+    Nats(#[from] service_kit::nats::ConnectError),
     /// The stream or consumer could not be set up.
     #[error(transparent)]
     Attach(#[from] ingest::AttachError),
@@ -60,7 +61,7 @@ pub struct Application {
     ingest: Option<Ingest>,
     nats: Option<async_nats::Client>,
     max_body_bytes: usize,
-    http: telemetry::http_server::HttpLimits,
+    http: service_kit::http_server::HttpLimits,
     monitor: crate::config::MonitorSettings,
     retention: Option<crate::retention::Retention>,
     shutdown: CancellationToken,
@@ -70,11 +71,11 @@ impl Application {
     /// Validates `settings` and sets everything up; fails with the setting to fix.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         let (subjects, spec) = settings.validate()?;
-        let store = store::connect(&settings.database_url, &settings.store).await?;
+        let store = store::connect(settings.database_url.expose_secret(), &settings.store).await?;
         store.migrate().await?;
         let metrics = Arc::new(Metrics::default());
         let (ingest, nats) = if settings.ingest {
-            let client = telemetry::nats::connect(&settings.nats).await?;
+            let client = service_kit::nats::connect(&settings.nats).await?;
             let js = async_nats::jetstream::new(client.clone());
             // Attach once now so a wrong stream or permission fails start-up.
             ingest::attach(&js, &spec, &settings).await?;
@@ -163,7 +164,7 @@ impl Application {
             let limits = self.http;
             tokio::spawn(async move {
                 let stop = async move { token.cancelled().await };
-                telemetry::http_server::serve(listener, router(state), limits, stop).await
+                service_kit::http_server::serve(listener, router(state), limits, stop).await
             })
         });
         // Retention beside ingest: small transactions, stopped with everything else.

@@ -1,14 +1,24 @@
 //! Settings: the command line (clap, every flag backed by an environment variable) and
 //! the plain [`Settings`] value tests build directly. Every bound has a named default
-//! and a knob; [`Settings::validate`] refuses values that cannot work with one line
-//! naming the setting.
+//! and a knob.
+//!
+//! One place per rule: a number's range is its flag's `value_parser` (clap refuses
+//! `--batch-size 0` naming the flag and the range; `service_kit::cli::parse_or_exit`
+//! prints that on one line with the environment variable); [`Settings::validate`]
+//! keeps what a range cannot say (names, URLs, the token, one value against another).
+//! Secrets (`DATABASE_URL`, which may carry a password, `MONITOR_TOKEN`, the NATS
+//! password and token) are [`SecretString`]s, so `{:?}` of the flags or the settings
+//! prints `[REDACTED]` for them.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use telemetry::config::NatsArgs;
-use telemetry::http_server::{HttpArgs, HttpLimits};
-use telemetry::NatsConfig;
+use clap::builder::RangedU64ValueParser;
+use service_kit::cli::{LogFormat, NatsArgs};
+use service_kit::http_server::{HttpArgs, HttpLimits};
+use service_kit::nats::DEFAULT_NATS_URL;
+pub use service_kit::ConfigError;
+use service_kit::{ExposeSecret as _, NatsConfig, SecretString};
 use telemetry_proto::stream::{validate_stream_name, DEFAULT_MAX_BYTES, DEFAULT_STREAM};
 use telemetry_proto::subjects::DEFAULT_PREFIX;
 use telemetry_proto::{StreamSpec, Subjects};
@@ -51,40 +61,6 @@ pub const MAX_TOKEN_CHECKS_LIMIT: usize = 64;
 /// Largest request body the HTTP API accepts (it only serves GETs).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// A value that cannot work, named so start-up fails with one line.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid collector setting {setting}: {reason}")]
-pub struct ConfigError {
-    /// Environment variable (or flag) name.
-    pub setting: &'static str,
-    /// Why.
-    pub reason: String,
-}
-
-/// `value` must be in `1..=max`, else an error naming `setting`.
-fn at_most<T>(setting: &'static str, value: T, max: T) -> Result<(), ConfigError>
-where
-    T: Copy + PartialOrd + From<u8> + std::fmt::Display,
-{
-    if (T::from(1)..=max).contains(&value) {
-        Ok(())
-    } else {
-        Err(ConfigError::new(
-            setting,
-            format!("must be between 1 and {max}"),
-        ))
-    }
-}
-
-impl ConfigError {
-    fn new(setting: &'static str, reason: impl Into<String>) -> Self {
-        Self {
-            setting,
-            reason: reason.into(),
-        }
-    }
-}
-
 /// Everything a collector needs.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -99,8 +75,9 @@ pub struct Settings {
     pub stream_max_bytes: i64,
     /// Durable consumer name (`COLLECTOR_CONSUMER`).
     pub consumer: String,
-    /// `sqlite://PATH` or `postgres://...` (`DATABASE_URL`).
-    pub database_url: String,
+    /// `sqlite://PATH` or `postgres://...` (`DATABASE_URL`); secret because a Postgres
+    /// URL may carry the password.
+    pub database_url: SecretString,
     /// HTTP address (`COLLECTOR_ADDR`); `None` ingests without serving HTTP. Port 0
     /// picks a free port ([`crate::Application::port`]).
     pub http_addr: Option<SocketAddr>,
@@ -139,7 +116,7 @@ pub struct Settings {
 pub struct MonitorSettings {
     /// When set, every `/monitor` page and `/api/v1` call needs it (bearer or login
     /// cookie); `/healthz`, `/readyz`, `/metrics` stay open.
-    pub token: Option<String>,
+    pub token: Option<SecretString>,
     /// Serve without a token on a non-loopback address (refused otherwise).
     pub insecure_no_auth: bool,
     /// Base URL of the renderer's images (`http://host:8081/images`): variants link
@@ -191,7 +168,7 @@ impl Settings {
             stream: stream.to_owned(),
             stream_max_bytes: DEFAULT_MAX_BYTES,
             consumer: DEFAULT_CONSUMER.to_owned(),
-            database_url: database_url.to_owned(),
+            database_url: database_url.into(),
             http_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             http: HttpLimits::default(),
             ingest: true,
@@ -215,38 +192,23 @@ impl Settings {
 
     /// Checks every value and derives the subjects and stream definition.
     pub fn validate(&self) -> Result<(Subjects, StreamSpec), ConfigError> {
-        self.nats
-            .validate()
-            .map_err(|err| ConfigError::new(err.setting, err.reason))?;
+        self.nats.validate()?;
         let subjects = Subjects::new(&self.subject_prefix)
             .map_err(|err| ConfigError::new("TELEMETRY_SUBJECT_PREFIX", err.to_string()))?;
         validate_stream_name(&self.stream)
             .map_err(|reason| ConfigError::new("TELEMETRY_STREAM", reason))?;
         validate_stream_name(&self.consumer)
             .map_err(|reason| ConfigError::new("COLLECTOR_CONSUMER", reason))?;
+        let database_url = self.database_url.expose_secret();
         let scheme_ok = ["sqlite:", "postgres:", "postgresql:"]
             .iter()
-            .any(|scheme| self.database_url.starts_with(scheme));
+            .any(|scheme| database_url.starts_with(scheme));
         if !scheme_ok {
+            // Only the scheme: the rest may hold a password.
+            let scheme = database_url.split(':').next().unwrap_or_default();
             return Err(ConfigError::new(
                 "DATABASE_URL",
-                format!(
-                    "{:?} must start with sqlite:// or postgres://",
-                    self.database_url
-                ),
-            ));
-        }
-        at_most("COLLECTOR_BATCH_SIZE", self.batch_size, MAX_BATCH_SIZE)?;
-        if self.batch_linger.is_zero() || self.batch_linger > Duration::from_secs(10) {
-            return Err(ConfigError::new(
-                "COLLECTOR_BATCH_LINGER_MS",
-                "must be between 1 ms and 10 s",
-            ));
-        }
-        if self.ack_wait < Duration::from_secs(1) {
-            return Err(ConfigError::new(
-                "COLLECTOR_ACK_WAIT_SECS",
-                "must be at least 1 s",
+                format!("{scheme:?} must start with sqlite:// or postgres://"),
             ));
         }
         if self.max_ack_pending < self.batch_size as i64 {
@@ -262,30 +224,10 @@ impl Settings {
                     "must be greater than zero",
                 ));
             }
-            at_most(
-                "COLLECTOR_PRUNE_BATCH_SIZE",
-                retention.batch,
-                crate::retention::MAX_PRUNE_BATCH,
-            )?;
-        }
-        at_most(
-            "COLLECTOR_BACKLOG_INTERVAL_SECS",
-            self.backlog_interval.as_secs(),
-            crate::backlog::MAX_BACKLOG_INTERVAL.as_secs(),
-        )?;
-        at_most("DATABASE_WRITERS", self.store.writers, MAX_WRITERS)?;
-        if self.store.max_connections == 0 {
-            return Err(ConfigError::new(
-                "DATABASE_MAX_CONNECTIONS",
-                "must be at least 1",
-            ));
         }
         let stream = StreamSpec::new(self.stream.clone(), subjects.clone())
             .with_max_bytes(self.stream_max_bytes)
             .map_err(|reason| ConfigError::new("TELEMETRY_STREAM_MAX_BYTES", reason))?;
-        self.http
-            .validate()
-            .map_err(|err| ConfigError::new(err.setting, err.reason))?;
         self.validate_monitor()?;
         Ok((subjects, stream))
     }
@@ -296,14 +238,11 @@ impl Settings {
     /// (or `--insecure-no-auth`), the image base URL is http(s).
     fn validate_monitor(&self) -> Result<(), ConfigError> {
         let monitor = &self.monitor;
-        if monitor
-            .token
-            .as_deref()
-            .is_some_and(|t| t.trim().is_empty())
-        {
+        let token = monitor.token.as_ref().map(|token| token.expose_secret());
+        if token.is_some_and(|t| t.trim().is_empty()) {
             return Err(ConfigError::new("MONITOR_TOKEN", "must not be empty"));
         }
-        if let Some(token) = monitor.token.as_deref() {
+        if let Some(token) = token {
             let min = crate::monitor::auth::MIN_TOKEN_CHARS;
             if token.chars().count() < min {
                 return Err(ConfigError::new(
@@ -321,22 +260,6 @@ impl Settings {
                 ));
             }
         }
-        if monitor.failed_auth_delay > MAX_FAILED_AUTH_DELAY {
-            return Err(ConfigError::new(
-                "MONITOR_FAILED_AUTH_DELAY_MS",
-                format!("must be at most {} ms", MAX_FAILED_AUTH_DELAY.as_millis()),
-            ));
-        }
-        at_most(
-            "MONITOR_MAX_OVERVIEW_QUERIES",
-            monitor.max_overview_queries,
-            crate::monitor::MAX_OVERVIEW_QUERIES_LIMIT,
-        )?;
-        at_most(
-            "MONITOR_MAX_TOKEN_CHECKS",
-            monitor.max_token_checks,
-            MAX_TOKEN_CHECKS_LIMIT,
-        )?;
         let max_ttl = crate::monitor::sessions::MAX_SESSION_TTL;
         if monitor.session_ttl < Duration::from_secs(1) || monitor.session_ttl > max_ttl {
             return Err(ConfigError::new(
@@ -351,11 +274,6 @@ impl Settings {
                 "required when COLLECTOR_ADDR is not a loopback address (or pass --insecure-no-auth)",
             ));
         }
-        at_most(
-            "MONITOR_MAX_LIVE_CLIENTS",
-            monitor.max_live_clients,
-            crate::monitor::MAX_LIVE_CLIENTS_LIMIT,
-        )?;
         if let Some(url) = &monitor.image_base_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError::new(
@@ -383,7 +301,7 @@ pub struct Cli {
         value_enum,
         default_value_t
     )]
-    pub log_format: telemetry::config::LogFormat,
+    pub log_format: LogFormat,
 }
 
 /// Subcommands.
@@ -407,13 +325,15 @@ pub enum Command {
 #[derive(Debug, Clone, clap::Args)]
 pub struct DatabaseArgs {
     /// `sqlite://PATH` (created if missing) or `postgres://USER@HOST/DB`.
-    #[arg(long = "database-url", env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
-    pub database_url: String,
+    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true, default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: SecretString,
     /// Pool size (Postgres) or readers (SQLite).
-    #[arg(long = "database-max-connections", env = "DATABASE_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    #[arg(long = "database-max-connections", env = "DATABASE_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
     /// Batches written at once on Postgres, each on its own connection (SQLite: one).
-    #[arg(long = "database-writers", env = "DATABASE_WRITERS", default_value_t = DEFAULT_WRITERS)]
+    #[arg(long = "database-writers", env = "DATABASE_WRITERS", default_value_t = DEFAULT_WRITERS,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WRITERS)))]
     pub writers: u32,
     /// SQLite busy timeout in milliseconds.
     #[arg(long = "database-busy-timeout-ms", env = "DATABASE_BUSY_TIMEOUT_MS", default_value_t = DEFAULT_BUSY_TIMEOUT.as_millis() as u64)]
@@ -433,13 +353,16 @@ pub struct IngestArgs {
     #[arg(long = "consumer", env = "COLLECTOR_CONSUMER", default_value = DEFAULT_CONSUMER)]
     pub consumer: String,
     /// Most messages per batch (one transaction).
-    #[arg(long = "batch-size", env = "COLLECTOR_BATCH_SIZE", default_value_t = DEFAULT_BATCH_SIZE)]
+    #[arg(long = "batch-size", env = "COLLECTOR_BATCH_SIZE", default_value_t = DEFAULT_BATCH_SIZE,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_BATCH_SIZE as u64))]
     pub batch_size: usize,
-    /// Milliseconds a partial batch waits for more messages.
-    #[arg(long = "batch-linger-ms", env = "COLLECTOR_BATCH_LINGER_MS", default_value_t = DEFAULT_BATCH_LINGER.as_millis() as u64)]
+    /// Milliseconds a partial batch waits for more messages (at most 10 s).
+    #[arg(long = "batch-linger-ms", env = "COLLECTOR_BATCH_LINGER_MS", default_value_t = DEFAULT_BATCH_LINGER.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub batch_linger_ms: u64,
     /// Seconds before the broker redelivers an unacked message.
-    #[arg(long = "ack-wait-secs", env = "COLLECTOR_ACK_WAIT_SECS", default_value_t = DEFAULT_ACK_WAIT.as_secs())]
+    #[arg(long = "ack-wait-secs", env = "COLLECTOR_ACK_WAIT_SECS", default_value_t = DEFAULT_ACK_WAIT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub ack_wait_secs: u64,
     /// Unacked messages the consumer allows (all collectors together).
     #[arg(long = "max-ack-pending", env = "COLLECTOR_MAX_ACK_PENDING", default_value_t = DEFAULT_MAX_ACK_PENDING)]
@@ -451,12 +374,14 @@ pub struct IngestArgs {
     #[arg(long = "retention-interval", env = "COLLECTOR_RETENTION_INTERVAL", default_value = "1h", value_parser = crate::retention::parse_age)]
     pub retention_interval: Duration,
     /// Rows per table deleted in one retention transaction.
-    #[arg(long = "prune-batch-size", env = "COLLECTOR_PRUNE_BATCH_SIZE", default_value_t = crate::retention::DEFAULT_PRUNE_BATCH)]
+    #[arg(long = "prune-batch-size", env = "COLLECTOR_PRUNE_BATCH_SIZE", default_value_t = crate::retention::DEFAULT_PRUNE_BATCH,
+          value_parser = clap::value_parser!(i64).range(1..=crate::retention::MAX_PRUNE_BATCH))]
     pub prune_batch_size: i64,
     /// Seconds between two reads of the consumer's backlog from the broker (the
     /// `collector_consumer_pending` / `_ack_pending` / `collector_oldest_unacked_age_seconds`
     /// gauges).
-    #[arg(long = "backlog-interval-secs", env = "COLLECTOR_BACKLOG_INTERVAL_SECS", default_value_t = crate::backlog::DEFAULT_BACKLOG_INTERVAL.as_secs())]
+    #[arg(long = "backlog-interval-secs", env = "COLLECTOR_BACKLOG_INTERVAL_SECS", default_value_t = crate::backlog::DEFAULT_BACKLOG_INTERVAL.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=crate::backlog::MAX_BACKLOG_INTERVAL.as_secs()))]
     pub backlog_interval_secs: u64,
 }
 
@@ -474,7 +399,7 @@ pub struct ServeArgs {
     pub http: HttpArgs,
     /// Token the monitor and API require (bearer header or login form).
     #[arg(long = "monitor-token", env = "MONITOR_TOKEN", hide_env_values = true)]
-    pub monitor_token: Option<String>,
+    pub monitor_token: Option<SecretString>,
     /// Serve the monitor without a token on a non-loopback address.
     #[arg(long = "insecure-no-auth", env = "MONITOR_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
@@ -482,17 +407,21 @@ pub struct ServeArgs {
     #[arg(long = "image-base-url", env = "MONITOR_IMAGE_BASE_URL")]
     pub image_base_url: Option<String>,
     /// Live (SSE) views open at once; each re-reads the database every second.
-    #[arg(long = "monitor-max-live-clients", env = "MONITOR_MAX_LIVE_CLIENTS", default_value_t = crate::monitor::DEFAULT_MAX_LIVE_CLIENTS)]
+    #[arg(long = "monitor-max-live-clients", env = "MONITOR_MAX_LIVE_CLIENTS", default_value_t = crate::monitor::DEFAULT_MAX_LIVE_CLIENTS,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=crate::monitor::MAX_LIVE_CLIENTS_LIMIT as u64))]
     pub max_live_clients: usize,
     /// How long a wrong monitor token waits for its answer, in milliseconds.
-    #[arg(long = "monitor-failed-auth-delay-ms", env = "MONITOR_FAILED_AUTH_DELAY_MS", default_value_t = crate::monitor::auth::DEFAULT_FAILED_AUTH_DELAY.as_millis() as u64)]
+    #[arg(long = "monitor-failed-auth-delay-ms", env = "MONITOR_FAILED_AUTH_DELAY_MS", default_value_t = crate::monitor::auth::DEFAULT_FAILED_AUTH_DELAY.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(..=MAX_FAILED_AUTH_DELAY.as_millis() as u64))]
     pub failed_auth_delay_ms: u64,
     /// Wrong monitor tokens from one client address waiting out the delay at once;
     /// more wrong ones from it get 429 (the right token is never held up).
-    #[arg(long = "monitor-max-token-checks", env = "MONITOR_MAX_TOKEN_CHECKS", default_value_t = crate::monitor::auth::DEFAULT_MAX_TOKEN_CHECKS)]
+    #[arg(long = "monitor-max-token-checks", env = "MONITOR_MAX_TOKEN_CHECKS", default_value_t = crate::monitor::auth::DEFAULT_MAX_TOKEN_CHECKS,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_TOKEN_CHECKS_LIMIT as u64))]
     pub max_token_checks: usize,
     /// Overview (stats) queries at once; each reads every run in its window.
-    #[arg(long = "monitor-max-overview-queries", env = "MONITOR_MAX_OVERVIEW_QUERIES", default_value_t = crate::monitor::DEFAULT_MAX_OVERVIEW_QUERIES)]
+    #[arg(long = "monitor-max-overview-queries", env = "MONITOR_MAX_OVERVIEW_QUERIES", default_value_t = crate::monitor::DEFAULT_MAX_OVERVIEW_QUERIES,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=crate::monitor::MAX_OVERVIEW_QUERIES_LIMIT as u64))]
     pub max_overview_queries: usize,
     /// How long a monitor login lasts (12h, 30m, 7d, ...); logging out ends it sooner.
     #[arg(long = "monitor-session-ttl", env = "MONITOR_SESSION_TTL", default_value = "12h", value_parser = crate::retention::parse_age)]
@@ -511,10 +440,10 @@ impl DatabaseArgs {
     /// Settings for `migrate`.
     pub fn settings(&self) -> Settings {
         let mut settings = Settings::new(
-            telemetry::config::DEFAULT_NATS_URL,
+            DEFAULT_NATS_URL,
             DEFAULT_PREFIX,
             DEFAULT_STREAM,
-            &self.database_url,
+            self.database_url.expose_secret(),
         );
         self.apply(&mut settings);
         settings
@@ -528,7 +457,7 @@ impl IngestArgs {
             &self.nats.nats_url,
             &self.nats.subject_prefix,
             &self.nats.stream,
-            &self.database.database_url,
+            self.database.database_url.expose_secret(),
         );
         settings.nats = self.nats.nats_config("telemetry-collector");
         settings.stream_max_bytes = self.nats.stream_max_bytes;
@@ -618,7 +547,7 @@ mod tests {
         assert_eq!(settings.store.max_connections, 3);
         assert_eq!(
             settings.http.idle_timeout,
-            telemetry::http_server::DEFAULT_HTTP_IDLE_TIMEOUT
+            service_kit::http_server::DEFAULT_HTTP_IDLE_TIMEOUT
         );
     }
 
@@ -641,28 +570,9 @@ mod tests {
                 Box::new(|s| s.database_url = "mysql://x".into()),
                 "DATABASE_URL",
             ),
-            (Box::new(|s| s.batch_size = 0), "COLLECTOR_BATCH_SIZE"),
-            (
-                Box::new(|s| s.backlog_interval = Duration::ZERO),
-                "COLLECTOR_BACKLOG_INTERVAL_SECS",
-            ),
-            (
-                Box::new(|s| s.backlog_interval = Duration::from_secs(301)),
-                "COLLECTOR_BACKLOG_INTERVAL_SECS",
-            ),
-            (Box::new(|s| s.store.writers = 0), "DATABASE_WRITERS"),
-            (
-                Box::new(|s| s.http.body_timeout = Duration::ZERO),
-                "HTTP_BODY_TIMEOUT_MS",
-            ),
-            (Box::new(|s| s.store.writers = 9), "DATABASE_WRITERS"),
             (
                 Box::new(|s| s.stream_max_bytes = -1),
                 "TELEMETRY_STREAM_MAX_BYTES",
-            ),
-            (
-                Box::new(|s| s.batch_linger = Duration::ZERO),
-                "COLLECTOR_BATCH_LINGER_MS",
             ),
             (
                 Box::new(|s| s.consumer = "a.b".into()),
@@ -693,28 +603,12 @@ mod tests {
                 "MONITOR_TOKEN",
             ),
             (
-                Box::new(|s| s.monitor.failed_auth_delay = Duration::from_secs(11)),
-                "MONITOR_FAILED_AUTH_DELAY_MS",
-            ),
-            (
-                Box::new(|s| s.monitor.max_token_checks = 0),
-                "MONITOR_MAX_TOKEN_CHECKS",
-            ),
-            (
-                Box::new(|s| s.monitor.max_overview_queries = 17),
-                "MONITOR_MAX_OVERVIEW_QUERIES",
-            ),
-            (
                 Box::new(|s| s.monitor.session_ttl = Duration::ZERO),
                 "MONITOR_SESSION_TTL",
             ),
             (
                 Box::new(|s| s.monitor.session_ttl = Duration::from_secs(31 * 86_400)),
                 "MONITOR_SESSION_TTL",
-            ),
-            (
-                Box::new(|s| s.monitor.max_live_clients = 0),
-                "MONITOR_MAX_LIVE_CLIENTS",
             ),
             (
                 Box::new(|s| s.monitor.image_base_url = Some("javascript:alert(1)".into())),
@@ -727,6 +621,125 @@ mod tests {
             let err = settings.validate().unwrap_err();
             assert_eq!(err.setting, setting, "{err}");
             assert!(!err.to_string().contains('\n'));
+        }
+    }
+
+    /// Ranges are the flags' `value_parser`s: an out-of-range value is refused by clap,
+    /// on one line naming the variable (and the flag) and the range.
+    #[test]
+    fn out_of_range_values_name_their_setting_and_range() {
+        let cases = [
+            ("--batch-size", "0", "COLLECTOR_BATCH_SIZE", "1..=10000"),
+            (
+                "--backlog-interval-secs",
+                "0",
+                "COLLECTOR_BACKLOG_INTERVAL_SECS",
+                "1..=300",
+            ),
+            (
+                "--backlog-interval-secs",
+                "301",
+                "COLLECTOR_BACKLOG_INTERVAL_SECS",
+                "1..=300",
+            ),
+            ("--database-writers", "0", "DATABASE_WRITERS", "1..=8"),
+            ("--database-writers", "9", "DATABASE_WRITERS", "1..=8"),
+            (
+                "--database-max-connections",
+                "0",
+                "DATABASE_MAX_CONNECTIONS",
+                "1..",
+            ),
+            (
+                "--http-body-timeout-ms",
+                "0",
+                "HTTP_BODY_TIMEOUT_MS",
+                "1..=3600000",
+            ),
+            (
+                "--batch-linger-ms",
+                "0",
+                "COLLECTOR_BATCH_LINGER_MS",
+                "1..=10000",
+            ),
+            ("--ack-wait-secs", "0", "COLLECTOR_ACK_WAIT_SECS", "1.."),
+            (
+                "--prune-batch-size",
+                "0",
+                "COLLECTOR_PRUNE_BATCH_SIZE",
+                "1..=50000",
+            ),
+            (
+                "--monitor-failed-auth-delay-ms",
+                "10001",
+                "MONITOR_FAILED_AUTH_DELAY_MS",
+                "..=10000",
+            ),
+            (
+                "--monitor-max-token-checks",
+                "0",
+                "MONITOR_MAX_TOKEN_CHECKS",
+                "1..=64",
+            ),
+            (
+                "--monitor-max-overview-queries",
+                "17",
+                "MONITOR_MAX_OVERVIEW_QUERIES",
+                "1..=16",
+            ),
+            (
+                "--monitor-max-live-clients",
+                "0",
+                "MONITOR_MAX_LIVE_CLIENTS",
+                "1..=1024",
+            ),
+        ];
+        for (flag, value, setting, range) in cases {
+            let argv = ["telemetry-collector", "serve", flag, value];
+            let line = service_kit::cli::refused_value::<Cli>(&argv)
+                .unwrap_or_else(|| panic!("{flag} {value}: not refused"));
+            let named = line.starts_with(&format!("invalid setting {setting}: "));
+            assert!(
+                named && line.contains(flag) && line.contains(range),
+                "{line}"
+            );
+            assert!(!line.contains('\n'), "{line}");
+        }
+    }
+
+    #[test]
+    fn debug_of_the_flags_and_the_settings_shows_no_secret() {
+        use clap::Parser as _;
+        let secrets = [
+            "postgres://collector:db-password-1@db/telemetry",
+            "monitor-token-of-24-chars",
+            "nats-password-2",
+        ];
+        let cli = Cli::try_parse_from([
+            "telemetry-collector",
+            "serve",
+            "--database-url",
+            secrets[0],
+            "--monitor-token",
+            secrets[1],
+            "--nats-user",
+            "collector",
+            "--nats-password",
+            secrets[2],
+        ])
+        .unwrap();
+        let printed_cli = format!("{cli:?}");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        let mut settings = args.settings().unwrap();
+        settings.validate().unwrap();
+        settings.nats.token = Some("nats-token-3".into());
+        let printed = format!("{settings:?}");
+        assert!(printed.contains("collector"), "{printed}");
+        for secret in secrets.iter().chain(&["db-password-1", "nats-token-3"]) {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+            assert!(!printed_cli.contains(secret), "{secret} in {printed_cli}");
         }
     }
 }

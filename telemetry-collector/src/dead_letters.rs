@@ -9,12 +9,13 @@
 //! leaves the dead letter, and requeueing it again changes nothing in the tables.
 
 use bytes::Bytes;
+use service_kit::now_ms;
+use service_kit::ExposeSecret as _;
 use telemetry_proto::subjects::DEFAULT_PREFIX;
 use telemetry_proto::Subjects;
 
 use crate::config::DatabaseArgs;
 use crate::domain::{self, Parsed, Rejection};
-use crate::ingest::now_ms;
 use crate::store::{self, Batch, DeadLetterRecord, Store, StoreError};
 
 /// Dead letters read and requeued (one write) at a time.
@@ -34,7 +35,7 @@ pub enum DeadLetterError {
     #[error("no dead letter with id {0}")]
     NotFound(i64),
     /// The subject prefix is not valid.
-    #[error("invalid collector setting TELEMETRY_SUBJECT_PREFIX: {0}")]
+    #[error("invalid setting TELEMETRY_SUBJECT_PREFIX: {0}")]
     Prefix(String),
 }
 
@@ -229,7 +230,7 @@ pub async fn run(args: &DeadLetterArgs) -> Result<(), DeadLetterError> {
     let subjects = Subjects::new(&args.subject_prefix)
         .map_err(|err| DeadLetterError::Prefix(err.to_string()))?;
     let settings = args.database.settings();
-    let store = store::connect(&settings.database_url, &settings.store).await?;
+    let store = store::connect(settings.database_url.expose_secret(), &settings.store).await?;
     store.migrate().await?;
     let result = act(store.as_ref(), &subjects, &args.action).await;
     store.close().await;

@@ -36,7 +36,7 @@ pub struct AppState {
     pub monitor: crate::monitor::Monitor,
 }
 
-/// The routes, with request ids and spans ([`telemetry::request_id::traced`]).
+/// The routes, with request ids and spans ([`service_kit::request_id::traced`]).
 pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
     let routes = Router::new()
@@ -46,7 +46,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::monitor::router(state.clone()))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state);
-    telemetry::request_id::traced(routes)
+    service_kit::request_id::traced(routes)
 }
 
 /// An error a handler returns.

@@ -28,6 +28,7 @@ use async_nats::jetstream::consumer::{AckPolicy, PullConsumer};
 use async_nats::jetstream::{self, AckKind};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt as _, StreamExt};
+use service_kit::now_ms;
 use telemetry_proto::stream::create_error_hint;
 use telemetry_proto::{StreamSpec, Subjects};
 use tokio_util::sync::CancellationToken;
@@ -406,12 +407,4 @@ async fn nak(messages: &[jetstream::Message]) {
         messages = messages.len(),
         "shutdown: returned unwritten messages to the broker"
     );
-}
-
-/// Unix ms now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

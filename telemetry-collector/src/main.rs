@@ -1,36 +1,20 @@
 //! `telemetry-collector serve | ingest | migrate | prune | replay | dead-letters`:
 //! parse, init tracing, build, run.
 
-use std::io::IsTerminal as _;
-
 use anyhow::Context as _;
-use clap::Parser as _;
-use telemetry::config::{log_colour, LogFormat};
+use service_kit::cli::{init_logs, LogTo};
+use service_kit::ExposeSecret as _;
 use telemetry_collector::config::{Cli, Command};
 use telemetry_collector::{dead_letters, replay, retention, store, Application};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() {
-    let cli = Cli::parse();
-    let colour = log_colour(
-        std::io::stderr().is_terminal(),
-        std::env::var_os("NO_COLOR"),
-    );
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(colour);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
-    }
+    let cli: Cli = service_kit::cli::parse_or_exit("telemetry-collector");
+    init_logs(cli.log_format, LogTo::Stderr);
     if let Err(err) = run(cli).await {
         eprintln!(
             "telemetry-collector: {}",
-            telemetry::config::error_line(err.as_ref())
+            service_kit::error_line(err.as_ref())
         );
         std::process::exit(1);
     }
@@ -42,7 +26,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest(args) => args.settings(),
         Command::Migrate(args) => {
             let settings = args.settings();
-            let store = store::connect(&settings.database_url, &settings.store)
+            let store = store::connect(settings.database_url.expose_secret(), &settings.store)
                 .await
                 .context("DATABASE_URL")?;
             store.migrate().await.context("DATABASE_URL")?;

@@ -258,7 +258,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let oldest = self.oldest_unacked_ms.load(Relaxed);
         let oldest_age = if oldest > 0 {
-            (crate::ingest::now_ms() - oldest).max(0) as f64 / 1000.0
+            (service_kit::now_ms() - oldest).max(0) as f64 / 1000.0
         } else {
             0.0
         };

@@ -17,12 +17,12 @@ use async_nats::jetstream::{self, Message};
 use bytes::Bytes;
 use futures::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use telemetry::config::NatsArgs;
+use service_kit::cli::NatsArgs;
+use service_kit::{now_ms, ExposeSecret as _};
 use telemetry_proto::Subjects;
 
 use crate::config::{DatabaseArgs, DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE};
 use crate::domain::{self, Parsed};
-use crate::ingest::now_ms;
 use crate::store::{self, Batch, Store, StoreError};
 
 /// How long replay waits for the next message before it gives up (the stream or the
@@ -75,7 +75,7 @@ pub enum ReplayError {
     Config(#[from] crate::config::ConfigError),
     /// NATS could not be reached.
     #[error("NATS_URL: {0}")]
-    Connect(#[from] telemetry::nats::ConnectError),
+    Connect(#[from] service_kit::nats::ConnectError),
     /// The stream or the consumer could not be read.
     #[error("stream {stream}: {reason}")]
     Stream {
@@ -284,14 +284,14 @@ pub async fn run(args: &ReplayArgs) -> Result<ReplayReport, ReplayError> {
     settings.subject_prefix = args.nats.subject_prefix.clone();
     settings.stream = args.nats.stream.clone();
     let (subjects, _) = settings.validate()?;
-    let store = store::connect(&settings.database_url, &settings.store)
+    let store = store::connect(settings.database_url.expose_secret(), &settings.store)
         .await
         .map_err(|source| ReplayError::Store { after: 0, source })?;
     store
         .migrate()
         .await
         .map_err(|source| ReplayError::Store { after: 0, source })?;
-    let client = telemetry::nats::connect(&settings.nats).await?;
+    let client = service_kit::nats::connect(&settings.nats).await?;
     let js = jetstream::new(client.clone());
     let bar = progress_bar();
     let result = replay(

@@ -14,10 +14,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use service_kit::{now_ms, ExposeSecret as _};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::DatabaseArgs;
-use crate::ingest::now_ms;
 use crate::store::{self, PruneCounts, Store, StoreError};
 
 /// Rows per table deleted in one transaction (`COLLECTOR_PRUNE_BATCH_SIZE`).
@@ -146,7 +146,7 @@ pub struct PruneArgs {
 /// Runs `prune` and prints the counts per table on stdout.
 pub async fn run_prune(args: &PruneArgs) -> Result<PruneCounts, StoreError> {
     let settings = args.database.settings();
-    let store = store::connect(&settings.database_url, &settings.store).await?;
+    let store = store::connect(settings.database_url.expose_secret(), &settings.store).await?;
     store.migrate().await?;
     let cutoff = cutoff(args.older_than);
     let result = if args.dry_run {

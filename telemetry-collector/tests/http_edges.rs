@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{settings, spawn, Backend, TestDb};
-use telemetry::http_server::HttpLimits;
+use service_kit::http_server::HttpLimits;
 use telemetry_collector::RunningCollector;
 use test_support::http_edges as edges;
 use test_support::Isolation;
@@ -154,7 +154,7 @@ async fn every_answer_carries_a_request_id_the_clients_only_when_sane() {
     );
     let made = answered_request_id(addr, None).await;
     assert!(is_new(&made), "{made}");
-    let too_long = "x".repeat(telemetry::request_id::MAX_BYTES + 1);
+    let too_long = "x".repeat(service_kit::request_id::MAX_BYTES + 1);
     for insane in [too_long.as_str(), "two words"] {
         let replaced = answered_request_id(addr, Some(insane)).await;
         assert!(is_new(&replaced), "{insane} gave {replaced}");

@@ -564,7 +564,7 @@ async fn the_stream_is_created_with_its_cap_and_a_cap_too_big_fails_start_up_nam
     too_big.stream_max_bytes = 1 << 50;
     let err = match telemetry_collector::Application::build(too_big).await {
         Ok(_) => panic!("a 1 PiB stream was accepted"),
-        Err(err) => telemetry::config::error_line(&err),
+        Err(err) => service_kit::error_line(&err),
     };
     assert!(err.contains(&other.stream), "{err}");
     assert!(err.contains("insufficient storage"), "{err}");

@@ -12,7 +12,7 @@ use common::{
     all_rows, batch_of, jetstream, publish_all, run_binary, run_envelopes, settings, spawn,
     wait_until, AllRows, Backend, TestDb,
 };
-use telemetry_collector::ingest::now_ms;
+use service_kit::now_ms;
 use telemetry_collector::retention::{self, Retention};
 use telemetry_collector::store::PruneCounts;
 use telemetry_proto::v1::{self, envelope::Body};

@@ -78,13 +78,13 @@ async fn the_sdk_publishes_through_tls_with_the_ca_and_fails_without_it(backend:
     // Without the CA the server's certificate is not trusted: no connection.
     let refused = tokio::time::timeout(
         Duration::from_secs(15),
-        telemetry::nats::connect(&nats(&url, None)),
+        service_kit::nats::connect(&nats(&url, None)),
     )
     .await
     .expect("connect returns");
     assert!(refused.is_err(), "connected to a TLS server without its CA");
     // With it, the same server is reachable.
-    let client = telemetry::nats::connect(&nats(&url, Some(&pki.ca)))
+    let client = service_kit::nats::connect(&nats(&url, Some(&pki.ca)))
         .await
         .expect("TLS connection with the CA");
     assert!(client.server_info().tls_required, "the server requires TLS");
@@ -162,7 +162,7 @@ async fn a_server_that_verifies_clients_accepts_the_client_certificate_only() {
     let url = server.url();
     let without = tokio::time::timeout(
         Duration::from_secs(15),
-        telemetry::nats::connect(&nats(&url, Some(&pki.ca))),
+        service_kit::nats::connect(&nats(&url, Some(&pki.ca))),
     )
     .await
     .expect("connect returns");
@@ -173,7 +173,7 @@ async fn a_server_that_verifies_clients_accepts_the_client_certificate_only() {
         ..nats(&url, Some(&pki.ca))
     };
     config.validate().expect("valid TLS settings");
-    let client = telemetry::nats::connect(&config)
+    let client = service_kit::nats::connect(&config)
         .await
         .expect("TLS connection with a client certificate");
     client.flush().await.expect("a round trip over mutual TLS");

@@ -1,16 +1,12 @@
 //! Settings of the SDK, each bound with a named default.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use telemetry_proto::stream::{validate_stream_name, DEFAULT_MAX_BYTES, DEFAULT_STREAM};
 use telemetry_proto::subjects::DEFAULT_PREFIX;
 use telemetry_proto::{StreamSpec, Subjects};
 
-use crate::error::ConfigError;
-
-/// Default NATS server (`NATS_URL`).
-pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+use service_kit::{ConfigError, NatsConfig};
 /// Events the queue holds before new ones are dropped. At ~1 KiB a typical event this
 /// is a few MiB; the byte bound below caps the worst case.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 16_384;
@@ -68,104 +64,6 @@ impl Default for Limits {
             max_field_bytes: DEFAULT_MAX_FIELD_BYTES,
             max_error_message_bytes: DEFAULT_MAX_ERROR_MESSAGE_BYTES,
         }
-    }
-}
-
-/// How to reach NATS. Shared by the SDK and the collector.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NatsConfig {
-    /// One or more server URLs, comma-separated (`NATS_URL`).
-    pub url: String,
-    /// A `.creds` file (`NATS_CREDS`).
-    pub creds_file: Option<PathBuf>,
-    /// User name (`NATS_USER`), with [`NatsConfig::password`].
-    pub user: Option<String>,
-    /// Password (`NATS_PASSWORD`).
-    pub password: Option<String>,
-    /// Token (`NATS_TOKEN`).
-    pub token: Option<String>,
-    /// PEM file of the CA that signed the server's certificate (`NATS_TLS_CA`); setting
-    /// it requires TLS.
-    pub tls_ca_file: Option<PathBuf>,
-    /// PEM client certificate (`NATS_TLS_CERT`), for servers that verify clients; with
-    /// [`NatsConfig::tls_key_file`].
-    pub tls_cert_file: Option<PathBuf>,
-    /// PEM private key of the client certificate (`NATS_TLS_KEY`).
-    pub tls_key_file: Option<PathBuf>,
-    /// Name shown in the server's connection list.
-    pub connection_name: String,
-}
-
-impl Default for NatsConfig {
-    fn default() -> Self {
-        Self {
-            url: DEFAULT_NATS_URL.to_owned(),
-            creds_file: None,
-            user: None,
-            password: None,
-            token: None,
-            tls_ca_file: None,
-            tls_cert_file: None,
-            tls_key_file: None,
-            connection_name: "telemetry".to_owned(),
-        }
-    }
-}
-
-impl NatsConfig {
-    /// The server URLs, split on commas.
-    pub fn urls(&self) -> Vec<&str> {
-        self.url.split(',').map(str::trim).collect()
-    }
-
-    /// Checks what can be checked without a network: URL syntax, that credentials
-    /// are not contradictory, and that the TLS files exist.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let files = [
-            ("NATS_TLS_CA", &self.tls_ca_file),
-            ("NATS_TLS_CERT", &self.tls_cert_file),
-            ("NATS_TLS_KEY", &self.tls_key_file),
-            ("NATS_CREDS", &self.creds_file),
-        ];
-        for (setting, file) in files {
-            if let Some(path) = file {
-                if !path.is_file() {
-                    return Err(ConfigError::new(
-                        setting,
-                        format!("{} is not a readable file", path.display()),
-                    ));
-                }
-            }
-        }
-        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
-            return Err(ConfigError::new(
-                "NATS_TLS_CERT/NATS_TLS_KEY",
-                "set both or neither",
-            ));
-        }
-        for url in self.urls() {
-            url.parse::<async_nats::ServerAddr>().map_err(|err| {
-                ConfigError::new("NATS_URL", format!("{url:?} is not a NATS URL: {err}"))
-            })?;
-        }
-        if self.user.is_some() != self.password.is_some() {
-            return Err(ConfigError::new(
-                "NATS_USER/NATS_PASSWORD",
-                "set both or neither",
-            ));
-        }
-        let methods = [
-            self.creds_file.is_some(),
-            self.user.is_some(),
-            self.token.is_some(),
-        ];
-        if methods.iter().filter(|set| **set).count() > 1 {
-            return Err(ConfigError::new(
-                "NATS_CREDS/NATS_USER/NATS_TOKEN",
-                "choose one authentication method",
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -271,128 +169,11 @@ impl TelemetryConfig {
     }
 }
 
-/// NATS connection flags for binaries (feature `cli`), so the renderer and the
-/// collector accept the same names.
-#[cfg(feature = "cli")]
-#[derive(Debug, Clone, clap::Args)]
-pub struct NatsArgs {
-    /// NATS server URL(s), comma-separated.
-    #[arg(long = "nats-url", env = "NATS_URL", default_value = DEFAULT_NATS_URL)]
-    pub nats_url: String,
-    /// NATS credentials file (.creds).
-    #[arg(long = "nats-creds", env = "NATS_CREDS")]
-    pub nats_creds: Option<PathBuf>,
-    /// NATS user name (with --nats-password).
-    #[arg(long = "nats-user", env = "NATS_USER")]
-    pub nats_user: Option<String>,
-    /// NATS password.
-    #[arg(long = "nats-password", env = "NATS_PASSWORD", hide_env_values = true)]
-    pub nats_password: Option<String>,
-    /// NATS token.
-    #[arg(long = "nats-token", env = "NATS_TOKEN", hide_env_values = true)]
-    pub nats_token: Option<String>,
-    /// PEM CA file for a TLS connection to NATS (requires TLS).
-    #[arg(long = "nats-tls-ca", env = "NATS_TLS_CA")]
-    pub nats_tls_ca: Option<PathBuf>,
-    /// PEM client certificate for NATS servers that verify clients (with --nats-tls-key).
-    #[arg(long = "nats-tls-cert", env = "NATS_TLS_CERT")]
-    pub nats_tls_cert: Option<PathBuf>,
-    /// PEM private key of the client certificate.
-    #[arg(long = "nats-tls-key", env = "NATS_TLS_KEY")]
-    pub nats_tls_key: Option<PathBuf>,
-    /// Subject prefix of the telemetry subjects.
-    #[arg(long = "subject-prefix", env = "TELEMETRY_SUBJECT_PREFIX", default_value = DEFAULT_PREFIX)]
-    pub subject_prefix: String,
-    /// JetStream stream name.
-    #[arg(long = "stream", env = "TELEMETRY_STREAM", default_value = DEFAULT_STREAM)]
-    pub stream: String,
-    /// Disk cap of the stream, in bytes, used when this process creates it (an
-    /// existing stream keeps its own limits).
-    #[arg(long = "stream-max-bytes", env = "TELEMETRY_STREAM_MAX_BYTES", default_value_t = DEFAULT_MAX_BYTES)]
-    pub stream_max_bytes: i64,
-}
-
-#[cfg(feature = "cli")]
-impl NatsArgs {
-    /// The connection settings, named `connection_name` on the server.
-    pub fn nats_config(&self, connection_name: &str) -> NatsConfig {
-        NatsConfig {
-            url: self.nats_url.clone(),
-            creds_file: self.nats_creds.clone(),
-            user: self.nats_user.clone(),
-            password: self.nats_password.clone(),
-            token: self.nats_token.clone(),
-            tls_ca_file: self.nats_tls_ca.clone(),
-            tls_cert_file: self.nats_tls_cert.clone(),
-            tls_key_file: self.nats_tls_key.clone(),
-            connection_name: connection_name.to_owned(),
-        }
-    }
-}
-
-/// An error and its causes on one line, each cause once, for a binary's `main` (the
-/// renderer's and the collector's). Driver errors (sqlx, rustls, io) often repeat
-/// their source in their own message, so `{:#}` would print the same cause several
-/// times over.
-#[cfg(feature = "cli")]
-pub fn error_line(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = String::new();
-    let mut cause = Some(err);
-    while let Some(err) = cause {
-        let text = err.to_string();
-        if !line.contains(&text) {
-            if !line.is_empty() {
-                line.push_str(": ");
-            }
-            line.push_str(&text);
-        }
-        cause = err.source();
-    }
-    line
-}
-
-/// How a binary writes its log lines (`--log-format`, `LOG_FORMAT`), the same for the
-/// renderer and the collector.
-#[cfg(feature = "cli")]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line, for log shippers.
-    Json,
-}
-
-/// Whether a binary's text log lines carry ANSI colour codes: only when the stream it
-/// logs to is a terminal (`is_terminal`, from [`std::io::IsTerminal`]), and never when
-/// `NO_COLOR` (`no_color`, from `std::env::var_os("NO_COLOR")`) is set to a non-empty
-/// value (<https://no-color.org>). Escape sequences in a log file, a pipe or a journal
-/// are noise that `grep` trips over. The same for the renderer and the collector.
-#[cfg(feature = "cli")]
-pub fn log_colour(is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
-    is_terminal && no_color.is_none_or(|value| value.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::path::PathBuf;
 
-    #[cfg(feature = "cli")]
-    #[test]
-    fn log_colour_only_on_a_terminal_without_no_color() {
-        use std::ffi::OsString;
-        // A terminal, NO_COLOR unset or empty (an empty value does not count).
-        assert!(log_colour(true, None));
-        assert!(log_colour(true, Some(OsString::new())));
-        // NO_COLOR with any non-empty value, even "0" or "false".
-        for value in ["1", "0", "false", "yes"] {
-            assert!(!log_colour(true, Some(value.into())), "NO_COLOR={value}");
-        }
-        // A file or a pipe: never, whatever NO_COLOR says.
-        assert!(!log_colour(false, None));
-        assert!(!log_colour(false, Some(OsString::new())));
-        assert!(!log_colour(false, Some("1".into())));
-    }
+    use super::*;
 
     #[test]
     fn defaults_are_valid() {
@@ -486,7 +267,10 @@ mod tests {
         for (config, setting) in cases {
             let err = config.validate().unwrap_err();
             assert_eq!(err.setting, setting, "{err}");
-            assert!(err.to_string().starts_with("invalid telemetry setting"));
+            assert_eq!(
+                err.to_string(),
+                format!("invalid setting {setting}: {}", err.reason)
+            );
         }
     }
 }

@@ -26,22 +26,3 @@ pub enum EmitError {
     #[error("telemetry is shut down; event dropped")]
     Closed,
 }
-
-/// A configuration value that cannot work, named so start-up can fail with one line.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid telemetry setting {setting}: {reason}")]
-pub struct ConfigError {
-    /// The setting's environment variable or field name.
-    pub setting: &'static str,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(setting: &'static str, reason: impl Into<String>) -> Self {
-        Self {
-            setting,
-            reason: reason.into(),
-        }
-    }
-}

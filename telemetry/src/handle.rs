@@ -8,11 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use service_kit::{now_ms, ConfigError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::config::{Limits, TelemetryConfig};
-use crate::error::{ConfigError, EmitError};
+use crate::error::EmitError;
 use crate::ledger::{DropReason, Ledger, StatsSnapshot};
 use crate::publisher::Publisher;
 use crate::record::{
@@ -71,17 +72,6 @@ impl std::fmt::Debug for Telemetry {
             .field("producer", &self.producer_id())
             .finish()
     }
-}
-
-/// Wall-clock unix milliseconds from the kernel's coarse realtime clock.
-///
-/// Why coarse: on this class of VM a precise `SystemTime::now()` costs 30-50 ns, a
-/// third of a whole call; the coarse clock is a vDSO read of ~6 ns with a resolution
-/// of one scheduler tick (1-4 ms). `occurred_at` places events on a timeline; within a
-/// tick, `producer_seq` gives their order.
-pub(crate) fn now_ms() -> i64 {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
-    now.tv_sec * 1000 + now.tv_nsec / 1_000_000
 }
 
 impl Telemetry {

@@ -33,34 +33,29 @@
 //! ```
 //!
 //! # Layout
-//! - [`config`]: [`TelemetryConfig`], [`NatsConfig`] and their named defaults.
+//! - [`config`]: [`TelemetryConfig`] and its named defaults; [`NatsConfig`] and
+//!   [`ConfigError`] are `service-kit`'s, re-exported because the config holds them.
 //! - [`record`]: the call inputs ([`StartRun`], [`VariantResultRecord`], ...) and [`hash_prompt`].
 //! - [`ledger`]: the counters behind `ProducerStats` and [`StatsSnapshot`].
 //! - [`handle`]: [`Telemetry`], the cheap `Clone` handle the calls are made on.
-//! - `publisher`: the background task that owns the NATS connection.
-//! - `http_server` (feature `http-server`): the renderer's and the collector's HTTP edge,
-//!   with header, body and idle timeouts and a connection bound.
-//! - `request_id` (feature `http-server`): both services' `x-request-id` and request spans.
+//! - `publisher`: the background task that owns the NATS connection (made by
+//!   `service_kit::nats`, the same code the collector connects with).
 
 pub mod config;
 pub mod error;
 pub mod handle;
-#[cfg(feature = "http-server")]
-pub mod http_server;
 pub mod ledger;
-pub mod nats;
 mod publisher;
 pub mod record;
-#[cfg(feature = "http-server")]
-pub mod request_id;
 
-pub use config::{Limits, NatsConfig, TelemetryConfig};
-pub use error::{ConfigError, EmitError};
+pub use config::{Limits, TelemetryConfig};
+pub use error::EmitError;
 pub use handle::{ShutdownReport, Telemetry};
 pub use ledger::{DropReason, StatsSnapshot};
 pub use record::{
     hash_prompt, CompleteRun, EmitEvent, ImageInfo, StartRun, VariantResultRecord, VariantStart,
 };
+pub use service_kit::{ConfigError, NatsConfig};
 pub use telemetry_proto::v1::{
     ErrorCode, EventSource, EventType, ImageMeta, RunStatus, VariantStatus,
 };

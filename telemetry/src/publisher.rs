@@ -33,7 +33,6 @@ use uuid::{timestamp::context::NoContext, Timestamp, Uuid};
 use crate::config::{TelemetryConfig, LINGER_BELOW};
 use crate::handle::{Queued, ShutdownReport};
 use crate::ledger::{DropReason, Ledger};
-use crate::nats;
 
 /// How often the loop looks again while it waits for the connection or a backoff.
 const IDLE_TICK: Duration = Duration::from_millis(20);
@@ -199,7 +198,7 @@ impl Publisher {
     /// down). The client itself connects in the background.
     async fn connect(&mut self, flow: &mut Flow) -> Option<Context> {
         loop {
-            match nats::connect_in_background(&self.config.nats).await {
+            match service_kit::nats::connect_in_background(&self.config.nats).await {
                 Ok(client) => {
                     return Some(
                         jetstream::ContextBuilder::new()
@@ -367,7 +366,7 @@ impl Publisher {
         });
         let prepared = self.encode(
             stats.emitted,
-            crate::handle::now_ms(),
+            service_kit::now_ms(),
             String::new(),
             String::new(),
             body,

@@ -1,6 +1,6 @@
 //! Hostile HTTP clients on a raw TCP socket, as scenarios both services' tests run
 //! against a real running service (`HTTP_HEADER_TIMEOUT_MS`, `HTTP_BODY_TIMEOUT_MS`,
-//! `HTTP_IDLE_TIMEOUT_MS`, `HTTP_MAX_CONNECTIONS`; `telemetry::http_server`). Each
+//! `HTTP_IDLE_TIMEOUT_MS`, `HTTP_MAX_CONNECTIONS`; `service_kit::http_server`). Each
 //! scenario panics with what it saw when the service does not hold.
 //!
 //! Timing checks allow for a busy 2-core machine: a bound must not fire noticeably

@@ -10,9 +10,11 @@
 //! - [`PgDatabase`]: a fresh Postgres database, dropped on drop; with a tablespace of
 //!   its own on a [`tmpfs::Tmpfs`] to fill ([`PgDatabase::create_in`]).
 //! - [`tmpfs::Tmpfs`]: a tiny tmpfs to fill, or to turn read-only (root only).
+//! - [`dependencies`]: a package's normal dependency tree, for layering tests.
 //! - [`http_edges`]: hostile HTTP clients on raw TCP (headers or a body never
 //!   finished, idle keep-alive, connections over the bound), run against both services.
 
+pub mod dependencies;
 pub mod http_edges;
 pub mod tmpfs;
 

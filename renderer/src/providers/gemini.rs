@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+use service_kit::ExposeSecret as _;
 
 use super::{encode_png, Provider, ProviderError, RenderJob};
 use crate::config::GeminiSettings;
@@ -240,7 +241,7 @@ impl Provider for GeminiProvider {
         let response = self
             .client
             .post(&self.url)
-            .header("x-goog-api-key", &self.settings.api_key)
+            .header("x-goog-api-key", self.settings.api_key.expose_secret())
             .json(&request)
             .send()
             .await

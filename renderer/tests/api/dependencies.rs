@@ -1,5 +1,7 @@
 //! The renderer must never touch a database: its normal dependency tree has no driver.
 
+use test_support::dependencies::normal_dependencies;
+
 const DATABASE_CRATES: [&str; 10] = [
     "sqlx",
     "sqlx-core",
@@ -15,25 +17,12 @@ const DATABASE_CRATES: [&str; 10] = [
 
 #[test]
 fn the_renderer_has_no_database_driver_in_its_dependency_tree() {
-    let output = std::process::Command::new(env!("CARGO"))
-        .args([
-            "tree", "-p", "renderer", "-e", "normal", "--prefix", "none", "--format", "{p}",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run cargo tree");
-    assert!(
-        output.status.success(),
-        "cargo tree failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let tree = String::from_utf8(output.stdout).unwrap();
-    assert!(tree.contains("telemetry "), "unexpected tree:\n{tree}");
-    for line in tree.lines() {
-        let name = line.split_whitespace().next().unwrap_or_default();
+    let tree = normal_dependencies("renderer");
+    assert!(tree.contains("telemetry"), "unexpected tree:\n{tree:?}");
+    for name in DATABASE_CRATES {
         assert!(
-            !DATABASE_CRATES.contains(&name),
-            "database crate {name} in the renderer's tree:\n{tree}"
+            !tree.contains(name),
+            "database crate {name} in the renderer's tree:\n{tree:?}"
         );
     }
 }

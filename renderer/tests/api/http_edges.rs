@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use telemetry::http_server::HttpLimits;
+use service_kit::http_server::HttpLimits;
 use test_support::http_edges as edges;
 
 use crate::helpers::{signed_query, spawn_app, TestApp, SECRET, SHOP};

@@ -33,7 +33,7 @@ async fn a_sane_client_id_names_the_run_in_the_collector_and_an_insane_one_is_re
     let collector = spawn_collector(&isolation).await;
     let app = spawn_app(Some(&isolation), |_| {}).await;
     let req = request(&["only"]);
-    let too_long = "r".repeat(telemetry::request_id::MAX_BYTES + 1);
+    let too_long = "r".repeat(service_kit::request_id::MAX_BYTES + 1);
     for (sent, sane) in [
         ("req-sane-7", true),
         (too_long.as_str(), false),

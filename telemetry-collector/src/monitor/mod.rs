@@ -45,6 +45,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use service_kit::ExposeSecret as _;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -99,7 +100,10 @@ struct Inner {
 impl Monitor {
     /// From the settings; `shutdown` ends open SSE streams so graceful shutdown can finish.
     pub fn new(settings: &MonitorSettings, shutdown: CancellationToken) -> Self {
-        let token_digest = settings.token.as_deref().map(auth::digest);
+        let token_digest = settings
+            .token
+            .as_ref()
+            .map(|token| auth::digest(token.expose_secret()));
         let image_base_url = settings
             .image_base_url
             .as_deref()

@@ -10,8 +10,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use crate::http::{AppError, AppState};
-use crate::ingest::now_ms;
 use crate::store::{GroupStats, Overview, Store};
+use service_kit::now_ms;
 
 use super::params::{bad, parse_time, present};
 use super::views::{fmt_ms, fmt_time, render};

@@ -68,8 +68,6 @@ use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt as _;
 
-use crate::error::ConfigError;
-
 /// Default [`HttpLimits::header_timeout`] (`HTTP_HEADER_TIMEOUT_MS`). Browsers,
 /// proxies and HTTP clients send a request's headers in one write, delivered in well
 /// under a second even over a poor mobile link; 10 s leaves room for a lossy network
@@ -98,8 +96,10 @@ pub const DEFAULT_HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 /// app proxy needs at once.
 pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 512;
 /// Longest timeout accepted: past an hour a timeout no longer bounds anything (and a
-/// typo with extra zeros is caught at start-up).
+/// typo with extra zeros is caught at start-up). The flags' range, with 1 ms.
 pub const MAX_HTTP_TIMEOUT: Duration = Duration::from_secs(3600);
+/// [`MAX_HTTP_TIMEOUT`] in the flags' unit.
+const MAX_HTTP_TIMEOUT_MS: u64 = MAX_HTTP_TIMEOUT.as_millis() as u64;
 /// Largest connection bound accepted (a typo with extra zeros is caught at start-up).
 pub const MAX_HTTP_MAX_CONNECTIONS: usize = 1_000_000;
 
@@ -128,56 +128,36 @@ impl Default for HttpLimits {
     }
 }
 
-impl HttpLimits {
-    /// Timeouts between 1 ms and [`MAX_HTTP_TIMEOUT`], the connection bound between 1
-    /// and [`MAX_HTTP_MAX_CONNECTIONS`]; else an error naming the setting.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        for (setting, timeout) in [
-            ("HTTP_HEADER_TIMEOUT_MS", self.header_timeout),
-            ("HTTP_BODY_TIMEOUT_MS", self.body_timeout),
-            ("HTTP_IDLE_TIMEOUT_MS", self.idle_timeout),
-        ] {
-            if timeout < Duration::from_millis(1) || timeout > MAX_HTTP_TIMEOUT {
-                return Err(ConfigError::new(
-                    setting,
-                    format!("must be between 1 and {} ms", MAX_HTTP_TIMEOUT.as_millis()),
-                ));
-            }
-        }
-        if !(1..=MAX_HTTP_MAX_CONNECTIONS).contains(&self.max_connections) {
-            return Err(ConfigError::new(
-                "HTTP_MAX_CONNECTIONS",
-                format!("must be between 1 and {MAX_HTTP_MAX_CONNECTIONS}"),
-            ));
-        }
-        Ok(())
-    }
-}
-
 /// The [`HttpLimits`] flags, flattened into the renderer's and the collector's
 /// command lines so both accept the same names. The fields are prefixed `http_`:
 /// clap's argument ids are the field names, and must not clash with the flattening
 /// command's own (the collector's `--database-max-connections` is `max_connections`).
+/// Their ranges are here, in the `value_parser`s: timeouts 1 ms to
+/// [`MAX_HTTP_TIMEOUT`], the connection bound 1 to [`MAX_HTTP_MAX_CONNECTIONS`].
 #[derive(Debug, Clone, clap::Args)]
 pub struct HttpArgs {
     /// Milliseconds a client has to send a request's headers (from the accept for a
     /// new connection, from the first byte on a kept-alive one); then it is closed.
-    #[arg(long = "http-header-timeout-ms", env = "HTTP_HEADER_TIMEOUT_MS", default_value_t = DEFAULT_HTTP_HEADER_TIMEOUT.as_millis() as u64)]
+    #[arg(long = "http-header-timeout-ms", env = "HTTP_HEADER_TIMEOUT_MS", default_value_t = DEFAULT_HTTP_HEADER_TIMEOUT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_HTTP_TIMEOUT_MS))]
     pub http_header_timeout_ms: u64,
     /// Milliseconds a client has to send a request's whole body, from the end of its
     /// headers; then the answer is 408 and the connection is closed.
-    #[arg(long = "http-body-timeout-ms", env = "HTTP_BODY_TIMEOUT_MS", default_value_t = DEFAULT_HTTP_BODY_TIMEOUT.as_millis() as u64)]
+    #[arg(long = "http-body-timeout-ms", env = "HTTP_BODY_TIMEOUT_MS", default_value_t = DEFAULT_HTTP_BODY_TIMEOUT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_HTTP_TIMEOUT_MS))]
     pub http_body_timeout_ms: u64,
     /// Milliseconds a kept-alive connection may stay open with no request in flight.
-    #[arg(long = "http-idle-timeout-ms", env = "HTTP_IDLE_TIMEOUT_MS", default_value_t = DEFAULT_HTTP_IDLE_TIMEOUT.as_millis() as u64)]
+    #[arg(long = "http-idle-timeout-ms", env = "HTTP_IDLE_TIMEOUT_MS", default_value_t = DEFAULT_HTTP_IDLE_TIMEOUT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_HTTP_TIMEOUT_MS))]
     pub http_idle_timeout_ms: u64,
     /// Connections served at once; more wait in the listen backlog until one closes.
-    #[arg(long = "http-max-connections", env = "HTTP_MAX_CONNECTIONS", default_value_t = DEFAULT_HTTP_MAX_CONNECTIONS)]
+    #[arg(long = "http-max-connections", env = "HTTP_MAX_CONNECTIONS", default_value_t = DEFAULT_HTTP_MAX_CONNECTIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_HTTP_MAX_CONNECTIONS as u64))]
     pub http_max_connections: usize,
 }
 
 impl HttpArgs {
-    /// The limits the flags describe (checked by [`HttpLimits::validate`]).
+    /// The limits the flags describe (in range: clap checked them).
     pub fn limits(&self) -> HttpLimits {
         HttpLimits {
             header_timeout: Duration::from_millis(self.http_header_timeout_ms),
@@ -662,42 +642,73 @@ mod tests {
         ))));
     }
 
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        http: HttpArgs,
+    }
+
     #[test]
-    fn defaults_are_valid() {
-        HttpLimits::default().validate().unwrap();
+    fn the_flags_default_to_the_default_limits() {
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        assert_eq!(cli.http.limits(), HttpLimits::default());
     }
 
     #[test]
     fn wrong_values_name_their_setting() {
-        type Change = fn(&mut HttpLimits);
-        let cases: [(Change, &str); 6] = [
+        use clap::Parser as _;
+        let max_timeout = MAX_HTTP_TIMEOUT_MS.to_string();
+        let over_timeout = (MAX_HTTP_TIMEOUT_MS + 1).to_string();
+        let over_connections = (MAX_HTTP_MAX_CONNECTIONS + 1).to_string();
+        let u64_max = u64::MAX.to_string();
+        let timeouts = format!("1..={max_timeout}");
+        let connections = format!("1..={MAX_HTTP_MAX_CONNECTIONS}");
+        let cases = [
             (
-                |l| l.header_timeout = Duration::ZERO,
+                "--http-header-timeout-ms",
+                "0",
                 "HTTP_HEADER_TIMEOUT_MS",
+                &timeouts,
             ),
             (
-                |l| l.body_timeout = Duration::from_micros(999),
+                "--http-body-timeout-ms",
+                "0",
                 "HTTP_BODY_TIMEOUT_MS",
+                &timeouts,
             ),
             (
-                |l| l.idle_timeout = MAX_HTTP_TIMEOUT + Duration::from_millis(1),
+                "--http-idle-timeout-ms",
+                over_timeout.as_str(),
                 "HTTP_IDLE_TIMEOUT_MS",
+                &timeouts,
             ),
-            (|l| l.max_connections = 0, "HTTP_MAX_CONNECTIONS"),
             (
-                |l| l.max_connections = MAX_HTTP_MAX_CONNECTIONS + 1,
+                "--http-max-connections",
+                "0",
                 "HTTP_MAX_CONNECTIONS",
+                &connections,
             ),
             (
-                |l| l.header_timeout = Duration::from_millis(u64::MAX),
+                "--http-max-connections",
+                over_connections.as_str(),
+                "HTTP_MAX_CONNECTIONS",
+                &connections,
+            ),
+            (
+                "--http-header-timeout-ms",
+                u64_max.as_str(),
                 "HTTP_HEADER_TIMEOUT_MS",
+                &timeouts,
             ),
         ];
-        for (change, setting) in cases {
-            let mut limits = HttpLimits::default();
-            change(&mut limits);
-            let err = limits.validate().unwrap_err();
-            assert_eq!(err.setting, setting, "{err}");
+        for (flag, value, setting, range) in cases {
+            let line = crate::cli::refused_value::<Cli>(&["x", flag, value]).unwrap();
+            let named = line.starts_with(&format!("invalid setting {setting}: "));
+            assert!(named && line.contains(range.as_str()), "{line}");
         }
+        // The bounds themselves are accepted.
+        let cli = Cli::try_parse_from(["x", "--http-idle-timeout-ms", &max_timeout]).unwrap();
+        assert_eq!(cli.http.limits().idle_timeout, MAX_HTTP_TIMEOUT);
     }
 }
