@@ -7,6 +7,9 @@
 /// resolution of one scheduler tick (1-4 ms). `occurred_at` places events on a
 /// timeline; within a tick, `producer_seq` gives their order. The collector's uses
 /// (`received_at`, retention cut-offs, the monitor's windows) are coarser still.
+///
+/// `#[inline]`: the SDK calls it on every emit, from another crate.
+#[inline]
 pub fn now_ms() -> i64 {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
     now.tv_sec * 1000 + now.tv_nsec / 1_000_000
