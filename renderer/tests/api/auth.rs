@@ -4,8 +4,7 @@ use serde_json::Value;
 use test_support::Isolation;
 
 use crate::helpers::{
-    read_envelopes, records, request, signed, signed_query, signed_query_at, spawn_app, unix_now,
-    SECRET, SHOP,
+    recorded, request, signed, signed_query, signed_query_at, spawn_app, unix_now, SECRET, SHOP,
 };
 
 #[tokio::test]
@@ -38,14 +37,10 @@ async fn a_missing_or_wrong_signature_gets_401_and_no_run() {
 
     // Shutdown flushes everything emitted: only the SDK's own stats may be there.
     app.stop().await;
-    let envelopes = read_envelopes(
-        &isolation.nats_url,
-        &isolation.stream,
-        0,
-        Duration::from_secs(2),
-    )
-    .await;
-    assert_eq!(records(envelopes), vec![]);
+    assert_eq!(
+        recorded(&isolation, 0, Duration::from_secs(2)).await,
+        vec![]
+    );
 }
 
 #[tokio::test]
@@ -161,14 +156,10 @@ async fn a_signed_query_must_name_exactly_one_myshopify_shop() {
     );
     // No shop could be trusted, so nothing was recorded.
     app.stop().await;
-    let envelopes = read_envelopes(
-        &isolation.nats_url,
-        &isolation.stream,
-        0,
-        Duration::from_secs(2),
-    )
-    .await;
-    assert_eq!(records(envelopes), vec![]);
+    assert_eq!(
+        recorded(&isolation, 0, Duration::from_secs(2)).await,
+        vec![]
+    );
 }
 
 /// Shopify signs `key=value` pairs concatenated without a separator, so the signature

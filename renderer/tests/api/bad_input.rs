@@ -7,9 +7,7 @@ use telemetry_proto::v1::envelope::Body;
 use telemetry_proto::v1::{EventSource, EventType};
 use test_support::Isolation;
 
-use crate::helpers::{
-    b64, image_bytes, read_envelopes, records, request, signed_query, spawn_app, SECRET, SHOP,
-};
+use crate::helpers::{b64, image_bytes, recorded, request, signed_query, spawn_app, SECRET, SHOP};
 
 #[tokio::test]
 async fn each_kind_of_bad_input_gets_400_with_its_reason_and_a_rejected_event() {
@@ -98,15 +96,9 @@ async fn each_kind_of_bad_input_gets_400_with_its_reason_and_a_rejected_event() 
     assert_eq!(app.post(&query, webp, "req-webp").await.status(), 200);
 
     app.stop().await;
-    let envelopes = read_envelopes(
-        &isolation.nats_url,
-        &isolation.stream,
-        1,
-        Duration::from_secs(5),
-    )
-    .await;
+    let envelopes = recorded(&isolation, 1, Duration::from_secs(5)).await;
     let mut rejected = BTreeMap::new();
-    for envelope in records(envelopes) {
+    for envelope in envelopes {
         if envelope.request_id == "req-webp" {
             continue;
         }
@@ -194,14 +186,8 @@ async fn values_echoed_into_errors_and_rejected_events_are_truncated() {
     }
     let report = app.stop().await;
     assert_eq!(report.dropped, 0, "{report:?}");
-    let envelopes = read_envelopes(
-        &isolation.nats_url,
-        &isolation.stream,
-        2,
-        Duration::from_secs(5),
-    )
-    .await;
-    let rejected: Vec<(String, String)> = records(envelopes)
+    let envelopes = recorded(&isolation, 2, Duration::from_secs(5)).await;
+    let rejected: Vec<(String, String)> = envelopes
         .into_iter()
         .filter_map(|envelope| match envelope.body {
             Some(Body::Event(event)) if event.r#type == EventType::SfRenderRejected as i32 => {

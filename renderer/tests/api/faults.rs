@@ -8,7 +8,7 @@ use telemetry_proto::v1::envelope::Body;
 use telemetry_proto::v1::{ErrorCode, RunStatus, VariantStatus};
 use test_support::Isolation;
 
-use crate::helpers::{read_envelopes, records, request, spawn_app};
+use crate::helpers::{recorded, request, spawn_app};
 
 const VARIANTS: [&str; 4] = ["a", "b", "c", "d"];
 
@@ -89,17 +89,11 @@ async fn timeouts_and_provider_failures_are_reported_and_the_run_is_partial() {
     let (run_id, faults) = mixed.expect("a run mixing success, failure and hang");
     app.stop().await;
 
-    let envelopes = read_envelopes(
-        &isolation.nats_url,
-        &isolation.stream,
-        11 * runs,
-        Duration::from_secs(10),
-    )
-    .await;
+    let envelopes = recorded(&isolation, 11 * runs, Duration::from_secs(10)).await;
     let count = |fault| faults.values().filter(|f| **f == fault).count() as u32;
     let mut completed = None;
     let mut results = 0;
-    for envelope in records(envelopes) {
+    for envelope in envelopes {
         match envelope.body {
             Some(Body::VariantResult(result)) if result.run_id == run_id => {
                 results += 1;
@@ -161,14 +155,8 @@ async fn a_run_whose_variants_all_fail_is_failed() {
         .unwrap();
     assert_eq!(answer["status"], "failed", "{answer}");
     app.stop().await;
-    let envelopes = read_envelopes(
-        &isolation.nats_url,
-        &isolation.stream,
-        11,
-        Duration::from_secs(10),
-    )
-    .await;
-    let completed = records(envelopes)
+    let envelopes = recorded(&isolation, 11, Duration::from_secs(10)).await;
+    let completed = envelopes
         .into_iter()
         .find_map(|e| match e.body {
             Some(Body::RunCompleted(run)) => Some(run),

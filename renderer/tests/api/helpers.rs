@@ -266,6 +266,12 @@ pub async fn read_envelopes(
     out
 }
 
+/// The records (see [`records`]) in `isolation`'s stream, waiting as [`read_envelopes`]
+/// does for at least `at_least` messages.
+pub async fn recorded(isolation: &Isolation, at_least: usize, wait: Duration) -> Vec<Envelope> {
+    records(read_envelopes(&isolation.nats_url, &isolation.stream, at_least, wait).await)
+}
+
 /// Envelopes other than the SDK's own `ProducerStats`.
 pub fn records(envelopes: Vec<Envelope>) -> Vec<Envelope> {
     let mut records: Vec<_> = envelopes

@@ -15,9 +15,7 @@ use telemetry_proto::v1::EventType;
 use test_support::Isolation;
 
 use crate::binary::{renderer_with_address_space_limit, spawn_command, terminate};
-use crate::helpers::{
-    b64, read_envelopes, records, request, signed_query, spawn_app, SECRET, SHOP,
-};
+use crate::helpers::{b64, recorded, request, signed_query, spawn_app, SECRET, SHOP};
 
 /// A 6000x6000 16-bit RGBA PNG of zeros: ~280 KB of file, 288 MB of pixels once decoded
 /// (36 M pixels, under the default pixel limit).
@@ -148,14 +146,8 @@ async fn a_request_that_would_wait_too_long_for_a_render_slot_gets_503_with_retr
     );
 
     app.stop().await;
-    let envelopes = read_envelopes(
-        &isolation.nats_url,
-        &isolation.stream,
-        1,
-        Duration::from_secs(5),
-    )
-    .await;
-    let reasons: Vec<String> = records(envelopes)
+    let envelopes = recorded(&isolation, 1, Duration::from_secs(5)).await;
+    let reasons: Vec<String> = envelopes
         .into_iter()
         .filter(|e| e.request_id == "req-refused")
         .filter_map(|e| match e.body {
