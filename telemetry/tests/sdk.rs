@@ -321,7 +321,7 @@ async fn the_same_envelope_published_twice_is_stored_once() {
     let spec = StreamSpec::new(iso.stream.clone(), Subjects::new(&iso.prefix).unwrap())
         .with_max_bytes(Isolation::STREAM_MAX_BYTES)
         .unwrap();
-    js.get_or_create_stream(spec.config()).await.unwrap();
+    test_support::create_stream(&js, spec.config()).await;
     let envelope = Envelope {
         event_id: uuid::Uuid::now_v7().to_string(),
         occurred_at: 1,

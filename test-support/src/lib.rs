@@ -94,6 +94,38 @@ impl Isolation {
     }
 }
 
+/// Creates `config`'s stream (or gets it), retrying for up to 5 s while the server says
+/// it cannot create the stream's store.
+///
+/// Why: nats-server 2.9 removes an account's store directory when its last stream is
+/// deleted, and a create racing with that fails with "could not create storage
+/// directory" (10077 in its log, 10049 "error creating store for stream" to the client). Tests run in parallel, each deleting its own
+/// stream on drop, so on an otherwise empty server another test's delete can land
+/// between this one's checks. The services themselves retry stream creation anyway
+/// (the collector's attach loop, the SDK's publisher).
+pub async fn create_stream(
+    js: &async_nats::jetstream::Context,
+    config: async_nats::jetstream::stream::Config,
+) -> async_nats::jetstream::stream::Stream {
+    use async_nats::jetstream::context::CreateStreamErrorKind;
+    use async_nats::jetstream::ErrorCode;
+    let started = Instant::now();
+    loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(stream) => return stream,
+            Err(err)
+                if started.elapsed() < Duration::from_secs(5)
+                    && matches!(err.kind(), CreateStreamErrorKind::JetStream(ref js_err)
+                        if [ErrorCode::STREAM_CREATE, ErrorCode::STREAM_STORE_FAILED]
+                            .contains(&js_err.error_code())) =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(err) => panic!("create stream {}: {err}", config.name),
+        }
+    }
+}
+
 impl Default for Isolation {
     fn default() -> Self {
         Self::new()

@@ -125,9 +125,7 @@ pub async fn jetstream(iso: &Isolation) -> async_nats::jetstream::Context {
     let spec = telemetry_proto::StreamSpec::new(iso.stream.clone(), subjects(iso))
         .with_max_bytes(Isolation::STREAM_MAX_BYTES)
         .unwrap();
-    js.get_or_create_stream(spec.config())
-        .await
-        .expect("create stream");
+    test_support::create_stream(&js, spec.config()).await;
     js
 }
 
