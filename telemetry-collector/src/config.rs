@@ -132,6 +132,8 @@ pub struct MonitorSettings {
     pub max_overview_queries: usize,
     /// See [`crate::monitor::sessions::DEFAULT_SESSION_TTL`].
     pub session_ttl: Duration,
+    /// See [`crate::monitor::producers::DEFAULT_PRODUCER_SILENT_AFTER`].
+    pub producer_silent_after: Duration,
     /// Whether `/readyz` names the database's error: only on a loopback
     /// `COLLECTOR_ADDR` (off loopback it says `unavailable` and the log has the
     /// detail). [`ServeArgs::settings`] sets it from the address; `false` by default,
@@ -150,6 +152,7 @@ impl Default for MonitorSettings {
             max_token_checks: crate::monitor::auth::DEFAULT_MAX_TOKEN_CHECKS,
             max_overview_queries: crate::monitor::DEFAULT_MAX_OVERVIEW_QUERIES,
             session_ttl: crate::monitor::sessions::DEFAULT_SESSION_TTL,
+            producer_silent_after: crate::monitor::producers::DEFAULT_PRODUCER_SILENT_AFTER,
             readyz_detail: false,
         }
     }
@@ -426,6 +429,10 @@ pub struct ServeArgs {
     /// How long a monitor login lasts (12h, 30m, 7d, ...); logging out ends it sooner.
     #[arg(long = "monitor-session-ttl", env = "MONITOR_SESSION_TTL", default_value = "12h", value_parser = crate::retention::parse_age)]
     pub session_ttl: Duration,
+    /// How long a producer may send nothing (no event, no stats) before the loss
+    /// ledger flags it as silent, unless its last stats were final (30s, 2m, ...).
+    #[arg(long = "producer-silent-after", env = "COLLECTOR_PRODUCER_SILENT_AFTER", default_value = "30s", value_parser = crate::retention::parse_age)]
+    pub producer_silent_after: Duration,
 }
 
 impl DatabaseArgs {
@@ -499,6 +506,7 @@ impl ServeArgs {
             max_token_checks: self.max_token_checks,
             max_overview_queries: self.max_overview_queries,
             session_ttl: self.session_ttl,
+            producer_silent_after: self.producer_silent_after,
             readyz_detail: addr.ip().is_loopback(),
         };
         Ok(settings)

@@ -90,6 +90,8 @@ struct Inner {
     overview_slots: Arc<Semaphore>,
     /// See [`auth::DEFAULT_FAILED_AUTH_DELAY`].
     failed_auth_delay: Duration,
+    /// See [`producers::DEFAULT_PRODUCER_SILENT_AFTER`].
+    producer_silent_after: Duration,
     /// See [`MonitorSettings::readyz_detail`].
     readyz_detail: bool,
     /// The database error last logged by [`Monitor::readyz_database`].
@@ -119,6 +121,7 @@ impl Monitor {
                 failures: auth::FailureThrottle::new(settings.max_token_checks),
                 overview_slots: Arc::new(Semaphore::new(settings.max_overview_queries.max(1))),
                 failed_auth_delay: settings.failed_auth_delay,
+                producer_silent_after: settings.producer_silent_after,
                 readyz_detail: settings.readyz_detail,
                 readyz_logged: std::sync::Mutex::new(None),
                 shutdown,
@@ -129,6 +132,11 @@ impl Monitor {
     /// Whether a token is required.
     pub fn auth_required(&self) -> bool {
         self.inner.token_digest.is_some()
+    }
+
+    /// How long a producer may be quiet before the ledger calls it silent.
+    pub fn producer_silent_after(&self) -> Duration {
+        self.inner.producer_silent_after
     }
 
     /// Base URL of output images, without a trailing slash.

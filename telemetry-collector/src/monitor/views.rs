@@ -51,6 +51,19 @@ pub fn fmt_ms(ms: Option<i64>) -> String {
     }
 }
 
+/// How long ago, coarsely: `45s`, `5m`, `3h 20m`, `2d 4h` (negative ages, from a
+/// clock ahead of ours, show as `0s`).
+pub fn fmt_age(ms: i64) -> String {
+    let secs = ms.max(0) / 1000;
+    let (d, h, m) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60);
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{m}m"),
+        s if s < 86_400 => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
 pub(crate) fn opt(value: &Option<String>) -> String {
     value.clone().unwrap_or_default()
 }

@@ -246,8 +246,15 @@ pub struct ProducerRecord {
     pub started_at: Option<i64>,
     #[sqlx(rename = "final")]
     pub is_final: Option<bool>,
+    /// `producer_seq` of the winning stats (the highest).
+    pub stats_seq: Option<i64>,
     pub stats_event_id: Option<String>,
+    /// When the winning stats were taken (producer's clock).
+    pub stats_at: Option<i64>,
+    /// Latest `occurred_at` stored from the producer (its clock).
     pub last_seen_at: i64,
+    /// When the collector last received anything from it (collector's clock).
+    pub last_received_at: i64,
     pub stored_events: i64,
 }
 

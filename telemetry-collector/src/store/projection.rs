@@ -11,6 +11,10 @@
 //! - identity (`shop_id`, `request_id`, the run's sort time): from the winning start,
 //!   or from the winning end while no start has been seen.
 //!
+//! A producer's ledger is one half too, decided by the contract's own rule: the
+//! `ProducerStats` with the highest `producer_seq` wins (its counters are totals, so
+//! the newest are the truth), the event id breaking a tie.
+//!
 //! A batch is first folded in memory with the same rule ([`Prepared::from_batch`]), so
 //! each key appears once per statement (Postgres refuses to upsert a row twice in one
 //! statement), then merged into the table by the `ON CONFLICT` clauses that
@@ -119,30 +123,53 @@ impl<'a> VariantUpsert<'a> {
     }
 }
 
+/// The winning `ProducerStats` of a producer in a batch.
+#[derive(Debug, Clone)]
+pub(crate) struct StatsUpsert<'a> {
+    /// The envelope's `producer_seq`: the highest is the newest (the contract).
+    pub seq: i64,
+    /// Breaks a tie between two stats with one sequence number.
+    pub event_id: &'a str,
+    /// When the producer took them (its clock).
+    pub occurred_at: i64,
+    pub ledger: &'a ProducerLedger,
+}
+
+impl StatsUpsert<'_> {
+    /// Whether these stats are newer than `old` by the contract's rule.
+    fn newer_than(&self, old: Option<&StatsUpsert<'_>>) -> bool {
+        old.is_none_or(|old| (self.seq, self.event_id) > (old.seq, old.event_id))
+    }
+}
+
 /// One `producers` row to upsert.
 #[derive(Debug, Clone)]
 pub(crate) struct ProducerUpsert<'a> {
     pub producer: &'a str,
-    /// The winning `ProducerStats`: its event id and body.
-    pub ledger: Option<(&'a str, &'a ProducerLedger)>,
+    /// The winning `ProducerStats` of the batch.
+    pub stats: Option<StatsUpsert<'a>>,
+    /// Latest `occurred_at` (producer's clock).
     pub last_seen_at: i64,
+    /// The batch's receive time (collector's clock).
+    pub last_received_at: i64,
     /// Filled after the event insert: only rows that were new.
     pub stored_events: i64,
 }
 
 impl<'a> ProducerUpsert<'a> {
-    fn new(producer: &'a str) -> Self {
+    fn new(producer: &'a str, received_at: i64) -> Self {
         Self {
             producer,
-            ledger: None,
+            stats: None,
             last_seen_at: 0,
+            last_received_at: received_at,
             stored_events: 0,
         }
     }
 
     /// The winning `ProducerStats` body.
     pub fn ledger(&self) -> Option<&'a ProducerLedger> {
-        self.ledger.map(|(_, ledger)| ledger)
+        self.stats.as_ref().map(|s| s.ledger)
     }
 }
 
@@ -205,7 +232,7 @@ impl<'a> Prepared<'a> {
             let ident = Ident::of(fact);
             let producer = producers
                 .entry(&fact.meta.producer)
-                .or_insert_with(|| ProducerUpsert::new(&fact.meta.producer));
+                .or_insert_with(|| ProducerUpsert::new(&fact.meta.producer, batch.received_at));
             producer.last_seen_at = producer.last_seen_at.max(fact.meta.occurred_at);
             match &fact.body {
                 Body::RunStarted(start) => {
@@ -241,11 +268,14 @@ impl<'a> Prepared<'a> {
                     }
                 }
                 Body::ProducerStats(ledger) => {
-                    if producer
-                        .ledger
-                        .is_none_or(|(old, _)| fact.meta.event_id.as_str() > old)
-                    {
-                        producer.ledger = Some((&fact.meta.event_id, ledger));
+                    let stats = StatsUpsert {
+                        seq: fact.meta.producer_seq,
+                        event_id: &fact.meta.event_id,
+                        occurred_at: fact.meta.occurred_at,
+                        ledger,
+                    };
+                    if stats.newer_than(producer.stats.as_ref()) {
+                        producer.stats = Some(stats);
                     }
                 }
                 Body::Event(_) => {}

@@ -50,10 +50,9 @@ pub(crate) enum Part {
     /// Identity: from the winning start, or from the winning end while no start has
     /// been seen (see [`super::projection`]).
     Ident,
-    /// From the envelope with the greatest event id in the table's
-    /// [`Table::start_id`] column.
+    /// From the envelope that wins by the table's [`Table::start_id`] columns.
     Start,
-    /// From the envelope with the greatest event id in [`Table::end_id`].
+    /// From the envelope that wins by [`Table::end_id`].
     End,
     /// The greatest value written.
     Greatest,
@@ -72,10 +71,12 @@ pub(crate) struct Column<R> {
 pub(crate) struct Table<R> {
     pub name: &'static str,
     pub columns: Vec<Column<R>>,
-    /// The event-id column that decides the [`Part::Start`] columns.
-    pub start_id: Option<&'static str>,
-    /// The event-id column that decides the [`Part::End`] columns.
-    pub end_id: Option<&'static str>,
+    /// The columns that decide the [`Part::Start`] columns: the greatest value wins,
+    /// compared as a tuple in this order (the event id, or a producer's sequence then
+    /// the event id).
+    pub start_id: Option<&'static [&'static str]>,
+    /// The columns that decide the [`Part::End`] columns.
+    pub end_id: Option<&'static [&'static str]>,
     /// Columns the database fills (not written).
     pub generated: &'static [&'static str],
 }
@@ -98,7 +99,11 @@ impl<R> Table<R> {
         }
     }
 
-    fn halves(mut self, start_id: &'static str, end_id: Option<&'static str>) -> Self {
+    fn halves(
+        mut self,
+        start_id: &'static [&'static str],
+        end_id: Option<&'static [&'static str]>,
+    ) -> Self {
         self.start_id = Some(start_id);
         self.end_id = end_id;
         self
@@ -120,10 +125,23 @@ impl<R> Table<R> {
     pub(crate) fn on_conflict(&self, syntax: Syntax) -> String {
         let table = self.name;
         let key: Vec<&str> = self.parts(Part::Key).collect();
-        let wins = |id: Option<&str>| {
-            let id = id.expect("a table with Start / End columns names their event-id column");
+        // The first decider is NULL until that half has been seen; the rest break ties
+        // as a row-value comparison (both dialects compare tuples left to right).
+        let wins = |ids: Option<&[&str]>| {
+            let ids = ids.expect("a table with Start / End columns names their deciders");
+            let id = ids[0];
+            let tuple = |side: &str| {
+                let cols: Vec<String> = ids.iter().map(|c| format!("{side}.{c}")).collect();
+                if cols.len() == 1 {
+                    cols[0].clone()
+                } else {
+                    format!("({})", cols.join(", "))
+                }
+            };
             format!(
-                "(excluded.{id} IS NOT NULL AND ({table}.{id} IS NULL OR excluded.{id} > {table}.{id}))"
+                "(excluded.{id} IS NOT NULL AND ({table}.{id} IS NULL OR {} > {}))",
+                tuple("excluded"),
+                tuple(table)
             )
         };
         let greatest = match syntax {
@@ -143,7 +161,7 @@ impl<R> Table<R> {
                 Part::Start => case(wins(self.start_id)),
                 Part::End => case(wins(self.end_id)),
                 Part::Ident => {
-                    let start_id = self.start_id.expect("a table with Ident columns has halves");
+                    let start_id = self.start_id.expect("a table with Ident columns has halves")[0];
                     case(format!(
                         "({} OR ({table}.{start_id} IS NULL AND excluded.{start_id} IS NULL AND {}))",
                         wins(self.start_id),
@@ -322,7 +340,7 @@ pub(crate) fn runs<'a>() -> Table<RunUpsert<'a>> {
             }),
         ],
     )
-    .halves("started_event_id", Some("completed_event_id"))
+    .halves(&["started_event_id"], Some(&["completed_event_id"]))
 }
 
 /// `variant_results`: a variant's start half and result half.
@@ -366,11 +384,12 @@ pub(crate) fn variants<'a>() -> Table<VariantUpsert<'a>> {
             }),
         ],
     )
-    .halves("started_event_id", Some("result_event_id"))
+    .halves(&["started_event_id"], Some(&["result_event_id"]))
 }
 
-/// `producers`: the loss ledger; the latest `ProducerStats` wins, the counts of what
-/// was seen accumulate.
+/// `producers`: the loss ledger; the `ProducerStats` with the highest `producer_seq`
+/// wins (the contract: counters are totals, the newest are the truth), the event id
+/// breaking a tie; the counts of what was seen accumulate.
 pub(crate) fn producers<'a>() -> Table<ProducerUpsert<'a>> {
     use Part::{Greatest, Key, Start, Sum};
     Table::new(
@@ -394,12 +413,19 @@ pub(crate) fn producers<'a>() -> Table<ProducerUpsert<'a>> {
                 part: Start,
                 value: Value::Bool(|p| p.ledger().map(|l| l.is_final)),
             },
-            text("stats_event_id", Start, |p| p.ledger.map(|(id, _)| id)),
+            int("stats_seq", Start, |p| p.stats.as_ref().map(|s| s.seq)),
+            text("stats_event_id", Start, |p| {
+                p.stats.as_ref().map(|s| s.event_id)
+            }),
+            int("stats_at", Start, |p| {
+                p.stats.as_ref().map(|s| s.occurred_at)
+            }),
             int("last_seen_at", Greatest, |p| Some(p.last_seen_at)),
+            int("last_received_at", Greatest, |p| Some(p.last_received_at)),
             int("stored_events", Sum, |p| Some(p.stored_events)),
         ],
     )
-    .halves("stats_event_id", None)
+    .halves(&["stats_seq", "stats_event_id"], None)
 }
 
 /// `dead_letters`: refused messages, once per stream sequence.
@@ -460,10 +486,7 @@ mod tests {
             ["started_at", "started_event_id"]
         );
         assert_eq!(variants.parts(Part::End).last(), Some("result_event_id"));
-        assert_eq!(
-            producers().parts(Part::Start).last(),
-            Some("stats_event_id")
-        );
+        assert_eq!(producers().parts(Part::Start).last(), Some("stats_at"));
         // The event-id column of each half is the last one it sets, but it is
         // compared against the old row, so its position does not matter for SQL.
         assert!(runs
@@ -488,7 +511,12 @@ mod tests {
         assert!(
             producers.contains("stored_events = producers.stored_events + excluded.stored_events")
         );
-        assert!(producers.contains("final = CASE WHEN (excluded.stats_event_id"));
+        // The newest stats are the highest producer_seq, the event id breaking a tie.
+        assert!(producers.contains(
+            "final = CASE WHEN (excluded.stats_seq IS NOT NULL AND (producers.stats_seq IS NULL \
+             OR (excluded.stats_seq, excluded.stats_event_id) > \
+             (producers.stats_seq, producers.stats_event_id)))"
+        ));
         assert_eq!(
             events().on_conflict(Syntax::Sqlite),
             "ON CONFLICT (event_id) DO NOTHING"
@@ -505,10 +533,13 @@ mod tests {
         assert!(sql.starts_with(
             "INSERT INTO producers (producer, service, emitted, published, dropped, \
              dropped_by_reason, publish_failures, queue_depth, started_at, final, \
-             stats_event_id, last_seen_at, stored_events) SELECT * FROM UNNEST($1::text[], \
-             $2::text[], $3::bigint[]"
+             stats_seq, stats_event_id, stats_at, last_seen_at, last_received_at, \
+             stored_events) SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[]"
         ));
-        assert!(sql.contains("$10::boolean[], $11::text[], $12::bigint[], $13::bigint[])"));
+        assert!(sql.contains(
+            "$10::boolean[], $11::bigint[], $12::text[], $13::bigint[], $14::bigint[], \
+             $15::bigint[], $16::bigint[])"
+        ));
         assert!(dead_letters().unnest_upsert().contains("$5::bytea[]"));
     }
 }
