@@ -123,6 +123,17 @@ async fn requeue_page(
         // message (isolated like ingest does), instead of failing every requeue.
         let written = store::write_isolating(store, &batch).await?;
         report.stored += written.report.stored;
+        // Refused by the projection (an event id that names another stored envelope, a
+        // clock far ahead): they stay dead letters, with the reason of this build.
+        for (origin, reason) in &written.report.refused {
+            let at = batch
+                .facts
+                .iter()
+                .position(|f| f.origin == *origin)
+                .expect("a refused envelope is one of the batch's");
+            batch.facts.swap_remove(at);
+            failing.push((resolved.swap_remove(at), reason.clone()));
+        }
         for (origin, reason) in written.rejected {
             let at = batch
                 .facts

@@ -316,6 +316,9 @@ impl Ingest {
             let started = Instant::now();
             match store::write_isolating(&*self.store, &batch).await {
                 Ok(isolated) => {
+                    for (origin, reason) in &isolated.report.refused {
+                        tracing::warn!(subject = %origin.subject, stream_seq = origin.stream_seq, %reason, "dead letter");
+                    }
                     self.metrics
                         .committed(messages.len(), started.elapsed(), &isolated.report);
                     self.metrics.rejected(isolated.rejected.len());

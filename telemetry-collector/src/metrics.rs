@@ -287,6 +287,7 @@ mod tests {
             stored: 7,
             duplicates: 2,
             dead_letters: 1,
+            refused: Vec::new(),
         };
         metrics.committed(10, Duration::from_millis(3), &report);
         metrics.rejected(1);

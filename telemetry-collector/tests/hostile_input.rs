@@ -32,7 +32,7 @@ use common::{Backend, TestDb};
 use prost::Message as _;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use telemetry_collector::domain::{self, Parsed, MAX_ID_BYTES};
+use telemetry_collector::domain::{self, Parsed, Rejection, MAX_ID_BYTES};
 use telemetry_collector::RunningCollector;
 use telemetry_proto::v1::{self, envelope::Body};
 use telemetry_proto::{BodyKind, Subjects};
@@ -581,6 +581,18 @@ async fn one_case(backend: Backend, seed: u64) {
     for (seq, input) in &by_seq {
         match expected(&subjects, &input.subject, *seq, &input.bytes) {
             Expected::Row(columns) => {
+                // Parsed, but dated past the bound ahead of the collector's clock: a
+                // dead letter saying so (the bound compares with the receive time).
+                let ahead = dead.get(seq).and_then(|letter| {
+                    Rejection::clock_ahead(columns.5, letter.received_at)
+                        .map(|reason| (letter, reason.to_string()))
+                });
+                if let Some((letter, reason)) = ahead {
+                    refused += 1;
+                    assert_eq!(letter.reason, reason, "#{seq}: the clock bound's reason");
+                    assert_eq!(letter.raw, input.bytes, "#{seq}: the bytes as received");
+                    continue;
+                }
                 facts += 1;
                 let row = stored
                     .get(seq)

@@ -423,7 +423,10 @@ async fn a_redelivered_batch_after_a_crash_before_ack_changes_nothing(backend: B
         .unwrap();
     let mut batch = Batch {
         stream: iso.stream.clone(),
-        received_at: 1,
+        received_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
         ..Default::default()
     };
     use futures::StreamExt as _;

@@ -107,10 +107,15 @@ const PRODUCER_KEYS: &[&str] = &[
     "queue_depth",
     "started_at",
     "is_final",
+    "stats_seq",
     "stats_event_id",
+    "stats_at",
     "last_seen_at",
+    "last_received_at",
     "stored_events",
+    "silent",
     "problem",
+    "note",
 ];
 
 const GROUP_KEYS: &[&str] = &[

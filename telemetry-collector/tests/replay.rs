@@ -25,6 +25,9 @@ fn comparable(mut rows: AllRows) -> AllRows {
         dead.received_at = 0;
         dead.id = 0;
     }
+    for producer in &mut rows.producers {
+        producer.last_received_at = 0;
+    }
     rows
 }
 

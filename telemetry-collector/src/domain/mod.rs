@@ -152,6 +152,63 @@ pub enum Rejection {
         /// Kind of the body.
         actual: &'static str,
     },
+    /// The envelope reuses an event id that names another envelope (different bytes):
+    /// the first the stream holds is kept, whether or not the two share a batch
+    /// (`store::projection`).
+    #[error(
+        "event id {event_id} was already stored from a different envelope (stream seq \
+         {first}); an event id names one envelope, so this one is refused"
+    )]
+    EventIdConflict {
+        /// The reused id.
+        event_id: String,
+        /// Stream sequence of the envelope kept.
+        first: u64,
+    },
+    /// `occurred_at` is further ahead of the collector's clock than any producer's
+    /// clock may be ([`MAX_CLOCK_AHEAD`]): stored, it would sort first forever.
+    #[error(
+        "occurred_at {occurred_at} is {ahead} ahead of the collector's clock, more than \
+         the {bound} a producer's clock may be: fix the producer's clock"
+    )]
+    ClockAhead {
+        /// The envelope's time (RFC 3339, or unix ms when out of range).
+        occurred_at: String,
+        /// How far ahead of the receive time.
+        ahead: String,
+        /// [`MAX_CLOCK_AHEAD`].
+        bound: &'static str,
+    },
+}
+
+/// How far ahead of the collector's clock an envelope's `occurred_at` may be. Lists
+/// sort by producer time, so one producer with a clock in the year 9999 would pin its
+/// runs to the top of `/monitor` forever; past this bound the envelope is a dead letter
+/// ([`Rejection::ClockAhead`]) that names the problem. A day is far beyond any real
+/// skew (NTP keeps clocks within milliseconds; a wrong time zone is hours) and only
+/// compares with the receive time, so replaying old messages never trips it.
+pub const MAX_CLOCK_AHEAD: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+impl Rejection {
+    /// The [`Rejection::ClockAhead`] of an envelope received at `received_at`, if its
+    /// `occurred_at` is past the bound.
+    pub fn clock_ahead(occurred_at: i64, received_at: i64) -> Option<Self> {
+        let bound = MAX_CLOCK_AHEAD.as_millis() as i64;
+        let ahead = occurred_at.saturating_sub(received_at);
+        (ahead > bound).then(|| Self::ClockAhead {
+            occurred_at: time::OffsetDateTime::from_unix_timestamp_nanos(
+                i128::from(occurred_at) * 1_000_000,
+            )
+            .ok()
+            .and_then(|at| {
+                at.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| occurred_at.to_string()),
+            ahead: format!("{:.1} days", ahead as f64 / bound as f64),
+            bound: "1 day",
+        })
+    }
 }
 
 /// Where a message came from on the stream.

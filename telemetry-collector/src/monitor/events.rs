@@ -10,10 +10,10 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use crate::http::{AppError, AppState};
-use crate::store::{EventFilter, EventRecord};
+use crate::store::{EventCursor, EventFilter, EventRecord};
 
 use super::live::{self, Fragment};
-use super::params::{self, encode, parse_cursor, parse_time, Listed};
+use super::params::{self, encode, parse_time, Listed};
 use super::views::{field, fmt_ms, fmt_time, opt, render, run_href};
 
 /// Characters of an event payload shown in a list (the run page shows it whole).
@@ -62,6 +62,34 @@ impl EventsParams {
     }
 }
 
+/// An events page's cursor as text: `{occurred_at}:{producer_seq}:{event_id}:{producer}`
+/// (the producer last: it is the one part that may hold a `:`).
+fn cursor_text(e: &EventRecord) -> String {
+    format!(
+        "{}:{}:{}:{}",
+        e.occurred_at, e.producer_seq, e.event_id, e.producer
+    )
+}
+
+/// The `cursor` parameter of an events page ([`cursor_text`]).
+fn parse_cursor(cursor: &Option<String>) -> Result<Option<EventCursor>, AppError> {
+    let Some(cursor) = params::text("cursor", cursor)? else {
+        return Ok(None);
+    };
+    let mut parts = cursor.splitn(4, ':');
+    let mut next = || parts.next().ok_or_else(|| params::bad("bad cursor"));
+    let occurred_at = next()?.parse().map_err(|_| params::bad("bad cursor"))?;
+    let producer_seq = next()?.parse().map_err(|_| params::bad("bad cursor"))?;
+    let event_id = next()?.to_owned();
+    let producer = next()?.to_owned();
+    Ok(Some(EventCursor {
+        occurred_at,
+        producer,
+        producer_seq,
+        event_id,
+    }))
+}
+
 /// The page of events `query` asks for.
 async fn list(state: &AppState, query: &EventsParams) -> Result<Listed<EventRecord>, AppError> {
     let filter = query.filter()?;
@@ -70,7 +98,7 @@ async fn list(state: &AppState, query: &EventsParams) -> Result<Listed<EventReco
         events,
         filter.limit,
         filter.before.is_none(),
-        |e| format!("{}:{}", e.occurred_at, e.event_id),
+        cursor_text,
     ))
 }
 

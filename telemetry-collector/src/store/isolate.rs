@@ -136,6 +136,7 @@ fn add(total: &mut WriteReport, part: WriteReport) {
     total.stored += part.stored;
     total.duplicates += part.duplicates;
     total.dead_letters += part.dead_letters;
+    total.refused.extend(part.refused);
 }
 
 /// The database's message as a storable reason: no control characters (a NUL would be

@@ -32,7 +32,7 @@ use sqlx::Pool;
 use crate::domain::{DeadLetter, Fact};
 
 pub use isolate::{write_isolating, Isolated};
-pub use monitor_reads::{EventFilter, RunFilter};
+pub use monitor_reads::{EventCursor, EventFilter, RunFilter};
 pub use ops::PruneCounts;
 pub use overview::{latency_bucket, GroupStats, Overview, StatsRow, LATENCY_BUCKET_SQL};
 pub use postgres::PostgresStore;
@@ -132,7 +132,7 @@ pub struct Batch {
 }
 
 /// What writing a batch changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteReport {
     /// Envelopes stored for the first time.
     pub stored: u64,
@@ -140,6 +140,9 @@ pub struct WriteReport {
     pub duplicates: u64,
     /// Dead letters stored for the first time.
     pub dead_letters: u64,
+    /// Envelopes the projection refused, now dead letters, with why (an event id
+    /// reused for other bytes, a clock far ahead; see [`projection::Prepared`]).
+    pub refused: Vec<(crate::domain::Origin, String)>,
 }
 
 /// A `render_runs` row.

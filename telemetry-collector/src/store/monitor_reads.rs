@@ -52,11 +52,27 @@ pub struct EventFilter {
     pub from: Option<i64>,
     /// `occurred_at < to` (unix ms).
     pub to: Option<i64>,
-    /// Keyset cursor: rows strictly before `(occurred_at, event_id)`, newest first.
-    pub before: Option<(i64, String)>,
+    /// Keyset cursor: rows strictly before it, newest first.
+    pub before: Option<EventCursor>,
     /// Page size, clamped to `1..=MAX_PAGE_SIZE`.
     pub limit: i64,
 }
+
+/// Where an events page ends, in the lists' order: time, then producer, then the
+/// producer's sequence (the order it made its events in, which a millisecond's worth
+/// of UUIDv7 ids does not keep), then the event id (unique, so no row is skipped or
+/// repeated between pages even if a producer reused a sequence number).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventCursor {
+    pub occurred_at: i64,
+    pub producer: String,
+    pub producer_seq: i64,
+    pub event_id: String,
+}
+
+/// The events lists' order, oldest first (the lists show it newest first): see
+/// [`EventCursor`]. A run's timeline uses it as is.
+pub(crate) const EVENT_ORDER: [&str; 4] = ["occurred_at", "producer", "producer_seq", "event_id"];
 
 /// Runs a built query to the end. Each database has its own impl because generic code
 /// cannot: sqlx ties the borrow of a [`QueryBuilder`] to its arguments' lifetime, and
@@ -130,28 +146,38 @@ pub(crate) fn range<DB>(
     }
 }
 
-/// Rows strictly before the cursor `(time, id)`, newest first, one page.
+/// One value of a keyset cursor.
+enum Key<'a> {
+    Int(i64),
+    Text(&'a str),
+}
+
+/// Rows strictly before the cursor (one value per column of `order`, compared as a
+/// tuple), newest first, one page.
 fn keyset_desc<'a, DB>(
     query: &mut QueryBuilder<'a, DB>,
-    time: &str,
-    id: &str,
-    before: &'a Option<(i64, String)>,
+    order: &[&str],
+    before: Option<Vec<Key<'a>>>,
     limit: i64,
 ) where
     DB: Database,
     i64: for<'q> Encode<'q, DB> + Type<DB>,
     &'a str: Encode<'a, DB> + Type<DB>,
 {
-    if let Some((at, last)) = before {
-        query
-            .push(format_args!(" AND ({time}, {id}) < ("))
-            .push_bind(*at)
-            .push(", ")
-            .push_bind(last.as_str())
-            .push(")");
+    if let Some(keys) = before {
+        query.push(format_args!(" AND ({}) < (", order.join(", ")));
+        let mut values = query.separated(", ");
+        for key in keys {
+            match key {
+                Key::Int(value) => values.push_bind(value),
+                Key::Text(value) => values.push_bind(value),
+            };
+        }
+        query.push(")");
     }
+    let descending: Vec<String> = order.iter().map(|c| format!("{c} DESC")).collect();
     query
-        .push(format_args!(" ORDER BY {time} DESC, {id} DESC LIMIT "))
+        .push(format_args!(" ORDER BY {} LIMIT ", descending.join(", ")))
         .push_bind(limit.clamp(1, MAX_PAGE_SIZE));
 }
 
@@ -179,13 +205,11 @@ where
             .push_bind(text.as_str())
             .push(")");
     }
-    keyset_desc(
-        &mut query,
-        "started_at",
-        "run_id",
-        &filter.before,
-        filter.limit,
-    );
+    let before = filter
+        .before
+        .as_ref()
+        .map(|(at, id)| vec![Key::Int(*at), Key::Text(id)]);
+    keyset_desc(&mut query, &["started_at", "run_id"], before, filter.limit);
     query
 }
 
@@ -201,13 +225,15 @@ where
     eq_text(&mut query, "shop_id", &filter.shop_id);
     eq_text(&mut query, "request_id", &filter.request_id);
     range(&mut query, "occurred_at", filter.from, filter.to);
-    keyset_desc(
-        &mut query,
-        "occurred_at",
-        "event_id",
-        &filter.before,
-        filter.limit,
-    );
+    let before = filter.before.as_ref().map(|c| {
+        vec![
+            Key::Int(c.occurred_at),
+            Key::Text(&c.producer),
+            Key::Int(c.producer_seq),
+            Key::Text(&c.event_id),
+        ]
+    });
+    keyset_desc(&mut query, &EVENT_ORDER, before, filter.limit);
     query
 }
 

@@ -3,6 +3,7 @@
 //! column (no bind-count limit, one plan per table). The statements, their array types
 //! and the bind order come from [`schema`].
 
+use std::collections::HashMap;
 use std::str::FromStr;
 
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
@@ -151,7 +152,7 @@ impl Dialect for PostgresStore {
     }
 
     async fn write(&self, batch: &Batch) -> Result<WriteReport, StoreError> {
-        let mut prepared = Prepared::from_batch(batch);
+        let mut prepared = Prepared::from_batch(batch, &HashMap::new());
         let mut report = WriteReport::default();
         let mut conn = match WriterConn::acquire(&self.writer).await {
             Ok(conn) => conn,
@@ -167,15 +168,33 @@ impl Dialect for PostgresStore {
                     .try_map(|row| sqlx::FromRow::from_row(&row))
                     .fetch_all(&mut *tx)
                     .await?;
-            for (producer, stats, stored) in &inserted {
-                let stored = u64::try_from(*stored).unwrap_or(0);
-                report.stored += stored;
-                if !stats {
-                    prepared.add_stored(producer, stored);
-                }
+            for (_, _, stored) in &inserted {
+                report.stored += u64::try_from(*stored).unwrap_or(0);
             }
             report.duplicates = prepared.events.len() as u64 - report.stored;
+            if report.duplicates > 0 {
+                // Some were stored before: from the same bytes (a redelivery), or from
+                // other bytes under the same id (a conflict, refused).
+                let rows: Vec<(String, Option<Vec<u8>>, i64)> = sqlx::query_as(
+                    "SELECT event_id, body_hash, stream_seq FROM monitor_events \
+                     WHERE event_id = ANY($1)",
+                )
+                .bind(prepared.event_ids())
+                .fetch_all(&mut *tx)
+                .await?;
+                let conflicts = prepared.conflicts(rows);
+                if !conflicts.is_empty() {
+                    report.duplicates -= conflicts.len() as u64;
+                    prepared = Prepared::from_batch(batch, &conflicts);
+                }
+            }
+            for (producer, stats, stored) in &inserted {
+                if !stats {
+                    prepared.add_stored(producer, u64::try_from(*stored).unwrap_or(0));
+                }
+            }
         }
+        report.refused = prepared.refused_report();
         if !prepared.runs.is_empty() {
             bind_columns(&statements.runs, &schema::runs(), &prepared.runs)
                 .execute(&mut *tx)

@@ -20,12 +20,38 @@
 //! statement), then merged into the table by the `ON CONFLICT` clauses that
 //! [`super::schema`] derives from each column's [`Part`](super::schema::Part).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+
+use sha2::{Digest as _, Sha256};
 
 use super::Batch;
 use crate::domain::{
-    Body, DeadLetter, Fact, ImageMeta, ProducerLedger, RunOutcome, RunStart, VariantOutcome,
+    Body, Fact, ImageMeta, Origin, ProducerLedger, Rejection, RunOutcome, RunStart, VariantOutcome,
 };
+
+/// What identifies an envelope's bytes: the first 16 bytes of their SHA-256. Two
+/// deliveries of one envelope (a redelivery, a producer's retry, a replay, a requeued
+/// dead letter) carry the same bytes; one event id with other bytes is a conflict.
+/// 128 bits make an accidental match impossible in practice, and a forged one would
+/// only hide the forger's own second envelope.
+pub(crate) type BodyHash = [u8; 16];
+
+/// See [`BodyHash`].
+pub(crate) fn body_hash(raw: &[u8]) -> BodyHash {
+    let digest = Sha256::digest(raw);
+    let mut hash = [0; 16];
+    hash.copy_from_slice(&digest[..16]);
+    hash
+}
+
+/// An event id already stored, as the write path reads it back when a batch held
+/// envelopes that were not new.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredEvent {
+    /// `None` for rows stored before bodies were hashed: taken as the same envelope.
+    pub body_hash: Option<Vec<u8>>,
+    pub stream_seq: i64,
+}
 
 /// Identity fields carried by both halves.
 #[derive(Debug, Clone)]
@@ -181,6 +207,8 @@ pub(crate) struct EventInsert<'a> {
     pub received_at: i64,
     /// [`Fact::payload`], made once per envelope.
     pub payload: Option<String>,
+    /// [`body_hash`] of the envelope's bytes.
+    pub body_hash: BodyHash,
 }
 
 /// One `dead_letters` row to insert.
@@ -190,7 +218,9 @@ pub(crate) struct DeadLetterInsert<'a> {
     pub stream: &'a str,
     /// The batch's receive time.
     pub received_at: i64,
-    pub dead: &'a DeadLetter,
+    pub origin: &'a Origin,
+    /// The message bytes as received.
+    pub raw: &'a [u8],
     /// The rejection as text.
     pub reason: String,
 }
@@ -204,8 +234,11 @@ pub(crate) struct Prepared<'a> {
     pub runs: Vec<RunUpsert<'a>>,
     pub variants: Vec<VariantUpsert<'a>>,
     pub producers: BTreeMap<&'a str, ProducerUpsert<'a>>,
-    /// The batch's dead letters.
+    /// The batch's dead letters, and the facts refused here.
     pub dead: Vec<DeadLetterInsert<'a>>,
+    /// Facts of the batch refused by the projection (an event id reused for another
+    /// envelope, a clock far ahead), each with why: they are among [`Self::dead`].
+    pub refused: Vec<(&'a Fact, Rejection)>,
 }
 
 fn wins(new: &Ident<'_>, old: Option<&Ident<'_>>) -> bool {
@@ -213,21 +246,72 @@ fn wins(new: &Ident<'_>, old: Option<&Ident<'_>>) -> bool {
 }
 
 impl<'a> Prepared<'a> {
-    /// Folds the batch with the projection's rule.
-    pub fn from_batch(batch: &'a Batch) -> Self {
-        let mut seen = HashSet::with_capacity(batch.facts.len());
+    /// Folds the batch with the projection's rule. `stored` holds event ids of the
+    /// batch already in the database with other bytes (see [`StoredEvent`]): their
+    /// envelopes here are refused as conflicts.
+    ///
+    /// Refused before folding, each becoming a dead letter that says why:
+    /// - a second envelope with one event id and other bytes. The one with the lowest
+    ///   stream sequence in the batch is kept (the first the stream holds), or the one
+    ///   stored earlier, so one batch or several give the same rows. An identical copy
+    ///   is a duplicate, not a conflict, and is skipped.
+    /// - an `occurred_at` past [`crate::domain::MAX_CLOCK_AHEAD`] of the receive time.
+    pub fn from_batch(batch: &'a Batch, stored: &HashMap<String, StoredEvent>) -> Self {
+        // The envelope kept for each event id: the lowest stream sequence.
+        let mut kept: HashMap<&str, usize> = HashMap::with_capacity(batch.facts.len());
+        for (i, fact) in batch.facts.iter().enumerate() {
+            kept.entry(fact.meta.event_id.as_str())
+                .and_modify(|k| {
+                    if batch.facts[*k].origin.stream_seq > fact.origin.stream_seq {
+                        *k = i;
+                    }
+                })
+                .or_insert(i);
+        }
         let mut runs: BTreeMap<&str, RunUpsert<'_>> = BTreeMap::new();
         let mut variants: BTreeMap<(&str, &str), VariantUpsert<'_>> = BTreeMap::new();
         let mut producers: BTreeMap<&str, ProducerUpsert<'_>> = BTreeMap::new();
-        let mut events = Vec::with_capacity(batch.facts.len());
+        let mut events = Vec::with_capacity(kept.len());
+        let mut refused = Vec::new();
         for fact in &batch.facts {
-            if !seen.insert(fact.meta.event_id.as_str()) {
+            let event_id = fact.meta.event_id.as_str();
+            let first = &batch.facts[kept[event_id]];
+            if !std::ptr::eq(first, fact) {
+                if first.raw != fact.raw {
+                    refused.push((
+                        fact,
+                        Rejection::EventIdConflict {
+                            event_id: event_id.to_owned(),
+                            first: first.origin.stream_seq,
+                        },
+                    ));
+                }
+                continue;
+            }
+            let hash = body_hash(&fact.raw);
+            if let Some(before) = stored.get(event_id) {
+                if before.body_hash.as_deref().is_some_and(|h| h != hash) {
+                    refused.push((
+                        fact,
+                        Rejection::EventIdConflict {
+                            event_id: event_id.to_owned(),
+                            first: u64::try_from(before.stream_seq).unwrap_or(0),
+                        },
+                    ));
+                    continue;
+                }
+            }
+            if let Some(rejection) =
+                Rejection::clock_ahead(fact.meta.occurred_at, batch.received_at)
+            {
+                refused.push((fact, rejection));
                 continue;
             }
             events.push(EventInsert {
                 fact,
                 received_at: batch.received_at,
                 payload: fact.payload(),
+                body_hash: hash,
             });
             let ident = Ident::of(fact);
             let producer = producers
@@ -281,22 +365,74 @@ impl<'a> Prepared<'a> {
                 Body::Event(_) => {}
             }
         }
+        let dead_letter = |origin: &'a Origin, raw: &'a [u8], reason: String| DeadLetterInsert {
+            stream: &batch.stream,
+            received_at: batch.received_at,
+            origin,
+            raw,
+            reason,
+        };
+        let mut dead: Vec<DeadLetterInsert<'a>> = batch
+            .dead
+            .iter()
+            .map(|d| dead_letter(&d.origin, &d.raw, d.reason.to_string()))
+            .collect();
+        for (fact, rejection) in &refused {
+            dead.push(dead_letter(&fact.origin, &fact.raw, rejection.to_string()));
+        }
         Self {
             events,
             runs: runs.into_values().collect(),
             variants: variants.into_values().collect(),
             producers,
-            dead: batch
-                .dead
-                .iter()
-                .map(|dead| DeadLetterInsert {
-                    stream: &batch.stream,
-                    received_at: batch.received_at,
-                    dead,
-                    reason: dead.reason.to_string(),
-                })
-                .collect(),
+            dead,
+            refused,
         }
+    }
+
+    /// The event ids of the envelopes to insert (each once): when some were not new,
+    /// the write path reads them back ([`Self::conflicts`]).
+    pub fn event_ids(&self) -> Vec<&'a str> {
+        self.events
+            .iter()
+            .map(|e| e.fact.meta.event_id.as_str())
+            .collect()
+    }
+
+    /// Of the rows read back for [`Self::event_ids`] (`event_id`, `body_hash`,
+    /// `stream_seq`), those stored from other bytes than this batch's envelope.
+    pub fn conflicts(
+        &self,
+        rows: Vec<(String, Option<Vec<u8>>, i64)>,
+    ) -> HashMap<String, StoredEvent> {
+        let ours: HashMap<&str, &BodyHash> = self
+            .events
+            .iter()
+            .map(|e| (e.fact.meta.event_id.as_str(), &e.body_hash))
+            .collect();
+        rows.into_iter()
+            .filter(|(id, hash, _)| {
+                hash.as_deref()
+                    .is_some_and(|h| ours.get(id.as_str()).is_some_and(|o| h != o.as_slice()))
+            })
+            .map(|(id, body_hash, stream_seq)| {
+                (
+                    id,
+                    StoredEvent {
+                        body_hash,
+                        stream_seq,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// [`Self::refused`] as the write report gives it.
+    pub fn refused_report(&self) -> Vec<(Origin, String)> {
+        self.refused
+            .iter()
+            .map(|(fact, rejection)| (fact.origin.clone(), rejection.to_string()))
+            .collect()
     }
 
     /// Adds `stored` newly stored envelopes (not `ProducerStats`) to `producer`.

@@ -85,10 +85,11 @@ where
                 .bind(run_id)
                 .fetch_all(reader)
                 .await?;
+        // The lists' order (`monitor_reads::EVENT_ORDER`), oldest first.
         let events = sqlx::query_as(
             "SELECT * FROM monitor_events WHERE request_id = $1 AND request_id <> '' \
              UNION SELECT * FROM monitor_events WHERE run_id = $2 \
-             ORDER BY occurred_at, event_id LIMIT $3",
+             ORDER BY occurred_at, producer, producer_seq, event_id LIMIT $3",
         )
         .bind(run.request_id.as_str())
         .bind(run_id)

@@ -249,6 +249,11 @@ pub(crate) fn events<'a>() -> Table<EventInsert<'a>> {
             }),
             text("subject", Once, |e| Some(&e.fact.origin.subject)),
             text("payload", Once, |e| e.payload.as_deref()),
+            Column {
+                name: "body_hash",
+                part: Once,
+                value: Value::Bytes(|e| Some(&e.body_hash)),
+            },
         ],
     )
 }
@@ -435,13 +440,13 @@ pub(crate) fn dead_letters<'a>() -> Table<DeadLetterInsert<'a>> {
         "dead_letters",
         vec![
             text("stream", Key, |d: &DeadLetterInsert<'a>| Some(d.stream)),
-            int("stream_seq", Key, |d| Some(clamp(d.dead.origin.stream_seq))),
-            text("subject", Once, |d| Some(&d.dead.origin.subject)),
+            int("stream_seq", Key, |d| Some(clamp(d.origin.stream_seq))),
+            text("subject", Once, |d| Some(&d.origin.subject)),
             text("reason", Once, |d| Some(&d.reason)),
             Column {
                 name: "raw",
                 part: Once,
-                value: Value::Bytes(|d| Some(d.dead.raw.as_ref())),
+                value: Value::Bytes(|d| Some(d.raw)),
             },
             int("received_at", Once, |d| Some(d.received_at)),
         ],

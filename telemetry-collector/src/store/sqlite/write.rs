@@ -10,6 +10,8 @@
 //! own count of inserted rows gives the per-producer stored counts: no `RETURNING` rows
 //! to decode. The statements and the bind order come from [`schema`].
 
+use std::collections::HashMap;
+
 use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqlitePool};
 use sqlx::Sqlite;
@@ -140,7 +142,7 @@ pub(crate) async fn write(
     statements: &Statements,
     batch: &Batch,
 ) -> Result<WriteReport, StoreError> {
-    let mut prepared = Prepared::from_batch(batch);
+    let mut prepared = Prepared::from_batch(batch, &HashMap::new());
     let mut report = WriteReport::default();
     let mut conn = WriterConn::acquire(pool).await?;
     // IMMEDIATE: take the write lock now (a lock held elsewhere shows as busy here,
@@ -152,15 +154,37 @@ pub(crate) async fn write(
     let mut events = std::mem::take(&mut prepared.events);
     events.sort_by(|a, b| group(a).cmp(&group(b)));
     let table = schema::events();
+    let mut inserted = Vec::new();
     for facts in events.chunk_by(|a, b| group(a) == group(b)) {
         let stored = insert_rows(&mut tx, &statements.events, &table, facts).await?;
         report.stored += stored;
-        let (producer, stats) = group(&facts[0]);
+        inserted.push((group(&facts[0]), stored));
+    }
+    report.duplicates = events.len() as u64 - report.stored;
+    if report.duplicates > 0 {
+        // Some were stored before: from the same bytes (a redelivery), or from other
+        // bytes under the same id (a conflict, refused).
+        prepared.events = events;
+        let ids = serde_json::to_string(&prepared.event_ids()).expect("ids serialize");
+        let rows: Vec<(String, Option<Vec<u8>>, i64)> = sqlx::query_as(
+            "SELECT event_id, body_hash, stream_seq FROM monitor_events \
+             WHERE event_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let conflicts = prepared.conflicts(rows);
+        if !conflicts.is_empty() {
+            report.duplicates -= conflicts.len() as u64;
+            prepared = Prepared::from_batch(batch, &conflicts);
+        }
+    }
+    for ((producer, stats), stored) in inserted {
         if !stats {
             prepared.add_stored(producer, stored);
         }
     }
-    report.duplicates = events.len() as u64 - report.stored;
+    report.refused = prepared.refused_report();
 
     let runs = schema::runs();
     insert_rows(&mut tx, &statements.runs, &runs, &prepared.runs).await?;
