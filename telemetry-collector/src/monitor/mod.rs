@@ -51,6 +51,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::MonitorSettings;
 use crate::http::AppState;
+use crate::store::StaleCutoff;
+use service_kit::now_ms;
 
 /// Live (SSE) streams open at once by default (each polls the database every
 /// [`LIVE_POLL_INTERVAL`]); more get 503. Knob: `MONITOR_MAX_LIVE_CLIENTS`.
@@ -92,6 +94,8 @@ struct Inner {
     failed_auth_delay: Duration,
     /// See [`MonitorSettings::readyz_detail`].
     readyz_detail: bool,
+    /// See [`crate::store::stale::DEFAULT_STALE_RUN_AFTER`].
+    stale_run_after: Duration,
     /// The database error last logged by [`Monitor::readyz_database`].
     readyz_logged: std::sync::Mutex<Option<String>>,
     shutdown: CancellationToken,
@@ -120,6 +124,7 @@ impl Monitor {
                 overview_slots: Arc::new(Semaphore::new(settings.max_overview_queries.max(1))),
                 failed_auth_delay: settings.failed_auth_delay,
                 readyz_detail: settings.readyz_detail,
+                stale_run_after: settings.stale_run_after,
                 readyz_logged: std::sync::Mutex::new(None),
                 shutdown,
             }),
@@ -158,6 +163,11 @@ impl Monitor {
             *logged = Some(reason);
         }
         "unavailable".to_owned()
+    }
+
+    /// Which runs still `running` are stale now (`COLLECTOR_STALE_RUN_AFTER` ago).
+    pub fn stale_cutoff(&self) -> StaleCutoff {
+        StaleCutoff::at(now_ms(), self.inner.stale_run_after)
     }
 
     /// Fires when the collector shuts down.
