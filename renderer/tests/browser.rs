@@ -2,7 +2,9 @@
 //! `chromium-driver`) driven over WebDriver. A renderer and a collector (SQLite) run
 //! in-process on an isolated stream; with `/monitor` open, a render is triggered; the
 //! run appears without a reload (SSE), a click opens it, its variants show status and
-//! latency, the timeline lists its events. Screenshots land in `target/`.
+//! latency, the timeline lists its events. Two more follow the live views closely:
+//! runs arriving on an open list stay reachable through "Older runs", and a run page
+//! opened mid-run shows its completion in the metadata. Screenshots land in `target/`.
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -91,10 +93,16 @@ struct Renderer {
     task: tokio::task::JoinHandle<std::io::Result<telemetry::ShutdownReport>>,
 }
 
-async fn start_renderer(isolation: &Isolation) -> Renderer {
+/// A renderer whose local provider takes `latency` per variant.
+async fn start_renderer(isolation: &Isolation, latency: Duration) -> Renderer {
     let images = tempfile::tempdir().unwrap();
     let mut settings =
         renderer::config::Settings::local("127.0.0.1:0".parse().unwrap(), images.path().into());
+    settings.provider =
+        renderer::config::ProviderSettings::Local(renderer::config::LocalSettings {
+            latency,
+            ..Default::default()
+        });
     settings.shopify_api_secret = Some(SECRET.into());
     settings.telemetry = Some(telemetry::TelemetryConfig {
         nats: telemetry::NatsConfig {
@@ -140,6 +148,11 @@ fn png(width: u32, height: u32, rgb: [u8; 3]) -> String {
 }
 
 async fn render(renderer: &Renderer, request_id: &str) -> Value {
+    render_at(&renderer.base, request_id).await
+}
+
+/// A signed render of [`VARIANTS`] on the renderer at `base`; its JSON answer.
+async fn render_at(base: &str, request_id: &str) -> Value {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -164,10 +177,7 @@ async fn render(renderer: &Renderer, request_id: &str) -> Value {
         },
     });
     let response = reqwest::Client::new()
-        .post(format!(
-            "{}/app-proxy/see-it-now/render?{query}",
-            renderer.base
-        ))
+        .post(format!("{base}/app-proxy/see-it-now/render?{query}"))
         .header("content-type", "application/json")
         .header("x-request-id", request_id)
         .body(body.to_string())
@@ -218,11 +228,12 @@ async fn cell_texts(browser: &Client, rows: &str, css: &str) -> Vec<String> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_render_shows_up_live_in_the_monitor_and_opens_with_its_variants_and_events() {
-    let isolation = Isolation::new();
-    let renderer = start_renderer(&isolation).await;
-    let db = tempfile::tempdir().unwrap();
+/// A collector (SQLite in `db`) on `isolation`, linking images to `renderer`.
+async fn start_collector(
+    isolation: &Isolation,
+    renderer: &Renderer,
+    db: &tempfile::TempDir,
+) -> telemetry_collector::RunningCollector {
     let mut settings = CollectorSettings::new(
         &isolation.nats_url,
         &isolation.prefix,
@@ -231,10 +242,51 @@ async fn a_render_shows_up_live_in_the_monitor_and_opens_with_its_variants_and_e
     );
     settings.stream_max_bytes = Isolation::STREAM_MAX_BYTES;
     settings.monitor.image_base_url = Some(format!("{}/images", renderer.base));
-    let collector = Collector::build(settings)
+    Collector::build(settings)
         .await
         .expect("start the collector")
-        .spawn();
+        .spawn()
+}
+
+/// `GET {collector}{path}` as JSON.
+async fn api(collector: &telemetry_collector::RunningCollector, path: &str) -> Value {
+    let response = reqwest::get(format!("{}{path}", collector.base_url()))
+        .await
+        .expect("the collector answers");
+    assert_eq!(response.status(), 200, "{path}");
+    response.json().await.expect("JSON")
+}
+
+/// Marks the page so that a reload (which would erase the mark) can be told apart
+/// from a live update.
+async fn mark_page(browser: &Client) {
+    browser
+        .execute("window.__monitorTest = 'same page'; return 1;", vec![])
+        .await
+        .unwrap();
+}
+
+/// Whether the page still has [`mark_page`]'s mark, and how many live updates it had.
+async fn same_page(browser: &Client) -> (bool, u64) {
+    let seen = browser
+        .execute(
+            "return [window.__monitorTest || null, document.body.dataset.liveUpdates || '0'];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    (
+        seen[0] == "same page",
+        seen[1].as_str().and_then(|n| n.parse().ok()).unwrap_or(0),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_render_shows_up_live_in_the_monitor_and_opens_with_its_variants_and_events() {
+    let isolation = Isolation::new();
+    let renderer = start_renderer(&isolation, Duration::ZERO).await;
+    let db = tempfile::tempdir().unwrap();
+    let collector = start_collector(&isolation, &renderer, &db).await;
     let driver = ChromeDriver::start();
     let browser = driver.browser().await;
 
@@ -248,11 +300,7 @@ async fn a_render_shows_up_live_in_the_monitor_and_opens_with_its_variants_and_e
         .for_element(Locator::Css("table#runs"))
         .await
         .expect("the runs page loads");
-    // A mark that a reload would erase.
-    browser
-        .execute("window.__monitorTest = 'same page'; return 1;", vec![])
-        .await
-        .unwrap();
+    mark_page(&browser).await;
 
     let answer = render(&renderer, "req-browser").await;
     assert_eq!(answer["status"], "complete", "{answer}");
@@ -265,21 +313,9 @@ async fn a_render_shows_up_live_in_the_monitor_and_opens_with_its_variants_and_e
             .ok()
     })
     .await;
-    let same_page = browser
-        .execute(
-            "return [window.__monitorTest || null, document.body.dataset.liveUpdates || null];",
-            vec![],
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        same_page[0], "same page",
-        "the run must arrive without a reload"
-    );
-    assert!(
-        same_page[1].as_str().is_some_and(|n| n != "0"),
-        "the run came by SSE: {same_page}"
-    );
+    let (same, updates) = same_page(&browser).await;
+    assert!(same, "the run must arrive without a reload");
+    assert!(updates > 0, "the run came by SSE");
     let shop = browser
         .find(Locator::Css(&format!("{row} td:nth-child(2)")))
         .await
@@ -353,6 +389,227 @@ async fn a_render_shows_up_live_in_the_monitor_and_opens_with_its_variants_and_e
     let overview = browser.source().await.unwrap();
     assert!(overview.contains("local-composite") && overview.contains("pack-browser"));
     save_screenshot(&browser, "monitor-overview-screenshot.png").await;
+
+    browser.close().await.unwrap();
+    drop(driver);
+    let _ = renderer.stop.send(());
+    let _ = renderer.task.await;
+    collector.stop().await;
+}
+
+/// The run ids the runs list shows, in order.
+async fn listed_runs(browser: &Client) -> Vec<String> {
+    let mut ids = Vec::new();
+    for row in browser
+        .find_all(Locator::Css("#runs tr.run"))
+        .await
+        .unwrap_or_default()
+    {
+        if let Ok(Some(id)) = row.attr("data-run-id").await {
+            ids.push(id);
+        }
+    }
+    ids
+}
+
+/// Runs that arrive while `/monitor` is open push older rows off page 1; "Older runs"
+/// must still reach every one of them, each exactly once (before, the link kept the
+/// cursor of page load and the rows pushed off were on no page).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_that_arrive_live_stay_reachable_through_older_runs() {
+    const PAGE: usize = 3;
+    let isolation = Isolation::new();
+    let renderer = start_renderer(&isolation, Duration::ZERO).await;
+    let db = tempfile::tempdir().unwrap();
+    let collector = start_collector(&isolation, &renderer, &db).await;
+    let driver = ChromeDriver::start();
+    let browser = driver.browser().await;
+
+    // More runs than a page before the page opens, so it links to older ones.
+    let mut run_ids = Vec::new();
+    for i in 0..PAGE + 1 {
+        let answer = render(&renderer, &format!("req-before-{i}")).await;
+        run_ids.push(answer["runId"].as_str().unwrap().to_owned());
+    }
+    eventually("the first runs stored", || async {
+        let runs = api(&collector, "/api/v1/runs").await;
+        (runs["runs"].as_array().unwrap().len() == run_ids.len()).then_some(())
+    })
+    .await;
+    browser
+        .goto(&format!("{}/monitor?limit={PAGE}", collector.base_url()))
+        .await
+        .unwrap();
+    eventually("page 1 at load", || async {
+        (listed_runs(&browser).await.len() == PAGE).then_some(())
+    })
+    .await;
+    browser
+        .find(Locator::Css("a.next"))
+        .await
+        .expect("page 1 links older runs");
+    mark_page(&browser).await;
+
+    // More runs than a page arrive while it is open.
+    for i in 0..PAGE + 2 {
+        let answer = render(&renderer, &format!("req-live-{i}")).await;
+        run_ids.push(answer["runId"].as_str().unwrap().to_owned());
+    }
+    let newest: Vec<String> = run_ids.iter().rev().take(PAGE).cloned().collect();
+    eventually("page 1 showing the newest runs, live", || async {
+        (listed_runs(&browser).await == newest).then_some(())
+    })
+    .await;
+    let (same, updates) = same_page(&browser).await;
+    assert!(
+        same && updates > 0,
+        "the runs came by SSE ({updates} updates)"
+    );
+    save_screenshot(&browser, "monitor-runs-live-paging-screenshot.png").await;
+
+    // Follow "Older runs" to the end.
+    let mut seen = listed_runs(&browser).await;
+    for _ in 0..run_ids.len() {
+        let Ok(next) = browser.find(Locator::Css("a.next")).await else {
+            break;
+        };
+        let href = next.attr("href").await.unwrap().unwrap_or_default();
+        next.click().await.unwrap();
+        eventually("the older page", || async {
+            let url = browser.current_url().await.ok()?;
+            (href.ends_with(url.query().unwrap_or("-"))).then_some(())
+        })
+        .await;
+        browser
+            .wait()
+            .at_most(PATIENCE)
+            .for_element(Locator::Css("table#runs"))
+            .await
+            .unwrap();
+        seen.extend(listed_runs(&browser).await);
+    }
+    let mut expected = run_ids.clone();
+    expected.sort();
+    let mut got = seen.clone();
+    got.sort();
+    assert_eq!(
+        got, expected,
+        "every run once across the pages; in page order: {seen:?}"
+    );
+
+    browser.close().await.unwrap();
+    drop(driver);
+    let _ = renderer.stop.send(());
+    let _ = renderer.task.await;
+    collector.stop().await;
+}
+
+/// The metadata of the run page (`dl.meta`) as label → value.
+async fn run_meta(browser: &Client) -> Vec<(String, String)> {
+    let pairs = browser
+        .execute(
+            "return Array.from(document.querySelectorAll('dl.meta dt'))\
+             .map(dt => [dt.textContent, dt.nextElementSibling ? dt.nextElementSibling.textContent : '']);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    pairs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| {
+            (
+                pair[0].as_str().unwrap_or_default().to_owned(),
+                pair[1].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn meta<'a>(meta: &'a [(String, String)], label: &str) -> Option<&'a str> {
+    meta.iter()
+        .find(|(l, _)| l == label)
+        .map(|(_, value)| value.as_str())
+}
+
+/// A run page opened while its run is running follows it to the end without a
+/// reload: the metadata's status becomes the terminal one and the completion time
+/// appears, as the variants below do (before, only the variants changed and the
+/// metadata still said `running`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_page_shows_the_runs_completion_in_its_metadata_live() {
+    let isolation = Isolation::new();
+    // Slow enough variants that the page opens while the run is running.
+    let renderer = start_renderer(&isolation, Duration::from_secs(4)).await;
+    let db = tempfile::tempdir().unwrap();
+    let collector = start_collector(&isolation, &renderer, &db).await;
+    let driver = ChromeDriver::start();
+    let browser = driver.browser().await;
+
+    let rendering = {
+        let base = renderer.base.clone();
+        tokio::spawn(async move { render_at(&base, "req-slow").await })
+    };
+    let run_id = eventually("the run, running, in the collector", || async {
+        let runs = api(&collector, "/api/v1/runs?q=req-slow").await;
+        let run = runs["runs"].as_array()?.first()?.clone();
+        (run["status"] == "running").then(|| run["run_id"].as_str().unwrap().to_owned())
+    })
+    .await;
+    browser
+        .goto(&format!("{}/monitor/runs/{run_id}", collector.base_url()))
+        .await
+        .unwrap();
+    let at_open = eventually("the run page", || async {
+        let shown = run_meta(&browser).await;
+        (!shown.is_empty()).then_some(shown)
+    })
+    .await;
+    assert_eq!(meta(&at_open, "Status"), Some("running"), "{at_open:?}");
+    assert_eq!(meta(&at_open, "Completed"), None, "{at_open:?}");
+    mark_page(&browser).await;
+    // The reader opens the prompt pack; live updates must not fold it up again.
+    browser
+        .find(Locator::Css("#pack-json summary"))
+        .await
+        .expect("the prompt pack JSON")
+        .click()
+        .await
+        .unwrap();
+
+    let answer = rendering.await.unwrap();
+    let status = answer["status"].as_str().unwrap().to_owned();
+    assert_eq!(status, "complete", "{answer}");
+    let done = eventually("the terminal status and the completion time", || async {
+        let shown = run_meta(&browser).await;
+        let finished = meta(&shown, "Status") == Some(status.as_str())
+            && meta(&shown, "Completed").is_some_and(|at| !at.is_empty());
+        finished.then_some(shown)
+    })
+    .await;
+    let (same, updates) = same_page(&browser).await;
+    assert!(
+        same && updates > 0,
+        "updated live ({updates} updates): {done:?}"
+    );
+    let shown = browser
+        .find(Locator::Css("#run-status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(shown, status, "the status line agrees with the metadata");
+    let still_open = browser
+        .execute("return document.getElementById('pack-json').open;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        still_open, true,
+        "the opened JSON stays open across updates"
+    );
+    save_screenshot(&browser, "monitor-run-live-screenshot.png").await;
 
     browser.close().await.unwrap();
     drop(driver);

@@ -23,6 +23,7 @@ use telemetry_proto::stream::{validate_stream_name, DEFAULT_MAX_BYTES, DEFAULT_S
 use telemetry_proto::subjects::DEFAULT_PREFIX;
 use telemetry_proto::{StreamSpec, Subjects};
 
+use crate::store::stale::{MAX_STALE_RUN_AFTER, MIN_STALE_RUN_AFTER};
 use crate::store::{
     StoreOptions, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_BUSY_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_WRITERS, MAX_WRITERS,
@@ -134,6 +135,8 @@ pub struct MonitorSettings {
     pub session_ttl: Duration,
     /// See [`crate::monitor::producers::DEFAULT_PRODUCER_SILENT_AFTER`].
     pub producer_silent_after: Duration,
+    /// See [`crate::store::stale::DEFAULT_STALE_RUN_AFTER`] (`COLLECTOR_STALE_RUN_AFTER`).
+    pub stale_run_after: Duration,
     /// Whether `/readyz` names the database's error: only on a loopback
     /// `COLLECTOR_ADDR` (off loopback it says `unavailable` and the log has the
     /// detail). [`ServeArgs::settings`] sets it from the address; `false` by default,
@@ -153,6 +156,7 @@ impl Default for MonitorSettings {
             max_overview_queries: crate::monitor::DEFAULT_MAX_OVERVIEW_QUERIES,
             session_ttl: crate::monitor::sessions::DEFAULT_SESSION_TTL,
             producer_silent_after: crate::monitor::producers::DEFAULT_PRODUCER_SILENT_AFTER,
+            stale_run_after: crate::store::stale::DEFAULT_STALE_RUN_AFTER,
             readyz_detail: false,
         }
     }
@@ -268,6 +272,27 @@ impl Settings {
             return Err(ConfigError::new(
                 "MONITOR_SESSION_TTL",
                 format!("must be between 1s and {}d", max_ttl.as_secs() / 86_400),
+            ));
+        }
+        let (min, max) = (MIN_STALE_RUN_AFTER, MAX_STALE_RUN_AFTER);
+        if monitor.stale_run_after < min || monitor.stale_run_after > max {
+            return Err(ConfigError::new(
+                "COLLECTOR_STALE_RUN_AFTER",
+                format!(
+                    "must be between {}s and {}d",
+                    min.as_secs(),
+                    max.as_secs() / 86_400
+                ),
+            ));
+        }
+        let silent = monitor.producer_silent_after;
+        if silent < Duration::from_secs(1) || silent > MAX_STALE_RUN_AFTER {
+            return Err(ConfigError::new(
+                "COLLECTOR_PRODUCER_SILENT_AFTER",
+                format!(
+                    "must be between 1s and {}d",
+                    MAX_STALE_RUN_AFTER.as_secs() / 86_400
+                ),
             ));
         }
         let exposed = self.http_addr.is_some_and(|addr| !addr.ip().is_loopback());
@@ -433,6 +458,11 @@ pub struct ServeArgs {
     /// ledger flags it as silent, unless its last stats were final (30s, 2m, ...).
     #[arg(long = "producer-silent-after", env = "COLLECTOR_PRODUCER_SILENT_AFTER", default_value = "30s", value_parser = crate::retention::parse_age)]
     pub producer_silent_after: Duration,
+    /// How long after its start a run without completion is shown as stale (10m,
+    /// 30m, 1h, ...; whole seconds at least, a week at most). Derived when read,
+    /// never stored: a late completion still wins.
+    #[arg(long = "stale-run-after", env = "COLLECTOR_STALE_RUN_AFTER", default_value = "10m", value_parser = crate::retention::parse_age)]
+    pub stale_run_after: Duration,
 }
 
 impl DatabaseArgs {
@@ -507,6 +537,7 @@ impl ServeArgs {
             max_overview_queries: self.max_overview_queries,
             session_ttl: self.session_ttl,
             producer_silent_after: self.producer_silent_after,
+            stale_run_after: self.stale_run_after,
             readyz_detail: addr.ip().is_loopback(),
         };
         Ok(settings)
@@ -553,6 +584,17 @@ mod tests {
         assert_eq!(settings.http.header_timeout, Duration::from_millis(1500));
         assert_eq!(settings.http.max_connections, 7);
         assert_eq!(settings.store.max_connections, 3);
+        assert_eq!(
+            settings.monitor.stale_run_after,
+            crate::store::stale::DEFAULT_STALE_RUN_AFTER
+        );
+        let cli = Cli::try_parse_from(["telemetry-collector", "serve", "--stale-run-after", "30m"])
+            .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        let settings = args.settings().unwrap();
+        assert_eq!(settings.monitor.stale_run_after, Duration::from_secs(1800));
         assert_eq!(
             settings.http.idle_timeout,
             service_kit::http_server::DEFAULT_HTTP_IDLE_TIMEOUT
@@ -617,6 +659,18 @@ mod tests {
             (
                 Box::new(|s| s.monitor.session_ttl = Duration::from_secs(31 * 86_400)),
                 "MONITOR_SESSION_TTL",
+            ),
+            (
+                Box::new(|s| s.monitor.stale_run_after = Duration::from_millis(500)),
+                "COLLECTOR_STALE_RUN_AFTER",
+            ),
+            (
+                Box::new(|s| s.monitor.stale_run_after = Duration::from_secs(8 * 86_400)),
+                "COLLECTOR_STALE_RUN_AFTER",
+            ),
+            (
+                Box::new(|s| s.monitor.producer_silent_after = Duration::ZERO),
+                "COLLECTOR_PRODUCER_SILENT_AFTER",
             ),
             (
                 Box::new(|s| s.monitor.image_base_url = Some("javascript:alert(1)".into())),

@@ -40,6 +40,7 @@ const RUN_KEYS: &[&str] = &[
     "started_at",
     "started_event_id",
     "status",
+    "stored_status",
     "total_duration_ms",
     "success_count",
     "fail_count",
@@ -119,7 +120,7 @@ const PRODUCER_KEYS: &[&str] = &[
 ];
 
 const GROUP_KEYS: &[&str] = &[
-    "key", "total", "success", "failed", "timeout", "other", "p50_ms", "p95_ms", "p99_ms",
+    "key", "total", "success", "failed", "timeout", "stale", "other", "p50_ms", "p95_ms", "p99_ms",
 ];
 
 /// Asserts that `value` is an object whose keys are exactly `expected`.

@@ -99,6 +99,22 @@ async fn live_streams_follow_the_store_and_end_on_shutdown(backend: Backend) {
         .wait_for("event: fragment", at, "a second fragment")
         .await;
     runs.wait_for(&second.run_id, at, "the new run").await;
+    // A live page carries its own link to older runs: from the last row it shows, not
+    // from the last row the page had when it was loaded (runs pushed off the page by
+    // new ones stay reachable).
+    let mut paged = Stream::open(port, "/monitor/live/runs?limit=1").await;
+    let at = paged
+        .wait_for("event: fragment", 0, "the paged fragment")
+        .await;
+    let cursor = format!(
+        "cursor={}",
+        enc(&format!("{}:{}", second.started_at, second.run_id))
+    );
+    paged
+        .wait_for(&cursor, at, "the older runs link from the newest run")
+        .await;
+    assert!(!paged.seen.contains(&first.run_id), "{}", paged.seen);
+    drop(paged);
     // A filtered stream only sends runs that match.
     let mut filtered =
         Stream::open(port, &format!("/monitor/live/runs?q={}", second.request_id)).await;
@@ -138,8 +154,9 @@ async fn live_streams_follow_the_store_and_end_on_shutdown(backend: Backend) {
         .await;
     assert!(!events.seen.contains(&first.run_id));
 
-    // A run's stream follows it to the end, then closes.
-    let finished = RunSpec::new(3, 1_700_000_002_000);
+    // A run's stream follows it to the end, then closes. It started just now: one
+    // that started long ago without completion would be stale, and ends at once.
+    let finished = RunSpec::new(3, service_kit::now_ms());
     let mut running = finished.clone();
     running.completed = false;
     for v in &mut running.variants {
@@ -153,6 +170,15 @@ async fn live_streams_follow_the_store_and_end_on_shutdown(backend: Backend) {
     let at = run.wait_for("event: final", at, "the final view").await;
     let status = finished.run_status();
     run.wait_for(status, at, "the final status").await;
+    // The metadata too: its status and completion time, not only the variants.
+    run.wait_for(
+        &format!("<dt>Status</dt><dd>{status}</dd>"),
+        at,
+        "the final status in the metadata",
+    )
+    .await;
+    run.wait_for("<dt>Completed</dt>", at, "the completion time")
+        .await;
     run.wait_for_end("the finished run's stream").await;
 
     // Open streams end on shutdown and the server stops.
@@ -203,3 +229,47 @@ async fn live_views_past_the_limit_are_refused(backend: Backend) {
     server.abort();
 }
 on_both_backends!(live_views_past_the_limit_are_refused);
+
+/// A run whose renderer died never completes; once it is stale its live stream ends
+/// (with the final view, saying so), so the page stops polling and frees its slot.
+async fn a_stale_runs_live_stream_ends_and_frees_its_slot(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let mut stuck = RunSpec::new(1, service_kit::now_ms());
+    stuck.completed = false;
+    for v in &mut stuck.variants {
+        v.status = "running";
+    }
+    seed(&store, &stuck.envelopes(), &[]).await;
+    let shutdown = CancellationToken::new();
+    let settings = MonitorSettings {
+        max_live_clients: 1,
+        stale_run_after: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let app = app(store.clone(), settings, shutdown.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+    });
+    let mut run = Stream::open(port, &format!("/monitor/live/runs/{}", stuck.run_id)).await;
+    let at = run.wait_for("event: fragment", 0, "the running run").await;
+    run.wait_for("<dt>Status</dt><dd>running</dd>", at, "running status")
+        .await;
+    let at = run
+        .wait_for("event: final", at, "the final view once stale")
+        .await;
+    run.wait_for("<dt>Status</dt><dd>stale</dd>", at, "stale status")
+        .await;
+    run.wait_for("No completion since", at, "since when").await;
+    run.wait_for_end("the stale run's stream").await;
+    // Its slot is free again: the only one there is.
+    let mut next = Stream::open(port, "/monitor/live/runs").await;
+    next.wait_for("event: fragment", 0, "a view in the freed slot")
+        .await;
+    server.abort();
+}
+on_both_backends!(a_stale_runs_live_stream_ends_and_frees_its_slot);

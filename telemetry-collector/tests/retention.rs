@@ -108,8 +108,11 @@ async fn prune_removes_exactly_what_is_older_than_the_cutoff(backend: Backend) {
     }
     // Started long ago, completed recently: the run goes (by its start) with its
     // variants; its recent completion event stays (events go by their own time).
+    // The completion arrives with the recent batch: an envelope dated past its receive
+    // time by more than a day is refused (`domain::MAX_CLOCK_AHEAD`).
     let mut straddling = at(run_envelopes("p-old", 100, 5), old + 1_000);
-    straddling.last_mut().unwrap().occurred_at = new;
+    let mut completion = straddling.pop().unwrap();
+    completion.occurred_at = new;
     old_envelopes.extend(straddling);
     old_envelopes.extend(orphan_variant(old + 2_000));
     old_envelopes.push(bad_event(old + 3_000));
@@ -118,6 +121,7 @@ async fn prune_removes_exactly_what_is_older_than_the_cutoff(backend: Backend) {
     for run in 10..14 {
         new_envelopes.extend(at(run_envelopes("p-new", 0, run), new + run as i64 * 100));
     }
+    new_envelopes.push(completion);
     new_envelopes.extend(orphan_variant(new + 2_000));
     new_envelopes.push(bad_event(new + 3_000));
 

@@ -120,6 +120,14 @@ impl Sent {
         json!(self.at(index).event_id)
     }
 
+    /// The first 16 bytes of the SHA-256 of the envelope's bytes.
+    fn body_hash(&self, index: usize) -> Value {
+        use prost::Message as _;
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(self.at(index).encode_to_vec());
+        json!(digest[..16].to_vec())
+    }
+
     fn time(&self, index: usize) -> Value {
         json!(self.at(index).occurred_at)
     }
@@ -148,6 +156,7 @@ impl Sent {
                     json!(format!("columns.v1.{}", kind_subject(index))),
                 ),
                 ("payload", Value::Null),
+                ("body_hash", self.body_hash(index)),
             ])
         };
         let mut app_event = event_row(event, "event", "sf_render_requested");
@@ -217,8 +226,11 @@ impl Sent {
             ("queue_depth", json!(35)),
             ("started_at", json!(36)),
             ("final", json!(true)),
+            ("stats_seq", json!(self.at(stats).producer_seq)),
             ("stats_event_id", self.id(stats)),
+            ("stats_at", self.time(stats)),
             ("last_seen_at", self.time(stats)),
+            ("last_received_at", json!(RECEIVED_AT)),
             // Every envelope but the stats.
             ("stored_events", json!(5)),
         ]);
@@ -358,7 +370,12 @@ async fn every_column_round_trips(backend: Backend) {
         .events
         .iter()
         .filter(|e| event_ids.contains(&e.event_id.as_str()))
-        .map(row)
+        .map(|e| {
+            let mut row = row(e);
+            // Not serialised (bytes), but a column like the others.
+            row.insert("body_hash".into(), json!(e.body_hash));
+            row
+        })
         .collect();
     let read: BTreeMap<&str, Vec<Row>> = [
         ("monitor_events", events),

@@ -1,5 +1,5 @@
 //! The overview's charts, drawn on the server as SVG (no chart library, no script):
-//! one horizontal bar per group, split into success / failed / timeout / other; and
+//! one horizontal bar per group, split into success / failed / timeout / stale / other; and
 //! p50 / p95 / p99 latency bars per group on a shared scale. Labels are escaped.
 
 use std::fmt::Write as _;
@@ -46,6 +46,7 @@ pub fn rates(groups: &[GroupStats], title: &str) -> String {
             (g.success, "ok"),
             (g.failed, "failed"),
             (g.timeout, "timeout"),
+            (g.stale, "stale"),
             (g.other, "other"),
         ] {
             let w = if g.total == 0 {

@@ -51,6 +51,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::MonitorSettings;
 use crate::http::AppState;
+use crate::store::StaleCutoff;
+use service_kit::now_ms;
 
 /// Live (SSE) streams open at once by default (each polls the database every
 /// [`LIVE_POLL_INTERVAL`]); more get 503. Knob: `MONITOR_MAX_LIVE_CLIENTS`.
@@ -94,6 +96,8 @@ struct Inner {
     producer_silent_after: Duration,
     /// See [`MonitorSettings::readyz_detail`].
     readyz_detail: bool,
+    /// See [`crate::store::stale::DEFAULT_STALE_RUN_AFTER`].
+    stale_run_after: Duration,
     /// The database error last logged by [`Monitor::readyz_database`].
     readyz_logged: std::sync::Mutex<Option<String>>,
     shutdown: CancellationToken,
@@ -123,6 +127,7 @@ impl Monitor {
                 failed_auth_delay: settings.failed_auth_delay,
                 producer_silent_after: settings.producer_silent_after,
                 readyz_detail: settings.readyz_detail,
+                stale_run_after: settings.stale_run_after,
                 readyz_logged: std::sync::Mutex::new(None),
                 shutdown,
             }),
@@ -166,6 +171,11 @@ impl Monitor {
             *logged = Some(reason);
         }
         "unavailable".to_owned()
+    }
+
+    /// Which runs still `running` are stale now (`COLLECTOR_STALE_RUN_AFTER` ago).
+    pub fn stale_cutoff(&self) -> StaleCutoff {
+        StaleCutoff::at(now_ms(), self.inner.stale_run_after)
     }
 
     /// Fires when the collector shuts down.

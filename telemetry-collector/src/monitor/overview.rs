@@ -1,7 +1,9 @@
 //! The overview: outcome rates and latency percentiles per model and per prompt pack
 //! over a window of run start times (`/monitor/overview` with charts,
 //! `/api/v1/stats`). Both read the window the same way (`read`) and queue for one of
-//! the few overview query slots ([`Monitor::stats`]).
+//! the few overview query slots ([`Monitor::stats`]). Variants still without a result
+//! in runs that are stale now (`COLLECTOR_STALE_RUN_AFTER` after their start) are
+//! counted as `stale`, apart from the ones still running.
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -64,7 +66,7 @@ impl Monitor {
                 "the overview is busy with other requests; try again shortly",
             ));
         };
-        Ok(store.monitor_stats(from, to).await?)
+        Ok(store.monitor_stats(from, to, self.stale_cutoff()).await?)
     }
 }
 
@@ -82,6 +84,7 @@ pub struct StatsLine {
     pub success: String,
     pub failed: String,
     pub timeout: String,
+    pub stale: String,
     pub p50: String,
     pub p95: String,
     pub p99: String,
@@ -95,6 +98,7 @@ impl From<&GroupStats> for StatsLine {
             success: format!("{:.1}%", g.rate(g.success)),
             failed: format!("{:.1}%", g.rate(g.failed)),
             timeout: format!("{:.1}%", g.rate(g.timeout)),
+            stale: format!("{:.1}%", g.rate(g.stale)),
             p50: fmt_ms(g.p50_ms),
             p95: fmt_ms(g.p95_ms),
             p99: fmt_ms(g.p99_ms),
@@ -156,7 +160,9 @@ pub struct GroupJson {
     pub success: i64,
     pub failed: i64,
     pub timeout: i64,
-    /// Still running, or any other status.
+    /// Still without a result in a run that is stale now: never finishing.
+    pub stale: i64,
+    /// Still running (not stale), or any other status.
     pub other: i64,
     /// Latency percentiles (ms, lower edge of the bucket) over finished variants.
     pub p50_ms: Option<i64>,
@@ -172,6 +178,7 @@ impl From<GroupStats> for GroupJson {
             success: group.success,
             failed: group.failed,
             timeout: group.timeout,
+            stale: group.stale,
             other: group.other,
             p50_ms: group.p50_ms,
             p95_ms: group.p95_ms,

@@ -80,6 +80,7 @@ pub fn status_class(status: &str) -> &'static str {
         "failed" => "st-failed",
         "timeout" => "st-timeout",
         "running" => "st-running",
+        "stale" => "st-stale",
         _ => "st-other",
     }
 }

@@ -22,6 +22,7 @@ pub(crate) mod projection;
 mod queries;
 pub mod schema;
 mod sqlite;
+pub mod stale;
 mod writer;
 
 use std::time::Duration;
@@ -37,6 +38,7 @@ pub use ops::PruneCounts;
 pub use overview::{latency_bucket, GroupStats, Overview, StatsRow, LATENCY_BUCKET_SQL};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use stale::StaleCutoff;
 
 /// Default connections in a pool (Postgres), or readers (SQLite; it has one writer).
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 4;
@@ -219,6 +221,10 @@ pub struct EventRecord {
     pub stream_seq: i64,
     pub subject: String,
     pub payload: Option<String>,
+    /// The first 16 bytes of the SHA-256 of the envelope's bytes (`None` on rows stored
+    /// before it was kept): how a reused event id is told from a redelivery.
+    #[serde(skip)]
+    pub body_hash: Option<Vec<u8>>,
 }
 
 /// A `dead_letters` row. `Serialize` (as on the other records) serves the tests'
@@ -293,7 +299,12 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// See [`Store::close`].
     async fn close(&self);
     /// See [`Store::monitor_stats`]: each database aggregates its own way.
-    async fn overview(&self, from: i64, to: i64) -> Result<Overview, StoreError>;
+    async fn overview(
+        &self,
+        from: i64,
+        to: i64,
+        stale: StaleCutoff,
+    ) -> Result<Overview, StoreError>;
 }
 
 /// One dialect's store.
@@ -320,7 +331,8 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 
     // --- monitor reads ---
-    /// A filtered page of runs, newest first (the index of the filter serves it).
+    /// A filtered page of runs, newest first (the index of the filter serves it),
+    /// with their stored status (see [`RunFilter::stale_before`] for `stale`).
     async fn monitor_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError>;
     /// A filtered page of events, newest first.
     async fn monitor_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError>;
@@ -331,8 +343,14 @@ pub trait Store: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Vec<DeadLetterRecord>, StoreError>;
     /// Rates and latency percentiles per model and prompt pack over runs started in
-    /// `[from, to)`.
-    async fn monitor_stats(&self, from: i64, to: i64) -> Result<Overview, StoreError>;
+    /// `[from, to)`; variants without a result in runs started before `stale` count
+    /// as stale.
+    async fn monitor_stats(
+        &self,
+        from: i64,
+        to: i64,
+        stale: StaleCutoff,
+    ) -> Result<Overview, StoreError>;
 
     // --- operations ---
     /// Rows a prune with this cutoff (unix ms, exclusive) would delete, per table

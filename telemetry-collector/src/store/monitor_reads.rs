@@ -12,6 +12,7 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Database, Encode, FromRow, Pool, Postgres, QueryBuilder, Sqlite, Type};
 
+use super::stale::{StaleCutoff, RUNNING, STALE};
 use super::MAX_PAGE_SIZE;
 
 /// Filters and cursor of a runs page (`/monitor`, `/api/v1/runs`).
@@ -19,8 +20,13 @@ use super::MAX_PAGE_SIZE;
 pub struct RunFilter {
     /// Exact shop id.
     pub shop_id: Option<String>,
-    /// `running`, `complete`, `partial`, `failed`.
+    /// `running`, `stale`, `complete`, `partial`, `failed`, ... With
+    /// [`stale_before`](Self::stale_before) set, `stale` means stored `running` and
+    /// started before the cutoff, and `running` only the runs started since.
     pub status: Option<String>,
+    /// Which runs still `running` are stale now (see [`super::stale`]); `None`
+    /// matches `status` as stored.
+    pub stale_before: Option<StaleCutoff>,
     /// Exact model.
     pub model: Option<String>,
     /// Exact prompt pack version.
@@ -181,6 +187,36 @@ fn keyset_desc<'a, DB>(
         .push_bind(limit.clamp(1, MAX_PAGE_SIZE));
 }
 
+/// The status filter of a runs page. With a cutoff, `stale` is stored `running` and
+/// started before it, and `running` only the runs started since: both a range of the
+/// `(status, started_at, run_id)` index, like any other status.
+fn status<'a, DB>(
+    query: &mut QueryBuilder<'a, DB>,
+    status: Option<&'a str>,
+    stale_before: Option<StaleCutoff>,
+) where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+{
+    let Some(status) = status else {
+        return;
+    };
+    match stale_before {
+        Some(StaleCutoff(cutoff)) if status == STALE || status == RUNNING => {
+            let side = if status == STALE { "<" } else { ">=" };
+            query
+                .push(" AND status = ")
+                .push_bind(RUNNING)
+                .push(format_args!(" AND started_at {side} "))
+                .push_bind(cutoff);
+        }
+        _ => {
+            query.push(" AND status = ").push_bind(status);
+        }
+    }
+}
+
 pub(crate) fn runs_query<DB>(filter: &RunFilter) -> QueryBuilder<'_, DB>
 where
     DB: Database,
@@ -189,7 +225,7 @@ where
 {
     let mut query = QueryBuilder::new("SELECT * FROM render_runs WHERE 1 = 1");
     eq_text(&mut query, "shop_id", &filter.shop_id);
-    eq_text(&mut query, "status", &filter.status);
+    status(&mut query, filter.status.as_deref(), filter.stale_before);
     eq_text(&mut query, "model", &filter.model);
     eq_text(
         &mut query,
@@ -275,5 +311,31 @@ mod tests {
         );
         let args = query.build().take_arguments().unwrap().unwrap();
         assert_eq!(args.len(), 6);
+    }
+
+    #[test]
+    fn stale_and_running_split_the_stored_running_runs_at_the_cutoff() {
+        let sql = |status: &str, stale_before| {
+            let filter = RunFilter {
+                status: Some(status.into()),
+                stale_before,
+                limit: 10,
+                ..Default::default()
+            };
+            runs_query::<sqlx::Sqlite>(&filter).sql().to_owned()
+        };
+        let cutoff = Some(StaleCutoff(5));
+        let head = "SELECT * FROM render_runs WHERE 1 = 1 AND status = ?";
+        let tail = " ORDER BY started_at DESC, run_id DESC LIMIT ?";
+        assert_eq!(
+            sql("stale", cutoff),
+            format!("{head} AND started_at < ?{tail}")
+        );
+        assert_eq!(
+            sql("running", cutoff),
+            format!("{head} AND started_at >= ?{tail}")
+        );
+        assert_eq!(sql("partial", cutoff), format!("{head}{tail}"));
+        assert_eq!(sql("running", None), format!("{head}{tail}"));
     }
 }

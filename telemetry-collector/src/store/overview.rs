@@ -7,12 +7,17 @@
 //! SQLite, which can only aggregate by sorting, returns the window's runs with their
 //! variants packed in one JSON value ([`stats_packed_sql`]) and the buckets are counted
 //! here ([`fold_packed`]).
+//!
+//! A variant still without a result in a run that started before the stale cutoff
+//! ([`super::stale`]) counts as `stale`, not as running: its renderer is gone. Like
+//! everywhere else, that is decided at read time from the stored `running`.
 
 use std::collections::BTreeMap;
 
 use sqlx::{PgPool, Postgres, QueryBuilder, Sqlite, SqlitePool};
 
 use super::monitor_reads::range;
+use super::stale::{StaleCutoff, RUNNING, STALE};
 use super::StoreError;
 
 /// One group of the overview query: variants of one model, prompt pack version and
@@ -23,7 +28,7 @@ pub struct StatsRow {
     pub model: Option<String>,
     /// Prompt pack version of the run.
     pub prompt_pack_version: Option<String>,
-    /// Variant status.
+    /// Variant status, or `stale` for a variant still `running` in a stale run.
     pub status: String,
     /// Lower edge of the latency bucket (ms); -1 when the variant has no latency yet.
     pub bucket: i64,
@@ -41,7 +46,9 @@ pub struct GroupStats {
     pub success: i64,
     pub failed: i64,
     pub timeout: i64,
-    /// Still running, or any other status.
+    /// Without a result in a run started before the stale cutoff: never finishing.
+    pub stale: i64,
+    /// Still running (and not stale), or any other status.
     pub other: i64,
     /// Latency percentiles (ms, lower edge of the bucket) over finished variants.
     pub p50_ms: Option<i64>,
@@ -90,15 +97,37 @@ pub fn latency_bucket(latency_ms: i64) -> i64 {
     latency_ms / step * step
 }
 
+/// A variant's status in the overview: `stale` (as `shown_stale`) for one still
+/// `running` in a run that started before the cutoff (bound here), else `shown`.
+fn push_status<DB>(
+    query: &mut QueryBuilder<'static, DB>,
+    stale: StaleCutoff,
+    shown_stale: &str,
+    shown: &str,
+) where
+    DB: sqlx::Database,
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    query
+        .push(format_args!(
+            "CASE WHEN v.status = '{RUNNING}' AND r.started_at < "
+        ))
+        .push_bind(stale.0)
+        .push(format_args!(" THEN {shown_stale} ELSE {shown} END"));
+}
+
 /// The overview's query for Postgres: variants of the window's runs grouped by model,
-/// prompt pack, status and latency bucket. The variants are read per run from a
+/// prompt pack, status (stale ones apart) and latency bucket. The variants are read per run from a
 /// covering index (`LATERAL .. OFFSET 0` keeps the planner from turning it into a hash
 /// join over the whole `variant_results` table, which it chose otherwise and which
 /// grows with history, not with the window); the few hundred groups are hashed.
-pub(crate) fn stats_sql(from: i64, to: i64) -> QueryBuilder<'static, Postgres> {
-    let mut query = QueryBuilder::new(format!(
-        "SELECT r.model AS model, r.prompt_pack_version AS prompt_pack_version, \
-         v.status AS status, {LATENCY_BUCKET_SQL} AS bucket, count(*) AS n \
+pub(crate) fn stats_sql(from: i64, to: i64, stale: StaleCutoff) -> QueryBuilder<'static, Postgres> {
+    let mut query = QueryBuilder::new(
+        "SELECT r.model AS model, r.prompt_pack_version AS prompt_pack_version, ",
+    );
+    push_status(&mut query, stale, &format!("'{STALE}'"), "v.status");
+    query.push(format_args!(
+        " AS status, {LATENCY_BUCKET_SQL} AS bucket, count(*) AS n \
          FROM render_runs r CROSS JOIN LATERAL \
          (SELECT status, latency_ms FROM variant_results v WHERE v.run_id = r.run_id OFFSET 0) v \
          WHERE 1 = 1"
@@ -109,22 +138,43 @@ pub(crate) fn stats_sql(from: i64, to: i64) -> QueryBuilder<'static, Postgres> {
 }
 
 /// The overview on Postgres ([`stats_sql`]).
-pub(crate) async fn postgres(pool: &PgPool, from: i64, to: i64) -> Result<Overview, StoreError> {
-    let rows: Vec<StatsRow> = stats_sql(from, to).build_query_as().fetch_all(pool).await?;
+pub(crate) async fn postgres(
+    pool: &PgPool,
+    from: i64,
+    to: i64,
+    stale: StaleCutoff,
+) -> Result<Overview, StoreError> {
+    let rows: Vec<StatsRow> = stats_sql(from, to, stale)
+        .build_query_as()
+        .fetch_all(pool)
+        .await?;
     Ok(summarize(from, to, &rows))
 }
 
 /// The overview's query for SQLite: one JSON array of `[model, prompt pack, variants]`
 /// per run of the window, the variants packed as `s1234,t30000,r-1` (first letter of
-/// the status, latency or -1). SQLite aggregates only by sorting, and sorting the
+/// the status, or [`STALE_MARK`] for a stale one, and the latency or -1). SQLite aggregates only by sorting, and sorting the
 /// ~130,000 variant rows of a day (a plain join and `GROUP BY`) took ~200 ms; one
 /// aggregate without `GROUP BY` sorts nothing: the runs come from one covering index
 /// in time order, each run's variants from another, and [`fold_packed`] counts the
 /// buckets. `INDEXED BY` keeps the covering index whether or not `ANALYZE` ran.
-pub(crate) fn stats_packed_sql(from: i64, to: i64) -> QueryBuilder<'static, Sqlite> {
+pub(crate) fn stats_packed_sql(
+    from: i64,
+    to: i64,
+    stale: StaleCutoff,
+) -> QueryBuilder<'static, Sqlite> {
     let mut query = QueryBuilder::new(
         "SELECT json_group_array(json_array(r.model, r.prompt_pack_version, \
-         (SELECT group_concat(substr(v.status, 1, 1) || ifnull(v.latency_ms, -1)) \
+         (SELECT group_concat(",
+    );
+    push_status(
+        &mut query,
+        stale,
+        &format!("'{STALE_MARK}'"),
+        "substr(v.status, 1, 1)",
+    );
+    query.push(
+        " || ifnull(v.latency_ms, -1)) \
           FROM variant_results v WHERE v.run_id = r.run_id))) AS runs \
          FROM render_runs r INDEXED BY render_runs_overview WHERE 1 = 1",
     );
@@ -132,9 +182,17 @@ pub(crate) fn stats_packed_sql(from: i64, to: i64) -> QueryBuilder<'static, Sqli
     query
 }
 
+/// What a stale variant is packed as by [`stats_packed_sql`]: no status starts with it.
+pub const STALE_MARK: char = '~';
+
 /// The overview on SQLite ([`stats_packed_sql`], counted by [`fold_packed`]).
-pub(crate) async fn sqlite(pool: &SqlitePool, from: i64, to: i64) -> Result<Overview, StoreError> {
-    let packed: PackedRuns = stats_packed_sql(from, to)
+pub(crate) async fn sqlite(
+    pool: &SqlitePool,
+    from: i64,
+    to: i64,
+    stale: StaleCutoff,
+) -> Result<Overview, StoreError> {
+    let packed: PackedRuns = stats_packed_sql(from, to, stale)
         .build_query_as()
         .fetch_one(pool)
         .await?;
@@ -170,7 +228,8 @@ pub fn fold_packed(packed: &PackedRuns) -> Vec<StatsRow> {
                 "s" => "success",
                 "f" => "failed",
                 "t" => "timeout",
-                "r" => "running",
+                "r" => RUNNING,
+                "~" => STALE,
                 _ => "other",
             };
             let latency: i64 = latency.parse().unwrap_or(-1);
@@ -226,6 +285,7 @@ fn group(key: String, rows: &[&StatsRow]) -> GroupStats {
     };
     let total: i64 = rows.iter().map(|r| r.n).sum();
     let (success, failed, timeout) = (count("success"), count("failed"), count("timeout"));
+    let stale = count(STALE);
     let mut buckets: BTreeMap<i64, i64> = BTreeMap::new();
     for row in rows.iter().filter(|r| r.bucket >= 0) {
         *buckets.entry(row.bucket).or_default() += row.n;
@@ -249,7 +309,8 @@ fn group(key: String, rows: &[&StatsRow]) -> GroupStats {
         success,
         failed,
         timeout,
-        other: total - success - failed - timeout,
+        stale,
+        other: total - success - failed - timeout - stale,
         p50_ms: percentile(50.0),
         p95_ms: percentile(95.0),
         p99_ms: percentile(99.0),
@@ -274,26 +335,34 @@ mod tests {
             row("success", 200, 45),
             row("timeout", 30_000, 5),
             row("running", -1, 3),
+            row("stale", -1, 2),
         ];
         let stats = summarize(0, 1, &rows);
         let m = &stats.by_model[0];
-        assert_eq!((m.total, m.success, m.timeout, m.other), (103, 95, 5, 3));
+        assert_eq!(
+            (m.total, m.success, m.timeout, m.stale, m.other),
+            (105, 95, 5, 2, 3)
+        );
         assert_eq!(m.p50_ms, Some(100));
         assert_eq!(m.p95_ms, Some(200));
         assert_eq!(m.p99_ms, Some(30_000));
         assert_eq!(stats.by_prompt_pack[0].key, "(none)");
         assert_eq!(latency_bucket(1234), 1200);
         let packed = PackedRuns {
-            runs: Some(r#"[["m",null,"s105,s101,r-1"],["m",null,null]]"#.into()),
+            runs: Some(r#"[["m",null,"s105,s101,r-1"],["m",null,null],["m",null,"~-1"]]"#.into()),
         };
         let folded = fold_packed(&packed);
-        assert_eq!(folded.len(), 2);
+        assert_eq!(folded.len(), 3);
         assert_eq!(
             (folded[0].status.as_str(), folded[0].bucket, folded[0].n),
             ("running", -1, 1)
         );
         assert_eq!(
             (folded[1].status.as_str(), folded[1].bucket, folded[1].n),
+            ("stale", -1, 1)
+        );
+        assert_eq!(
+            (folded[2].status.as_str(), folded[2].bucket, folded[2].n),
             ("success", 100, 2)
         );
         assert_eq!(latency_bucket(999), 990);

@@ -14,7 +14,9 @@ use telemetry_proto::BodyKind;
 use super::projection::Prepared;
 use super::schema::{self, Table, Value};
 use super::writer::WriterConn;
-use super::{overview, Batch, Dialect, Overview, StoreError, StoreOptions, WriteReport};
+use super::{
+    overview, Batch, Dialect, Overview, StaleCutoff, StoreError, StoreOptions, WriteReport,
+};
 
 /// The Postgres store.
 #[derive(Debug, Clone)]
@@ -243,7 +245,12 @@ impl Dialect for PostgresStore {
         self.reader.close().await;
     }
 
-    async fn overview(&self, from: i64, to: i64) -> Result<Overview, StoreError> {
-        overview::postgres(&self.reader, from, to).await
+    async fn overview(
+        &self,
+        from: i64,
+        to: i64,
+        stale: StaleCutoff,
+    ) -> Result<Overview, StoreError> {
+        overview::postgres(&self.reader, from, to, stale).await
     }
 }

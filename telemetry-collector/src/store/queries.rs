@@ -9,8 +9,8 @@ use super::monitor_reads::{dead_letters_query, events_query, runs_query, FetchBu
 use super::ops::{OLD_RUNS, ORPHAN_VARIANTS};
 use super::{
     Batch, DeadLetterRecord, Dialect, EventFilter, EventRecord, Overview, ProducerRecord,
-    PruneCounts, RunDetail, RunFilter, RunRecord, Store, StoreError, VariantRecord, WriteReport,
-    MAX_RUN_EVENTS,
+    PruneCounts, RunDetail, RunFilter, RunRecord, StaleCutoff, Store, StoreError, VariantRecord,
+    WriteReport, MAX_RUN_EVENTS,
 };
 
 /// The rows a statement changed, from either driver's result (sqlx has no trait for it).
@@ -136,8 +136,13 @@ where
         Ok(DB::fetch_all(self.reader(), dead_letters_query(before, limit)).await?)
     }
 
-    async fn monitor_stats(&self, from: i64, to: i64) -> Result<Overview, StoreError> {
-        self.overview(from, to).await
+    async fn monitor_stats(
+        &self,
+        from: i64,
+        to: i64,
+        stale: StaleCutoff,
+    ) -> Result<Overview, StoreError> {
+        self.overview(from, to, stale).await
     }
 
     // --- operations (see `store::ops`) ---

@@ -7,7 +7,9 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use super::{overview, Batch, Dialect, Overview, StoreError, StoreOptions, WriteReport};
+use super::{
+    overview, Batch, Dialect, Overview, StaleCutoff, StoreError, StoreOptions, WriteReport,
+};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -110,7 +112,12 @@ impl Dialect for SqliteStore {
         self.reader.close().await;
     }
 
-    async fn overview(&self, from: i64, to: i64) -> Result<Overview, StoreError> {
-        overview::sqlite(&self.reader, from, to).await
+    async fn overview(
+        &self,
+        from: i64,
+        to: i64,
+        stale: StaleCutoff,
+    ) -> Result<Overview, StoreError> {
+        overview::sqlite(&self.reader, from, to, stale).await
     }
 }

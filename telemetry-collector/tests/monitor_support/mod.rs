@@ -235,7 +235,12 @@ pub async fn seed(store: &Arc<dyn Store>, envelopes: &[v1::Envelope], dead: &[&[
     let subjects = Subjects::new("telemetry").unwrap();
     let mut batch = Batch {
         stream: "TELEMETRY".into(),
-        received_at: 1_700_000_000_000,
+        // Now, as ingest does: an envelope dated more than a day past the receive time
+        // is a dead letter.
+        received_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
         ..Default::default()
     };
     let mut seq = store.event_count().await.unwrap() as u64 * 10 + 1_000_000;

@@ -1,6 +1,13 @@
 //! One run: its metadata, variants and the timeline of its request
 //! (`/monitor/runs/{id}`, `/api/v1/runs/{id}`, and a live stream while it runs). The
 //! page and the API read it the same way (`read`).
+//!
+//! The live stream sends the whole run view (metadata with status and completion
+//! time, variants, timeline), so no part of the page can contradict another. It ends
+//! once the run and its variants are finished, or once the run is stale (no
+//! completion `COLLECTOR_STALE_RUN_AFTER` after its start): a run whose renderer died
+//! would otherwise hold a live slot and poll the database for ever. A completion that
+//! comes after that shows on the next load.
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -9,7 +16,8 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::http::{AppError, AppState};
-use crate::store::{RunDetail, VariantRecord};
+use crate::store::stale::RUNNING;
+use crate::store::{RunDetail, StaleCutoff, VariantRecord};
 
 use super::super::events::{request_href, EventJson, EventRow};
 use super::super::live::{self, Fragment};
@@ -79,6 +87,8 @@ pub struct RunView {
     pub pack_json: String,
     pub variants: Vec<VariantRow>,
     pub events: Vec<EventRow>,
+    /// When stale: the time of the run's last event, after which nothing came.
+    pub stale_since: Option<String>,
     /// Still changing: the page listens for updates.
     pub live: bool,
     /// The events page filtered to the run's request.
@@ -86,8 +96,10 @@ pub struct RunView {
 }
 
 impl RunView {
-    pub fn new(detail: &RunDetail, image_base_url: Option<&str>) -> Self {
+    /// The view of `detail`, stale as of `stale`.
+    pub fn new(detail: &RunDetail, image_base_url: Option<&str>, stale: StaleCutoff) -> Self {
         let r = &detail.run;
+        let row = RunRow::new(r, stale);
         let image = |hash: &Option<String>,
                      w: Option<i64>,
                      h: Option<i64>,
@@ -107,7 +119,7 @@ impl RunView {
             ("Run id", Some(r.run_id.clone())),
             ("Request id", Some(r.request_id.clone())),
             ("Shop", Some(r.shop_id.clone())),
-            ("Status", Some(r.status.clone())),
+            ("Status", Some(row.status.clone())),
             ("Started", Some(fmt_time(r.started_at))),
             ("Completed", r.completed_at.map(fmt_time)),
             (
@@ -143,9 +155,15 @@ impl RunView {
             ("Variants planned", r.variant_count.map(|n| n.to_string())),
         ];
         let origin = detail.events.first().map(|e| e.occurred_at);
-        let live = r.status == "running" || detail.variants.iter().any(|v| v.status == "running");
+        let unfinished = r.status == RUNNING || detail.variants.iter().any(|v| v.status == RUNNING);
+        // Past the stale time nothing more is expected: a variant without its result
+        // in a finished run (the result was lost) stops the listening too.
+        let live = unfinished && !stale.is_stale(RUNNING, r.started_at);
+        let stale_since = stale
+            .is_stale(&r.status, r.started_at)
+            .then(|| fmt_time(last_event_at(detail)));
         Self {
-            run: RunRow::from(r),
+            run: row,
             meta: fields
                 .into_iter()
                 .filter_map(|(label, value)| value.map(|v| (label, v)))
@@ -162,13 +180,28 @@ impl RunView {
                 .iter()
                 .map(|e| EventRow::new(e, origin, true))
                 .collect(),
+            stale_since,
             live,
             events_href: request_href(&r.request_id),
         }
     }
 }
 
-/// A run's variants and timeline (also what its live stream sends).
+/// When the last of the run's envelopes occurred: its start, its variants' starts and
+/// results, and the events of its request (the detail holds at most
+/// [`MAX_RUN_EVENTS`](crate::store::MAX_RUN_EVENTS) of those; the variants' times
+/// cover the run's own).
+fn last_event_at(detail: &RunDetail) -> i64 {
+    let variants = detail
+        .variants
+        .iter()
+        .flat_map(|v| [v.started_at, v.finished_at])
+        .flatten();
+    let events = detail.events.iter().map(|e| e.occurred_at);
+    variants.chain(events).fold(detail.run.started_at, i64::max)
+}
+
+/// A run's metadata, variants and timeline (also what its live stream sends).
 #[derive(Template)]
 #[template(path = "run_live.html")]
 pub struct RunLive {
@@ -190,7 +223,11 @@ pub async fn page(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let detail = read(&state, &id).await?;
-    let run = RunView::new(&detail, state.monitor.image_base_url());
+    let run = RunView::new(
+        &detail,
+        state.monitor.image_base_url(),
+        state.monitor.stale_cutoff(),
+    );
     let live_url = run
         .live
         .then(|| format!("/monitor/live/runs/{}", path_segment(&run.run.run_id)));
@@ -252,10 +289,11 @@ pub struct RunDetailJson {
     pub events: Vec<EventJson>,
 }
 
-impl From<RunDetail> for RunDetailJson {
-    fn from(detail: RunDetail) -> Self {
+impl RunDetailJson {
+    /// `detail`, the run's status as shown at `stale`.
+    pub fn new(detail: RunDetail, stale: StaleCutoff) -> Self {
         Self {
-            run: detail.run.into(),
+            run: RunJson::new(detail.run, stale),
             variants: detail.variants.into_iter().map(VariantJson::from).collect(),
             events: detail.events.into_iter().map(EventJson::from).collect(),
         }
@@ -267,10 +305,14 @@ pub async fn api(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<RunDetailJson>, AppError> {
-    Ok(Json(read(&state, &id).await?.into()))
+    let detail = read(&state, &id).await?;
+    Ok(Json(RunDetailJson::new(
+        detail,
+        state.monitor.stale_cutoff(),
+    )))
 }
 
-/// A run's variants and timeline until the run and its variants are finished.
+/// A run's whole view until the run and its variants are finished or it is stale.
 struct LiveRun(String);
 
 impl Fragment for LiveRun {
@@ -278,13 +320,17 @@ impl Fragment for LiveRun {
         let Some(detail) = state.store.run(&self.0).await? else {
             return Ok(None);
         };
-        let run = RunView::new(&detail, state.monitor.image_base_url());
+        let run = RunView::new(
+            &detail,
+            state.monitor.image_base_url(),
+            state.monitor.stale_cutoff(),
+        );
         let live = run.live;
         Ok(RunLive { run }.render().ok().map(|html| (html, live)))
     }
 }
 
-/// `/monitor/live/runs/{id}`: the run's status, variants and timeline until it ends.
+/// `/monitor/live/runs/{id}`: the run's view until it ends or is stale.
 pub async fn live(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     if let Err(refused) = params::run_id(&id) {
         return refused.into_response();

@@ -1,6 +1,17 @@
 //! Runs: the list (`/monitor`, `/api/v1/runs`, live rows) filtered by shop, status,
 //! model, prompt pack, time and id, newest first; one run with its variants and
 //! timeline is [`detail`]. Both renderings of the list read one [`Listed`] page.
+//!
+//! A run still `running` longer than `COLLECTOR_STALE_RUN_AFTER` after its start is
+//! shown as `stale` (its renderer died); `status=stale` lists those and
+//! `status=running` only the others. The cutoff is taken once per read
+//! ([`Monitor::stale_cutoff`](super::Monitor::stale_cutoff)), so the filter and the
+//! shown status agree; see [`crate::store::stale`].
+//!
+//! The first page follows new runs live, and its live fragment is the whole table
+//! with its own "Older runs" link: page 1 is always the newest runs, and the link
+//! continues from the last row it shows. A link fixed when the page was loaded would
+//! skip the runs that new ones pushed off page 1 since.
 
 pub mod detail;
 
@@ -11,14 +22,21 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use crate::http::{AppError, AppState};
-use crate::store::{RunFilter, RunRecord};
+use crate::store::{RunFilter, RunRecord, StaleCutoff};
 
 use super::live::{self, Fragment};
 use super::params::{self, encode, parse_cursor, parse_time, Listed};
 use super::views::{field, fmt_ms, fmt_time, num, opt, render, run_href, status_class};
 
-/// Run statuses offered by the filter.
-pub const RUN_STATUSES: [&str; 5] = ["running", "complete", "partial", "failed", "unknown(0)"];
+/// Run statuses offered by the filter (`stale` is derived, see the module doc).
+pub const RUN_STATUSES: [&str; 6] = [
+    "running",
+    "stale",
+    "complete",
+    "partial",
+    "failed",
+    "unknown(0)",
+];
 
 /// Query string of the runs list (page, API and live stream).
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -37,10 +55,12 @@ pub struct RunsParams {
 }
 
 impl RunsParams {
-    pub fn filter(&self) -> Result<RunFilter, AppError> {
+    /// The store's filter, runs still `running` before `stale` being stale.
+    pub fn filter(&self, stale: StaleCutoff) -> Result<RunFilter, AppError> {
         Ok(RunFilter {
             shop_id: params::text("shop", &self.shop)?,
             status: params::text("status", &self.status)?,
+            stale_before: Some(stale),
             model: params::text("model", &self.model)?,
             prompt_pack_version: params::text("prompt_pack_version", &self.prompt_pack_version)?,
             from: parse_time("from", &self.from)?,
@@ -66,10 +86,9 @@ impl RunsParams {
     }
 }
 
-/// The page of runs `query` asks for.
-async fn list(state: &AppState, query: &RunsParams) -> Result<Listed<RunRecord>, AppError> {
-    let filter = query.filter()?;
-    let runs = state.store.monitor_runs(&filter).await?;
+/// The page of runs `filter` asks for.
+async fn list(state: &AppState, filter: &RunFilter) -> Result<Listed<RunRecord>, AppError> {
+    let runs = state.store.monitor_runs(filter).await?;
     Ok(Listed::new(
         runs,
         filter.limit,
@@ -96,16 +115,18 @@ pub struct RunRow {
     pub duration: String,
 }
 
-impl From<&RunRecord> for RunRow {
-    fn from(run: &RunRecord) -> Self {
+impl RunRow {
+    /// The row of `run`, its status as shown at `stale`.
+    pub fn new(run: &RunRecord, stale: StaleCutoff) -> Self {
+        let status = stale.shown(&run.status, run.started_at);
         Self {
             run_id: run.run_id.clone(),
             href: run_href(&run.run_id),
             time: fmt_time(run.started_at),
             shop: run.shop_id.clone(),
             request_id: run.request_id.clone(),
-            status: run.status.clone(),
-            status_class: status_class(&run.status),
+            status: status.to_owned(),
+            status_class: status_class(status),
             model: opt(&run.model),
             pack: opt(&run.prompt_pack_version),
             success: num(run.success_count),
@@ -116,18 +137,21 @@ impl From<&RunRecord> for RunRow {
     }
 }
 
-/// The runs table's rows (also what the live stream sends).
+/// The runs table and its "Older runs" link (also what the live stream sends).
 #[derive(Template)]
-#[template(path = "runs_rows.html")]
-pub struct RunsRows {
+#[template(path = "runs_live.html")]
+pub struct RunsTable {
     pub rows: Vec<RunRow>,
+    /// The next page, from the last row shown; `None` on the last page.
+    pub next_href: Option<String>,
 }
 
-impl RunsRows {
-    /// The rows of a page of runs.
-    pub fn new(runs: &[RunRecord]) -> Self {
+impl RunsTable {
+    /// The table of a page of runs read with `filters` (a query string).
+    pub fn new(listed: &Listed<RunRecord>, filters: &str, stale: StaleCutoff) -> Self {
         Self {
-            rows: runs.iter().map(RunRow::from).collect(),
+            rows: listed.rows.iter().map(|r| RunRow::new(r, stale)).collect(),
+            next_href: listed.next_href("/monitor", filters),
         }
     }
 }
@@ -157,8 +181,10 @@ pub async fn page(
     State(state): State<AppState>,
     Query(query): Query<RunsParams>,
 ) -> Result<Response, AppError> {
-    let listed = list(&state, &query).await?;
+    let stale = state.monitor.stale_cutoff();
+    let listed = list(&state, &query.filter(stale)?).await?;
     let filters = query.query_string();
+    let table = RunsTable::new(&listed, &filters, stale);
     Ok(render(&RunsPage {
         nav: "runs",
         auth: state.monitor.auth_required(),
@@ -173,8 +199,8 @@ pub async fn page(
         from: field(&query.from),
         to: field(&query.to),
         q: field(&query.q),
-        rows: RunsRows::new(&listed.rows).rows,
-        next_href: listed.next_href("/monitor", &filters),
+        rows: table.rows,
+        next_href: table.next_href,
         live_url: listed.live_url("/monitor/live/runs", &filters),
     }))
 }
@@ -206,7 +232,11 @@ pub struct RunJson {
     pub variant_count: Option<i64>,
     pub started_at: i64,
     pub started_event_id: Option<String>,
+    /// As shown: `stale` for a run still `running` longer than
+    /// `COLLECTOR_STALE_RUN_AFTER` after its start, else the stored status.
     pub status: String,
+    /// As stored (`running` for a stale run): a late completion replaces it.
+    pub stored_status: String,
     pub total_duration_ms: Option<i64>,
     pub success_count: Option<i64>,
     pub fail_count: Option<i64>,
@@ -217,9 +247,11 @@ pub struct RunJson {
 
 /// Field by field: a new column reaches the API only when added here, and a renamed
 /// one fails to compile here instead of renaming a key.
-impl From<RunRecord> for RunJson {
-    fn from(run: RunRecord) -> Self {
+impl RunJson {
+    /// `run`, its status as shown at `stale`.
+    pub fn new(run: RunRecord, stale: StaleCutoff) -> Self {
         Self {
+            status: stale.shown(&run.status, run.started_at).to_owned(),
             run_id: run.run_id,
             shop_id: run.shop_id,
             request_id: run.request_id,
@@ -244,7 +276,7 @@ impl From<RunRecord> for RunJson {
             variant_count: run.variant_count,
             started_at: run.started_at,
             started_event_id: run.started_event_id,
-            status: run.status,
+            stored_status: run.status,
             total_duration_ms: run.total_duration_ms,
             success_count: run.success_count,
             fail_count: run.fail_count,
@@ -268,29 +300,39 @@ pub async fn api(
     State(state): State<AppState>,
     Query(query): Query<RunsParams>,
 ) -> Result<Json<RunsJson>, AppError> {
-    let listed = list(&state, &query).await?;
+    let stale = state.monitor.stale_cutoff();
+    let listed = list(&state, &query.filter(stale)?).await?;
     Ok(Json(RunsJson {
-        runs: listed.rows.into_iter().map(RunJson::from).collect(),
+        runs: listed
+            .rows
+            .into_iter()
+            .map(|run| RunJson::new(run, stale))
+            .collect(),
         next_cursor: listed.next_cursor,
     }))
 }
 
-/// The first page of runs under a filter, as table rows.
-struct LiveRuns(RunFilter);
+/// The first page of runs under the filters of a query, as the runs table with its
+/// "Older runs" link; stale ones as of each read.
+struct LiveRuns(RunsParams);
 
 impl Fragment for LiveRuns {
     async fn render(&self, state: &AppState) -> Result<Option<(String, bool)>, AppError> {
-        let runs = state.store.monitor_runs(&self.0).await?;
-        Ok(RunsRows::new(&runs).render().ok().map(|html| (html, true)))
+        let stale = state.monitor.stale_cutoff();
+        let mut filter = self.0.filter(stale)?;
+        filter.before = None;
+        let listed = list(state, &filter).await?;
+        let table = RunsTable::new(&listed, &self.0.query_string(), stale);
+        Ok(table.render().ok().map(|html| (html, true)))
     }
 }
 
-/// `/monitor/live/runs?<filters>`: the first page of runs as table rows.
+/// `/monitor/live/runs?<filters>`: the first page of runs as the runs table.
 pub async fn live(
     State(state): State<AppState>,
     Query(query): Query<RunsParams>,
 ) -> Result<Response, AppError> {
-    let mut filter = query.filter()?;
-    filter.before = None;
-    Ok(live::open(state, LiveRuns(filter)))
+    // Refuse a wrong filter now (400), not on every read of the stream.
+    query.filter(state.monitor.stale_cutoff())?;
+    Ok(live::open(state, LiveRuns(query)))
 }
