@@ -109,6 +109,7 @@ fn run_status_name(status: RunStatus) -> &'static str {
         RunStatus::Complete => "complete",
         RunStatus::Partial => "partial",
         RunStatus::Failed => "failed",
+        RunStatus::Interrupted => "interrupted",
         RunStatus::Unspecified => "unknown",
     }
 }
@@ -129,6 +130,7 @@ fn error_code_name(code: ErrorCode) -> &'static str {
         ErrorCode::InvalidInput => "INVALID_INPUT",
         ErrorCode::StorageError => "STORAGE_ERROR",
         ErrorCode::Internal => "INTERNAL",
+        ErrorCode::Interrupted => "INTERRUPTED",
         ErrorCode::Unspecified => "UNSPECIFIED",
     }
 }
