@@ -17,8 +17,16 @@ use super::live::{self, Fragment};
 use super::params::{self, encode, parse_cursor, parse_time, Listed};
 use super::views::{field, fmt_ms, fmt_time, num, opt, render, run_href, status_class};
 
-/// Run statuses offered by the filter.
-pub const RUN_STATUSES: [&str; 5] = ["running", "complete", "partial", "failed", "unknown(0)"];
+/// Run statuses offered by the filter (`interrupted`: the producer stopped before the
+/// run finished).
+pub const RUN_STATUSES: [&str; 6] = [
+    "running",
+    "complete",
+    "partial",
+    "failed",
+    "interrupted",
+    "unknown(0)",
+];
 
 /// Query string of the runs list (page, API and live stream).
 #[derive(Debug, Default, Clone, Deserialize)]
