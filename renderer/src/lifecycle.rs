@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -75,23 +76,25 @@ impl Runs {
         self.inner.tracker.len()
     }
 
-    /// Waits up to `deadline` for the runs in progress (and for any a request already
+    /// Waits until `deadline` for the runs in progress (and for any a request already
     /// being served still starts) to end; then interrupts the rest and waits up to
-    /// `record_within` for them to record their interruption.
-    pub async fn drain(&self, deadline: Duration, record_within: Duration) -> Drained {
+    /// `record_within` for them to record their interruption. Called again, it waits
+    /// for the runs started since (a request that got its render slot late), and
+    /// interrupts them at once if `deadline` has passed.
+    pub async fn drain(&self, deadline: Instant, record_within: Duration) -> Drained {
         let tracker = &self.inner.tracker;
         // Closed, `wait` resolves once no run is left; runs can still be added.
         tracker.close();
         let in_progress = tracker.len();
         let mut abandoned = 0;
-        if tokio::time::timeout(deadline, tracker.wait())
+        if tokio::time::timeout_at(deadline, tracker.wait())
             .await
             .is_err()
         {
             tracing::warn!(
                 runs = tracker.len(),
-                deadline_ms = deadline.as_millis() as u64,
-                "renders still in progress at the render drain deadline; interrupting them"
+                "renders still in progress at the render drain deadline \
+                 (SHUTDOWN_RENDER_DRAIN_MS); interrupting them"
             );
             self.inner.interrupt.cancel();
             if tokio::time::timeout(record_within, tracker.wait())
@@ -117,6 +120,10 @@ impl Runs {
 mod tests {
     use super::*;
 
+    fn in_ms(ms: u64) -> Instant {
+        Instant::now() + Duration::from_millis(ms)
+    }
+
     #[tokio::test]
     async fn drain_waits_for_runs_that_end_in_time() {
         let runs = Runs::default();
@@ -124,10 +131,7 @@ mod tests {
         let run = runs.spawn(async move { rx.await.is_ok() });
         let drain = tokio::spawn({
             let runs = runs.clone();
-            async move {
-                runs.drain(Duration::from_secs(10), Duration::from_secs(1))
-                    .await
-            }
+            async move { runs.drain(in_ms(10_000), Duration::from_secs(1)).await }
         });
         tokio::task::yield_now().await;
         assert!(!drain.is_finished(), "the drain waits for the run");
@@ -155,9 +159,7 @@ mod tests {
                 runs.record_interrupted();
             }
         });
-        let drained = runs
-            .drain(Duration::from_millis(500), Duration::from_secs(1))
-            .await;
+        let drained = runs.drain(in_ms(500), Duration::from_secs(1)).await;
         run.await.unwrap();
         assert_eq!(
             drained,
@@ -170,12 +172,29 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_run_started_after_the_drain_is_waited_for_then_interrupted() {
+        let runs = Runs::default();
+        let deadline = in_ms(500);
+        let drained = runs.drain(deadline, Duration::from_secs(1)).await;
+        assert_eq!(drained.in_progress, 0);
+        // A request that got its render slot late starts a run after the drain.
+        let late = runs.spawn({
+            let runs = runs.clone();
+            async move {
+                runs.interrupt().cancelled().await;
+                runs.record_interrupted();
+            }
+        });
+        let drained = runs.drain(deadline, Duration::from_secs(1)).await;
+        late.await.unwrap();
+        assert_eq!((drained.in_progress, drained.interrupted), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn drain_gives_up_on_a_run_that_ignores_the_interrupt() {
         let runs = Runs::default();
         let _stuck = runs.spawn(std::future::pending::<()>());
-        let drained = runs
-            .drain(Duration::from_millis(500), Duration::from_secs(1))
-            .await;
+        let drained = runs.drain(in_ms(500), Duration::from_secs(1)).await;
         assert_eq!(drained.abandoned, 1);
         assert_eq!(drained.interrupted, 0);
     }

@@ -228,11 +228,21 @@ impl Application {
         };
         let drained = async {
             stopping.cancelled().await;
+            let until = tokio::time::Instant::now() + render_drain;
             // Interrupted renders record their end at once; the flush deadline bounds
             // the wait for that too.
-            runs.drain(render_drain, deadline).await
+            (until, runs.drain(until, deadline).await)
         };
-        let (served, drained) = tokio::join!(served, drained);
+        let (served, (until, mut drained)) = tokio::join!(served, drained);
+        if runs.in_progress() > 0 {
+            // Started after the drain had ended, by a request still being served (it
+            // got its render slot late), whose client then left: drained within what
+            // is left of the drain, or interrupted at once.
+            let late = runs.drain(until, deadline).await;
+            drained.in_progress += late.in_progress;
+            drained.interrupted = late.interrupted;
+            drained.abandoned = late.abandoned;
+        }
         tracing::info!(
             in_progress = drained.in_progress,
             interrupted = drained.interrupted,

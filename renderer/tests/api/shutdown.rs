@@ -295,8 +295,9 @@ async fn a_render_unfinished_at_the_drain_deadline_is_completed_as_interrupted()
         assert!(!result.final_prompt_hash.is_empty(), "{result:?}");
         assert!(result.output_image_key.is_empty(), "{result:?}");
     }
-    // `a` rendered from its start to the interruption; `b` not at all.
-    assert!(results[0].latency_ms >= 1500, "{:?}", results[0]);
+    // `a` rendered from its start (just after the request came in) to the interruption
+    // (2 s after it was sent, with margin for a loaded machine); `b` not at all.
+    assert!(results[0].latency_ms >= 1000, "{:?}", results[0]);
     assert_eq!(results[1].latency_ms, 0, "{:?}", results[1]);
     assert!(
         stopped.took >= Duration::from_millis(500),
