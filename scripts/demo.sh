@@ -27,9 +27,10 @@ COLLECTOR_ADDR="${COLLECTOR_ADDR:-127.0.0.1:8080}"
 RENDERER_ADDR="${RENDERER_ADDR:-127.0.0.1:8081}"
 DATA_DIR="${DATA_DIR:-./data}"
 DEMO_PROFILE="${DEMO_PROFILE:-release}"
-# How long each process gets to stop after SIGTERM (the collector finishes its batch,
-# the renderer flushes its telemetry within 5 s) before it is killed.
-STOP_GRACE_SECS="${STOP_GRACE_SECS:-15}"
+# How long each process gets to stop after SIGTERM (the collector finishes its batch;
+# the renderer waits up to 20 s for its renders, then flushes its telemetry within 5 s)
+# before it is killed.
+STOP_GRACE_SECS="${STOP_GRACE_SECS:-30}"
 mkdir -p "$DATA_DIR"
 
 pids=()

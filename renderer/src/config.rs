@@ -61,8 +61,20 @@ pub const DEFAULT_MAX_VARIANTS: usize = 8;
 /// How far a signed app-proxy `timestamp` may be from now, either way, before the
 /// request is refused: Shopify's own libraries allow 90 seconds.
 pub const DEFAULT_SHOPIFY_PROXY_MAX_AGE: Duration = Duration::from_secs(90);
-/// How long shutdown waits for the telemetry queue to drain.
+/// How long shutdown waits for the telemetry queue to drain (and, before that, at most
+/// as long for renders interrupted at [`DEFAULT_SHUTDOWN_RENDER_DRAIN`] to record their
+/// end, which they do at once).
 pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the renders in progress, including those whose client
+/// has gone, before it interrupts the rest. A separate bound from the telemetry flush's
+/// ([`DEFAULT_SHUTDOWN_DEADLINE`]), which comes after it: renders that take the whole
+/// drain must still leave the flush its time, or their records would be lost. 20 s
+/// plus the 5 s flush fits a 30 s grace period (Kubernetes' default, and
+/// `docker-compose.yml`'s); a local render takes milliseconds, a Gemini one tens of
+/// seconds, so a slow Gemini render is the one that gets interrupted.
+pub const DEFAULT_SHUTDOWN_RENDER_DRAIN: Duration = Duration::from_secs(20);
+/// Longest `SHUTDOWN_RENDER_DRAIN_MS`: an hour; no orchestrator waits longer.
+pub const MAX_SHUTDOWN_RENDER_DRAIN_MS: u64 = 3_600_000;
 /// Default Gemini model (`GEMINI_MODEL`).
 pub const DEFAULT_GEMINI_MODEL: &str = "gemini-2.5-flash-image";
 /// Default Gemini API base URL (`GEMINI_BASE_URL`).
@@ -186,9 +198,15 @@ pub struct Cli {
     #[arg(long, env = "SHOPIFY_PROXY_MAX_AGE_SECS", default_value_t = DEFAULT_SHOPIFY_PROXY_MAX_AGE.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     pub shopify_proxy_max_age_secs: u64,
-    /// How long shutdown waits for queued telemetry, in milliseconds.
+    /// How long shutdown waits for queued telemetry, in milliseconds (after the renders
+    /// in progress have ended or been interrupted).
     #[arg(long, env = "SHUTDOWN_DEADLINE_MS", default_value_t = DEFAULT_SHUTDOWN_DEADLINE.as_millis() as u64)]
     pub shutdown_deadline_ms: u64,
+    /// How long shutdown waits for the renders in progress, in milliseconds; those still
+    /// going then are completed as `interrupted` (0: interrupt them at once).
+    #[arg(long, env = "SHUTDOWN_RENDER_DRAIN_MS", default_value_t = DEFAULT_SHUTDOWN_RENDER_DRAIN.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(..=MAX_SHUTDOWN_RENDER_DRAIN_MS))]
+    pub shutdown_render_drain_ms: u64,
     /// Log lines as human-readable text or as one JSON object per line. Read by `main`
     /// only; here so every flag of the binary is in one type (the compose test reads it).
     #[arg(long = "log-format", env = "LOG_FORMAT", value_enum, default_value_t)]
@@ -300,6 +318,8 @@ pub struct Settings {
     pub shopify_api_secret: Option<SecretString>,
     /// See [`DEFAULT_SHUTDOWN_DEADLINE`].
     pub shutdown_deadline: Duration,
+    /// See [`DEFAULT_SHUTDOWN_RENDER_DRAIN`].
+    pub shutdown_render_drain: Duration,
 }
 
 impl Settings {
@@ -315,6 +335,7 @@ impl Settings {
             limits: Limits::default(),
             shopify_api_secret: None,
             shutdown_deadline: DEFAULT_SHUTDOWN_DEADLINE,
+            shutdown_render_drain: DEFAULT_SHUTDOWN_RENDER_DRAIN,
         }
     }
 
@@ -427,6 +448,7 @@ impl Cli {
             },
             shopify_api_secret: self.shopify_api_secret.clone(),
             shutdown_deadline: Duration::from_millis(self.shutdown_deadline_ms),
+            shutdown_render_drain: Duration::from_millis(self.shutdown_render_drain_ms),
         };
         settings.validate()?;
         Ok(settings)
@@ -520,6 +542,28 @@ mod tests {
             assert!(line.starts_with(&start) && line.ends_with(&end), "{line}");
             assert_eq!(line.lines().count(), 1, "{line}");
         }
+    }
+
+    #[test]
+    fn the_render_drain_defaults_to_its_const_and_refuses_more_than_an_hour() {
+        let settings = parse(&[]).unwrap();
+        assert_eq!(
+            settings.shutdown_render_drain,
+            DEFAULT_SHUTDOWN_RENDER_DRAIN
+        );
+        let settings = parse(&["--shutdown-render-drain-ms", "0"]).unwrap();
+        assert_eq!(settings.shutdown_render_drain, Duration::ZERO);
+        let line = service_kit::cli::refused_value::<Cli>(&[
+            "renderer",
+            "--shutdown-render-drain-ms",
+            "3600001",
+        ])
+        .expect("over an hour is refused");
+        assert!(
+            line.starts_with("invalid setting SHUTDOWN_RENDER_DRAIN_MS: ")
+                && line.ends_with("3600001 is not in 0..=3600000"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -22,7 +22,6 @@ use serde::Serialize;
 use telemetry::{
     EmitEvent, ErrorCode, EventSource, EventType, RunStatus, Telemetry, VariantStatus,
 };
-use tracing::Instrument as _;
 
 use crate::config::Limits;
 use crate::input::{self, InputError, RenderBody};
@@ -109,6 +108,7 @@ fn run_status_name(status: RunStatus) -> &'static str {
         RunStatus::Complete => "complete",
         RunStatus::Partial => "partial",
         RunStatus::Failed => "failed",
+        RunStatus::Interrupted => "interrupted",
         RunStatus::Unspecified => "unknown",
     }
 }
@@ -129,6 +129,7 @@ fn error_code_name(code: ErrorCode) -> &'static str {
         ErrorCode::InvalidInput => "INVALID_INPUT",
         ErrorCode::StorageError => "STORAGE_ERROR",
         ErrorCode::Internal => "INTERNAL",
+        ErrorCode::Interrupted => "INTERRUPTED",
         ErrorCode::Unspecified => "UNSPECIFIED",
     }
 }
@@ -340,16 +341,11 @@ async fn render(
     };
     // The run goes on in its own task even if the caller hangs up, so it always
     // completes (and says so in telemetry), holding its slot until then.
-    let run = tokio::spawn({
-        let (renderer, ctx) = (state.renderer.clone(), ctx.clone());
-        async move {
-            let outcome = renderer.run(ctx, input).await;
-            drop(slot);
-            outcome
-        }
-        // The run's log lines stay in the request's span.
-        .instrument(tracing::Span::current())
-    });
+    // Shutdown waits for it (up to SHUTDOWN_RENDER_DRAIN_MS), whether or not the
+    // caller is still there. The run's log lines stay in the request's span.
+    let run = state
+        .renderer
+        .spawn_run(ctx.clone(), input, slot, tracing::Span::current());
     match run.await {
         Ok(outcome) => {
             state.metrics.request(RequestOutcome::Rendered);

@@ -10,7 +10,10 @@
 //!
 //! # Layout
 //! - [`config`]: flags, environment variables, named defaults, checked [`Settings`].
-//! - [`startup`]: [`Application`]: bind, serve, graceful shutdown that flushes telemetry.
+//! - [`startup`]: [`Application`]: bind, serve, graceful shutdown that waits for the
+//!   renders in progress (interrupting those past the render drain deadline), then
+//!   flushes telemetry.
+//! - [`lifecycle`]: the run tasks in progress, drained and interrupted at shutdown.
 //! - [`http`]: the routes (render, images, health, metrics).
 //! - [`signature`]: Shopify app-proxy signature verification.
 //! - [`input`]: the request body, checked at the edge (images decoded, limits applied).
@@ -23,6 +26,7 @@
 pub mod config;
 pub mod http;
 pub mod input;
+pub mod lifecycle;
 pub mod metrics;
 pub mod providers;
 pub mod render;

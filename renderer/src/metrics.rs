@@ -111,8 +111,8 @@ pub struct Metrics {
     requests: [Counter; RequestOutcome::ALL.len()],
     /// Variants by outcome: success, failed, timeout.
     variants: [Counter; 3],
-    /// Runs by status: complete, partial, failed.
-    runs: [Counter; 3],
+    /// Runs by status: complete, partial, failed, interrupted.
+    runs: [Counter; 4],
     /// Whole-run latency (all variants).
     run_latency: Histogram,
     /// One variant's latency (render and store).
@@ -142,7 +142,7 @@ impl Default for Metrics {
             "renderer_runs",
             "Finished runs by status",
             "status",
-            ["complete", "partial", "failed"],
+            ["complete", "partial", "failed", "interrupted"],
         );
         let [run_latency, variant_latency] = [
             ("renderer_run_duration_seconds", "Duration of a whole run"),
@@ -183,15 +183,25 @@ impl Metrics {
         self.variant_latency.observe(latency.as_secs_f64());
     }
 
-    /// Counts a finished run.
+    /// Counts a variant interrupted at shutdown as failed (its telemetry status), and
+    /// leaves its latency out of the histogram: it is not how long a render takes.
+    pub fn variant_interrupted(&self) {
+        self.variants[VariantOutcomeKind::Failed as usize].inc();
+    }
+
+    /// Counts a finished run; an interrupted run's duration is left out of the
+    /// histogram (it is where shutdown cut the run, not how long a run takes).
     pub fn run(&self, status: telemetry::RunStatus, latency: Duration) {
         let index = match status {
             telemetry::RunStatus::Partial => 1,
             telemetry::RunStatus::Failed => 2,
+            telemetry::RunStatus::Interrupted => 3,
             _ => 0,
         };
         self.runs[index].inc();
-        self.run_latency.observe(latency.as_secs_f64());
+        if status != telemetry::RunStatus::Interrupted {
+            self.run_latency.observe(latency.as_secs_f64());
+        }
     }
 
     /// The OpenMetrics text exposition ([`CONTENT_TYPE`]), with the SDK's ledger.

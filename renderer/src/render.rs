@@ -5,7 +5,10 @@
 //! `record_variant_start`, render under the per-variant timeout, store the image,
 //! `record_variant_result`; then `complete_run` with the status and the three counts.
 //! The pipeline runs as its own task, so a shopper who closes the connection does not
-//! leave a run without its completion.
+//! leave a run without its completion. At shutdown a run still going at the render
+//! drain deadline is interrupted ([`crate::lifecycle`]): its unfinished variants get a
+//! FAILED result with [`ErrorCode::Interrupted`] (those that never started get no
+//! `record_variant_start`) and the run completes as [`RunStatus::Interrupted`].
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,12 +19,23 @@ use telemetry::{
     VariantResultRecord, VariantStart, VariantStatus,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Limits;
 use crate::input::{InputImage, RenderInput, Variant};
+use crate::lifecycle::Runs;
 use crate::metrics::{Metrics, VariantOutcomeKind};
 use crate::providers::{Provider, RenderJob};
 use crate::store::{variant_key, ImageStore};
+
+/// How a variant's render and store ended: status, error code and message, and the
+/// stored image on success.
+type Ended = (
+    VariantStatus,
+    Option<ErrorCode>,
+    Option<String>,
+    Option<crate::store::StoredImage>,
+);
 
 /// Who asked: the shop (from the signed query) and the request id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +51,8 @@ pub struct RequestContext {
 pub struct VariantOutcome {
     /// The variant's id.
     pub variant_id: String,
-    /// SUCCESS, FAILED or TIMEOUT.
+    /// SUCCESS, FAILED or TIMEOUT (an interrupted variant is FAILED with
+    /// [`ErrorCode::Interrupted`]).
     pub status: VariantStatus,
     /// Render and store time.
     pub latency_ms: u64,
@@ -56,7 +71,7 @@ pub struct VariantOutcome {
 pub struct RunOutcome {
     /// The run's id (UUIDv7).
     pub run_id: String,
-    /// COMPLETE, PARTIAL or FAILED.
+    /// COMPLETE, PARTIAL or FAILED; INTERRUPTED when shutdown stopped it.
     pub status: RunStatus,
     /// Whole run, start to completion.
     pub total_duration_ms: u64,
@@ -67,6 +82,13 @@ pub struct RunOutcome {
 impl RunOutcome {
     fn count(&self, status: VariantStatus) -> u32 {
         self.variants.iter().filter(|v| v.status == status).count() as u32
+    }
+}
+
+impl VariantOutcome {
+    /// Whether shutdown stopped the variant before it finished.
+    pub fn interrupted(&self) -> bool {
+        self.error_code == Some(ErrorCode::Interrupted)
     }
 }
 
@@ -88,6 +110,10 @@ pub fn run_status(success: u32, total: u32) -> RunStatus {
         _ => RunStatus::Partial,
     }
 }
+
+/// The error message of an interrupted variant.
+pub const INTERRUPTED_MESSAGE: &str =
+    "the renderer shut down before the variant finished (SHUTDOWN_RENDER_DRAIN_MS passed)";
 
 fn image_info(image: &InputImage) -> ImageInfo {
     ImageInfo {
@@ -143,6 +169,8 @@ pub struct Renderer {
     metrics: Arc<Metrics>,
     /// [`Limits::render_concurrency`] permits, shared by all requests.
     slots: Arc<Semaphore>,
+    /// The run tasks, for shutdown to wait for and interrupt.
+    runs: Runs,
 }
 
 impl Renderer {
@@ -161,7 +189,34 @@ impl Renderer {
             limits,
             metrics,
             slots: Arc::new(Semaphore::new(limits.render_concurrency)),
+            runs: Runs::default(),
         }
+    }
+
+    /// The runs in progress: [`Self::spawn_run`] adds to them, shutdown drains them.
+    pub fn runs(&self) -> &Runs {
+        &self.runs
+    }
+
+    /// Runs [`Self::run`] as a task of its own, tracked in [`Self::runs`] so shutdown
+    /// waits for it, holding `slot` until the run ends.
+    pub fn spawn_run(
+        self: &Arc<Self>,
+        ctx: RequestContext,
+        input: RenderInput,
+        slot: RenderSlot,
+        span: tracing::Span,
+    ) -> tokio::task::JoinHandle<RunOutcome> {
+        use tracing::Instrument as _;
+        let renderer = self.clone();
+        self.runs.spawn(
+            async move {
+                let outcome = renderer.run(ctx, input).await;
+                drop(slot);
+                outcome
+            }
+            .instrument(span),
+        )
     }
 
     /// A render slot, waiting for one at most [`Limits::render_queue_wait`] (in arrival
@@ -188,6 +243,7 @@ impl Renderer {
         refused("start_run", self.telemetry.start_run(start));
 
         let slots = Arc::new(Semaphore::new(self.limits.variant_concurrency));
+        let interrupt = self.runs.interrupt();
         let variants = input.variants.iter().map(|variant| {
             let job = RenderJob {
                 run_id: run_id.clone(),
@@ -200,9 +256,14 @@ impl Renderer {
             let ctx = &ctx;
             let this = &self;
             async move {
-                // The semaphore is never closed, so acquiring cannot fail.
-                let _slot = slots.acquire().await.expect("semaphore open");
-                this.variant(ctx, job).await
+                // A variant still waiting for its turn at the interrupt never starts.
+                let _slot = tokio::select! {
+                    biased;
+                    () = interrupt.cancelled() => return this.interrupted(ctx, &job, None),
+                    // The semaphore is never closed, so acquiring cannot fail.
+                    slot = slots.acquire() => slot.expect("semaphore open"),
+                };
+                this.variant(ctx, job, interrupt).await
             }
         });
         let variants = join_all(variants).await;
@@ -211,10 +272,16 @@ impl Renderer {
             .iter()
             .filter(|v| v.status == VariantStatus::Success)
             .count() as u32;
+        let status = if variants.iter().any(VariantOutcome::interrupted) {
+            self.runs.record_interrupted();
+            RunStatus::Interrupted
+        } else {
+            run_status(success, variants.len() as u32)
+        };
         let elapsed = started.elapsed();
         let outcome = RunOutcome {
             run_id,
-            status: run_status(success, variants.len() as u32),
+            status,
             total_duration_ms: elapsed.as_millis() as u64,
             variants,
         };
@@ -225,6 +292,7 @@ impl Renderer {
             status: outcome.status,
             total_duration_ms: outcome.total_duration_ms,
             success_count: outcome.count(VariantStatus::Success),
+            // Interrupted variants are FAILED: the counts add up to the variants.
             fail_count: outcome.count(VariantStatus::Failed),
             timeout_count: outcome.count(VariantStatus::Timeout),
         };
@@ -233,8 +301,14 @@ impl Renderer {
         outcome
     }
 
-    /// One variant: start, render under the timeout, store, result.
-    async fn variant(&self, ctx: &RequestContext, job: RenderJob) -> VariantOutcome {
+    /// One variant: start, render under the timeout, store, result; or, when `interrupt`
+    /// fires first, the interrupted result.
+    async fn variant(
+        &self,
+        ctx: &RequestContext,
+        job: RenderJob,
+        interrupt: &CancellationToken,
+    ) -> VariantOutcome {
         let start = VariantStart {
             run_id: job.run_id.clone(),
             variant_id: job.variant_id.clone(),
@@ -246,10 +320,41 @@ impl Renderer {
             self.telemetry.record_variant_start(start),
         );
         let started = Instant::now();
+        // Biased towards the work: a variant that finished as the interrupt came
+        // reports how it finished.
+        let ended = tokio::select! {
+            biased;
+            ended = self.render_and_store(&job) => ended,
+            () = interrupt.cancelled() => return self.interrupted(ctx, &job, Some(started)),
+        };
+        let (status, error_code, error_message, stored) = ended;
+        let latency = started.elapsed();
+        let outcome = VariantOutcome {
+            variant_id: job.variant_id.clone(),
+            status,
+            latency_ms: latency.as_millis() as u64,
+            error_code,
+            error_message,
+            image_key: stored.as_ref().map(|s| s.key.clone()),
+            image_sha256: stored.map(|s| s.sha256),
+        };
+        self.record_result(ctx, &job, &outcome);
+        let kind = match outcome.status {
+            VariantStatus::Success => VariantOutcomeKind::Success,
+            VariantStatus::Timeout => VariantOutcomeKind::Timeout,
+            _ => VariantOutcomeKind::Failed,
+        };
+        self.metrics.variant(kind, latency);
+        outcome
+    }
+
+    /// Renders under the variant timeout and stores the image: the status, error code
+    /// and message, and the stored image on success.
+    async fn render_and_store(&self, job: &RenderJob) -> Ended {
         let rendered =
-            tokio::time::timeout(self.limits.variant_timeout, self.provider.render(&job)).await;
+            tokio::time::timeout(self.limits.variant_timeout, self.provider.render(job)).await;
         let key = variant_key(&job.run_id, &job.variant_id);
-        let (status, error_code, error_message, stored) = match rendered {
+        match rendered {
             Err(_elapsed) => (
                 VariantStatus::Timeout,
                 Some(ErrorCode::Timeout),
@@ -277,17 +382,35 @@ impl Renderer {
                     )
                 }
             },
-        };
-        let latency = started.elapsed();
+        }
+    }
+
+    /// The result of a variant interrupted at shutdown: FAILED with
+    /// [`ErrorCode::Interrupted`], recorded at once (before the telemetry flush).
+    /// `started` is `None` for a variant that never started (latency 0).
+    fn interrupted(
+        &self,
+        ctx: &RequestContext,
+        job: &RenderJob,
+        started: Option<Instant>,
+    ) -> VariantOutcome {
         let outcome = VariantOutcome {
             variant_id: job.variant_id.clone(),
-            status,
-            latency_ms: latency.as_millis() as u64,
-            error_code,
-            error_message,
-            image_key: stored.as_ref().map(|s| s.key.clone()),
-            image_sha256: stored.map(|s| s.sha256),
+            status: VariantStatus::Failed,
+            latency_ms: started.map_or(0, |started| started.elapsed().as_millis() as u64),
+            error_code: Some(ErrorCode::Interrupted),
+            error_message: Some(INTERRUPTED_MESSAGE.to_owned()),
+            image_key: None,
+            image_sha256: None,
         };
+        self.record_result(ctx, job, &outcome);
+        // Counted, but its latency is not a render's: left out of the histogram.
+        self.metrics.variant_interrupted();
+        outcome
+    }
+
+    /// `record_variant_result` of `outcome`.
+    fn record_result(&self, ctx: &RequestContext, job: &RenderJob, outcome: &VariantOutcome) {
         let result = VariantResultRecord {
             run_id: job.run_id.clone(),
             variant_id: job.variant_id.clone(),
@@ -305,13 +428,6 @@ impl Renderer {
             "record_variant_result",
             self.telemetry.record_variant_result(result),
         );
-        let kind = match outcome.status {
-            VariantStatus::Success => VariantOutcomeKind::Success,
-            VariantStatus::Timeout => VariantOutcomeKind::Timeout,
-            _ => VariantOutcomeKind::Failed,
-        };
-        self.metrics.variant(kind, latency);
-        outcome
     }
 }
 

@@ -1,5 +1,6 @@
-//! [`Application`]: binds the listener, wires the parts, serves until stopped, and
-//! flushes telemetry on the way out.
+//! [`Application`]: binds the listener, wires the parts, serves until stopped, and on
+//! the way out waits for (or interrupts) the renders in progress, then flushes
+//! telemetry.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use service_kit::ExposeSecret as _;
 use telemetry::{ShutdownReport, Telemetry};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::http::{router, AppState};
@@ -181,23 +183,72 @@ impl Application {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `stop` resolves, lets in-flight requests finish, then flushes
-    /// telemetry within the shutdown deadline.
+    /// Serves until `stop` resolves, then shuts down in order:
+    ///
+    /// 1. Stops accepting; requests in flight finish (`service_kit::http_server`).
+    /// 2. At the same time, waits up to `shutdown_render_drain` for the renders in
+    ///    progress, including those whose client has gone (a render is a task of its
+    ///    own, so the connections closing says nothing about it), then interrupts the
+    ///    rest: each records its unfinished variants and completes as `interrupted` at
+    ///    once, which also answers a client still waiting for it ([`crate::lifecycle`]).
+    /// 3. Only then flushes telemetry within `shutdown_deadline`, so the records of the
+    ///    renders that finished or were interrupted during the drain are sent too.
     pub async fn run_until(
         self,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<ShutdownReport> {
         let telemetry = self.state.telemetry.clone();
+        let runs = self.state.renderer.runs().clone();
+        let render_drain = self.settings.shutdown_render_drain;
         let deadline = self.settings.shutdown_deadline;
         let telemetry_thread = self.telemetry_thread;
         tracing::info!(addr = %self.addr, "renderer listening");
-        service_kit::http_server::serve(
-            self.listener,
-            router(self.state),
-            self.settings.http,
-            stop,
-        )
-        .await?;
+        let stopping = CancellationToken::new();
+        let served = {
+            let stopping = stopping.clone();
+            let signal = {
+                let stopping = stopping.clone();
+                async move {
+                    stop.await;
+                    stopping.cancel();
+                }
+            };
+            let serve = service_kit::http_server::serve(
+                self.listener,
+                router(self.state),
+                self.settings.http,
+                signal,
+            );
+            async move {
+                let served = serve.await;
+                // Returned without the signal (an error): the renders still get drained.
+                stopping.cancel();
+                served
+            }
+        };
+        let drained = async {
+            stopping.cancelled().await;
+            let until = tokio::time::Instant::now() + render_drain;
+            // Interrupted renders record their end at once; the flush deadline bounds
+            // the wait for that too.
+            (until, runs.drain(until, deadline).await)
+        };
+        let (served, (until, mut drained)) = tokio::join!(served, drained);
+        if runs.in_progress() > 0 {
+            // Started after the drain had ended, by a request still being served (it
+            // got its render slot late), whose client then left: drained within what
+            // is left of the drain, or interrupted at once.
+            let late = runs.drain(until, deadline).await;
+            drained.in_progress += late.in_progress;
+            drained.interrupted = late.interrupted;
+            drained.abandoned = late.abandoned;
+        }
+        tracing::info!(
+            in_progress = drained.in_progress,
+            interrupted = drained.interrupted,
+            abandoned = drained.abandoned,
+            "renders drained"
+        );
         let report = telemetry.shutdown(deadline).await;
         if let Some(thread) = telemetry_thread {
             // The publisher has reported; joining is quick.
@@ -208,8 +259,10 @@ impl Application {
             published = report.published,
             dropped = report.dropped,
             left = report.left,
+            interrupted_runs = drained.interrupted,
             "telemetry flushed"
         );
+        served?;
         Ok(report)
     }
 }

@@ -77,7 +77,9 @@ pub struct VariantResultRecord {
     pub latency_ms: u64,
     pub output_image_key: Option<String>,
     pub output_image_hash: Option<String>,
-    /// `Timeout` for a timeout, `ProviderError` for a failure, `None` on success.
+    /// `Timeout` for a timeout, `ProviderError` for a failure, `None` on success;
+    /// `Interrupted` (with status `Failed`) for a variant the producer stopped before it
+    /// finished, at shutdown.
     pub error_code: Option<ErrorCode>,
     /// Truncated to [`Limits::max_error_message_bytes`].
     pub error_message: Option<String>,
@@ -90,6 +92,8 @@ pub struct CompleteRun {
     pub run_id: String,
     pub request_id: String,
     pub shop_id: String,
+    /// `Interrupted` when the producer stopped before the run finished; its unfinished
+    /// variants then count in `fail_count`, so the counts still add up.
     pub status: RunStatus,
     pub total_duration_ms: u64,
     pub success_count: u32,

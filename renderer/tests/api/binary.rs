@@ -51,7 +51,34 @@ pub(crate) async fn spawn_renderer(
 /// [`spawn_renderer`] with another command line for the binary (e.g.
 /// [`renderer_with_address_space_limit`]).
 pub(crate) async fn spawn_command(
+    command: Command,
+    isolation: &Isolation,
+    image_store: &std::path::Path,
+    extra_env: &[(&str, &str)],
+) -> (std::process::Child, String) {
+    spawn_with_stdout(command, Stdio::null(), isolation, image_store, extra_env).await
+}
+
+/// [`spawn_renderer`] with the binary's log (stdout) piped to the test, for tests that
+/// read what it logged (set `LOG_FORMAT` and `RUST_LOG` in `extra_env`).
+pub(crate) async fn spawn_renderer_logging(
+    isolation: &Isolation,
+    image_store: &std::path::Path,
+    extra_env: &[(&str, &str)],
+) -> (std::process::Child, String) {
+    spawn_with_stdout(
+        renderer(),
+        Stdio::piped(),
+        isolation,
+        image_store,
+        extra_env,
+    )
+    .await
+}
+
+async fn spawn_with_stdout(
     mut command: Command,
+    stdout: Stdio,
     isolation: &Isolation,
     image_store: &std::path::Path,
     extra_env: &[(&str, &str)],
@@ -69,7 +96,7 @@ pub(crate) async fn spawn_command(
         .env("IMAGE_STORE_DIR", image_store)
         .env("RUST_LOG", "warn")
         .envs(extra_env.iter().copied())
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .spawn()
         .expect("start the renderer binary");
     let client = reqwest::Client::new();

@@ -16,3 +16,4 @@ mod nats_down;
 mod overload;
 mod render;
 mod request_ids;
+mod shutdown;

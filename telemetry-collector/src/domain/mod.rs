@@ -308,7 +308,7 @@ pub struct VariantOutcome {
     pub latency_ms: i64,
     pub output_image_key: String,
     pub output_image_hash: String,
-    /// `timeout`, `provider_error`, ..., `unspecified` or `unknown(n)`.
+    /// `timeout`, `provider_error`, ..., `interrupted`, `unspecified` or `unknown(n)`.
     pub error_code: String,
     pub error_message: String,
 }
@@ -317,7 +317,7 @@ pub struct VariantOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunOutcome {
     pub run_id: String,
-    /// `complete`, `partial`, `failed`, `unspecified` or `unknown(n)`.
+    /// `complete`, `partial`, `failed`, `interrupted`, `unspecified` or `unknown(n)`.
     pub status: String,
     pub total_duration_ms: i64,
     pub success_count: i64,

@@ -77,7 +77,8 @@ pub fn status_class(status: &str) -> &'static str {
     match status {
         "complete" | "success" => "st-ok",
         "partial" => "st-partial",
-        "failed" => "st-failed",
+        // A run its producer stopped before it finished: terminal, and not a success.
+        "failed" | "interrupted" => "st-failed",
         "timeout" => "st-timeout",
         "running" => "st-running",
         "stale" => "st-stale",

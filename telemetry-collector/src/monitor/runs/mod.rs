@@ -28,13 +28,15 @@ use super::live::{self, Fragment};
 use super::params::{self, encode, parse_cursor, parse_time, Listed};
 use super::views::{field, fmt_ms, fmt_time, num, opt, render, run_href, status_class};
 
-/// Run statuses offered by the filter (`stale` is derived, see the module doc).
-pub const RUN_STATUSES: [&str; 6] = [
+/// Run statuses offered by the filter (`stale` is derived, see the module doc;
+/// `interrupted`: the producer stopped before the run finished).
+pub const RUN_STATUSES: [&str; 7] = [
     "running",
     "stale",
     "complete",
     "partial",
     "failed",
+    "interrupted",
     "unknown(0)",
 ];
 
