@@ -1,7 +1,10 @@
 //! What every resource's query string is read with (each resource declares its own
-//! parameters): texts, limits, times, cursors, and the way back to links (next page,
-//! live stream). Empty fields (what an HTML form sends) mean "no filter". Times are
-//! unix ms or RFC 3339 date-times ([`instant`]).
+//! parameters, a struct read through [`Params`]): texts, limits, times, cursors, and
+//! the way back to links (next page, live stream). Empty fields (what an HTML form
+//! sends) mean "no filter". Times are unix ms or RFC 3339 date-times ([`instant`]).
+//!
+//! A query parameter the resource does not read is a 400 naming it ([`names`]): a
+//! misspelt filter (`statuss=failed`) must not quietly answer everything unfiltered.
 //!
 //! Every text a filter (or a run id in a path) passes on to the store is refused with a
 //! 400 naming the parameter when it holds a control character (`%00`, CR, LF, DEL,
@@ -9,6 +12,9 @@
 //! (the parse edge dead-letters envelopes whose ids do).
 
 pub mod instant;
+pub mod names;
+
+pub use names::{NoParams, Params};
 
 use crate::http::AppError;
 use crate::store::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};

@@ -11,6 +11,8 @@ use serde::Serialize;
 use crate::http::{AppError, AppState};
 use crate::store::ProducerRecord;
 
+use super::json_blob::JsonBlob;
+use super::params::{NoParams, Params};
 use super::views::{fmt_time, num, opt, render};
 
 /// Why a ledger does not add up: events dropped, or a producer that stopped
@@ -83,7 +85,10 @@ pub struct ProducersPage {
 }
 
 /// `/monitor/producers`.
-pub async fn page(State(state): State<AppState>) -> Result<Response, AppError> {
+pub async fn page(
+    State(state): State<AppState>,
+    _: Params<NoParams>,
+) -> Result<Response, AppError> {
     let producers = state.store.producers().await?;
     Ok(render(&ProducersPage {
         nav: "producers",
@@ -100,7 +105,8 @@ pub struct ProducerJson {
     pub emitted: Option<i64>,
     pub published: Option<i64>,
     pub dropped: Option<i64>,
-    pub dropped_by_reason: Option<String>,
+    /// Drops per reason as a JSON object (`{"queue_full": 3}`).
+    pub dropped_by_reason: Option<JsonBlob>,
     pub publish_failures: Option<i64>,
     pub queue_depth: Option<i64>,
     pub started_at: Option<i64>,
@@ -121,7 +127,7 @@ impl From<ProducerRecord> for ProducerJson {
             emitted: ledger.emitted,
             published: ledger.published,
             dropped: ledger.dropped,
-            dropped_by_reason: ledger.dropped_by_reason,
+            dropped_by_reason: JsonBlob::from_stored(ledger.dropped_by_reason),
             publish_failures: ledger.publish_failures,
             queue_depth: ledger.queue_depth,
             started_at: ledger.started_at,
@@ -135,7 +141,10 @@ impl From<ProducerRecord> for ProducerJson {
 }
 
 /// `/api/v1/producers`: every producer's ledger (one list, no pages).
-pub async fn api(State(state): State<AppState>) -> Result<Json<Vec<ProducerJson>>, AppError> {
+pub async fn api(
+    State(state): State<AppState>,
+    _: Params<NoParams>,
+) -> Result<Json<Vec<ProducerJson>>, AppError> {
     let producers = state.store.producers().await?;
     Ok(Json(
         producers.into_iter().map(ProducerJson::from).collect(),

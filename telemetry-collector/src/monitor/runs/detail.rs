@@ -13,7 +13,7 @@ use crate::store::{RunDetail, VariantRecord};
 
 use super::super::events::{request_href, EventJson, EventRow};
 use super::super::live::{self, Fragment};
-use super::super::params::{self, path_segment};
+use super::super::params::{self, path_segment, NoParams, Params};
 use super::super::views::{fmt_ms, fmt_time, num, opt, pretty_json, render, status_class};
 use super::{RunJson, RunRow};
 
@@ -188,6 +188,7 @@ pub struct RunPage {
 pub async fn page(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    _: Params<NoParams>,
 ) -> Result<Response, AppError> {
     let detail = read(&state, &id).await?;
     let run = RunView::new(&detail, state.monitor.image_base_url());
@@ -266,6 +267,7 @@ impl From<RunDetail> for RunDetailJson {
 pub async fn api(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    _: Params<NoParams>,
 ) -> Result<Json<RunDetailJson>, AppError> {
     Ok(Json(read(&state, &id).await?.into()))
 }
@@ -285,7 +287,11 @@ impl Fragment for LiveRun {
 }
 
 /// `/monitor/live/runs/{id}`: the run's status, variants and timeline until it ends.
-pub async fn live(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub async fn live(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    _: Params<NoParams>,
+) -> Response {
     if let Err(refused) = params::run_id(&id) {
         return refused.into_response();
     }

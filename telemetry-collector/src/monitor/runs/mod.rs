@@ -5,7 +5,7 @@
 pub mod detail;
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -13,14 +13,16 @@ use serde::{Deserialize, Serialize};
 use crate::http::{AppError, AppState};
 use crate::store::{RunFilter, RunRecord};
 
+use super::json_blob::JsonBlob;
 use super::live::{self, Fragment};
-use super::params::{self, encode, parse_cursor, parse_time, Listed};
+use super::params::{self, encode, parse_cursor, parse_time, Listed, Params};
 use super::views::{field, fmt_ms, fmt_time, num, opt, render, run_href, status_class};
 
 /// Run statuses offered by the filter.
 pub const RUN_STATUSES: [&str; 5] = ["running", "complete", "partial", "failed", "unknown(0)"];
 
-/// Query string of the runs list (page, API and live stream).
+/// Query string of the runs list (page, API and live stream); any other name is a 400
+/// ([`Params`]).
 #[derive(Debug, Default, Clone, Deserialize)]
 pub struct RunsParams {
     pub shop: Option<String>,
@@ -155,7 +157,7 @@ pub struct RunsPage {
 /// `/monitor`.
 pub async fn page(
     State(state): State<AppState>,
-    Query(query): Query<RunsParams>,
+    Params(query): Params<RunsParams>,
 ) -> Result<Response, AppError> {
     let listed = list(&state, &query).await?;
     let filters = query.query_string();
@@ -200,9 +202,11 @@ pub struct RunJson {
     pub room_image_format: Option<String>,
     pub room_image_bytes: Option<i64>,
     pub resolved_facts_hash: Option<String>,
-    pub resolved_facts_json: Option<String>,
+    /// The resolved facts as the JSON the renderer sent (stored as `resolved_facts_json`).
+    pub resolved_facts: Option<JsonBlob>,
     pub prompt_pack_hash: Option<String>,
-    pub prompt_pack_json: Option<String>,
+    /// The prompt pack as the JSON the renderer sent (stored as `prompt_pack_json`).
+    pub prompt_pack: Option<JsonBlob>,
     pub variant_count: Option<i64>,
     pub started_at: i64,
     pub started_event_id: Option<String>,
@@ -238,9 +242,9 @@ impl From<RunRecord> for RunJson {
             room_image_format: run.room_image_format,
             room_image_bytes: run.room_image_bytes,
             resolved_facts_hash: run.resolved_facts_hash,
-            resolved_facts_json: run.resolved_facts_json,
+            resolved_facts: JsonBlob::from_stored(run.resolved_facts_json),
             prompt_pack_hash: run.prompt_pack_hash,
-            prompt_pack_json: run.prompt_pack_json,
+            prompt_pack: JsonBlob::from_stored(run.prompt_pack_json),
             variant_count: run.variant_count,
             started_at: run.started_at,
             started_event_id: run.started_event_id,
@@ -266,7 +270,7 @@ pub struct RunsJson {
 /// `/api/v1/runs`.
 pub async fn api(
     State(state): State<AppState>,
-    Query(query): Query<RunsParams>,
+    Params(query): Params<RunsParams>,
 ) -> Result<Json<RunsJson>, AppError> {
     let listed = list(&state, &query).await?;
     Ok(Json(RunsJson {
@@ -288,7 +292,7 @@ impl Fragment for LiveRuns {
 /// `/monitor/live/runs?<filters>`: the first page of runs as table rows.
 pub async fn live(
     State(state): State<AppState>,
-    Query(query): Query<RunsParams>,
+    Params(query): Params<RunsParams>,
 ) -> Result<Response, AppError> {
     let mut filter = query.filter()?;
     filter.before = None;
