@@ -131,6 +131,8 @@ pub struct MonitorSettings {
     pub max_token_checks: usize,
     /// See [`crate::monitor::DEFAULT_MAX_OVERVIEW_QUERIES`].
     pub max_overview_queries: usize,
+    /// See [`crate::monitor::DEFAULT_OVERVIEW_QUEUE_WAIT`].
+    pub overview_queue_wait: Duration,
     /// See [`crate::monitor::sessions::DEFAULT_SESSION_TTL`].
     pub session_ttl: Duration,
     /// See [`crate::monitor::producers::DEFAULT_PRODUCER_SILENT_AFTER`].
@@ -154,6 +156,7 @@ impl Default for MonitorSettings {
             failed_auth_delay: crate::monitor::auth::DEFAULT_FAILED_AUTH_DELAY,
             max_token_checks: crate::monitor::auth::DEFAULT_MAX_TOKEN_CHECKS,
             max_overview_queries: crate::monitor::DEFAULT_MAX_OVERVIEW_QUERIES,
+            overview_queue_wait: crate::monitor::DEFAULT_OVERVIEW_QUEUE_WAIT,
             session_ttl: crate::monitor::sessions::DEFAULT_SESSION_TTL,
             producer_silent_after: crate::monitor::producers::DEFAULT_PRODUCER_SILENT_AFTER,
             stale_run_after: crate::store::stale::DEFAULT_STALE_RUN_AFTER,
@@ -451,6 +454,10 @@ pub struct ServeArgs {
     #[arg(long = "monitor-max-overview-queries", env = "MONITOR_MAX_OVERVIEW_QUERIES", default_value_t = crate::monitor::DEFAULT_MAX_OVERVIEW_QUERIES,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=crate::monitor::MAX_OVERVIEW_QUERIES_LIMIT as u64))]
     pub max_overview_queries: usize,
+    /// How long an overview (stats) request waits for one of those queries before 503.
+    #[arg(long = "monitor-overview-queue-wait-ms", env = "MONITOR_OVERVIEW_QUEUE_WAIT_MS", default_value_t = crate::monitor::DEFAULT_OVERVIEW_QUEUE_WAIT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..=crate::monitor::MAX_OVERVIEW_QUEUE_WAIT.as_millis() as u64))]
+    pub overview_queue_wait_ms: u64,
     /// How long a monitor login lasts (12h, 30m, 7d, ...); logging out ends it sooner.
     #[arg(long = "monitor-session-ttl", env = "MONITOR_SESSION_TTL", default_value = "12h", value_parser = crate::retention::parse_age)]
     pub session_ttl: Duration,
@@ -535,6 +542,7 @@ impl ServeArgs {
             failed_auth_delay: Duration::from_millis(self.failed_auth_delay_ms),
             max_token_checks: self.max_token_checks,
             max_overview_queries: self.max_overview_queries,
+            overview_queue_wait: Duration::from_millis(self.overview_queue_wait_ms),
             session_ttl: self.session_ttl,
             producer_silent_after: self.producer_silent_after,
             stale_run_after: self.stale_run_after,
@@ -754,6 +762,12 @@ mod tests {
                 "0",
                 "MONITOR_MAX_LIVE_CLIENTS",
                 "1..=1024",
+            ),
+            (
+                "--monitor-overview-queue-wait-ms",
+                "0",
+                "MONITOR_OVERVIEW_QUEUE_WAIT_MS",
+                "1..=3600000",
             ),
         ];
         for (flag, value, setting, range) in cases {

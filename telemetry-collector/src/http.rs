@@ -2,17 +2,23 @@
 //! and JSON API ([`crate::monitor`]).
 //! [`router`] is pure (state in, `Router` out) so tests can drive it with `oneshot`.
 //!
-//! Errors are opaque: a 500 says "internal error" and the cause is logged once here.
+//! Every error answer has one shape ([`errors`]): JSON for scripts, an HTML page with
+//! the same message under `/monitor`. A 500 says only "internal error"; the cause is
+//! logged once here.
+
+pub mod errors;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{middleware, Json, Router};
 use serde::Serialize;
+
+pub use errors::ApiError;
 
 use crate::metrics::{DbDown, Metrics};
 use crate::store::{Store, StoreError};
@@ -36,7 +42,8 @@ pub struct AppState {
     pub monitor: crate::monitor::Monitor,
 }
 
-/// The routes, with request ids and spans ([`service_kit::request_id::traced`]).
+/// The routes, with request ids and spans ([`service_kit::request_id::traced`]), and
+/// every error answer in one shape ([`errors::uniform`]; unknown paths included).
 pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
     let routes = Router::new()
@@ -44,18 +51,27 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(crate::monitor::router(state.clone()))
+        .fallback(errors::unknown_route)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(errors::uniform))
         .with_state(state);
     service_kit::request_id::traced(routes)
 }
 
-/// An error a handler returns.
+/// An error a handler returns; answered as an [`ApiError`].
 #[derive(Debug)]
 pub enum AppError {
-    /// 404.
+    /// 404 `not_found`.
     NotFound,
-    /// 400 with a reason safe to show.
+    /// 400 `bad_parameter`, with a reason safe to show that names the parameter.
     BadRequest(String),
+    /// 400 `unknown_parameter`: query parameters the route does not read.
+    UnknownParameters {
+        /// The names given that the route does not read, sorted.
+        unknown: Vec<String>,
+        /// Every name the route reads.
+        accepted: &'static [&'static str],
+    },
     /// 500; the cause is logged, not sent.
     Internal(StoreError),
     /// 503 with a reason safe to show (a bounded resource is taken; retry later).
@@ -68,24 +84,48 @@ impl From<StoreError> for AppError {
     }
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        match self {
-            AppError::NotFound => (StatusCode::NOT_FOUND, "not found").into_response(),
-            AppError::BadRequest(reason) => (StatusCode::BAD_REQUEST, reason).into_response(),
-            AppError::Busy(reason) => {
-                let mut response = (StatusCode::SERVICE_UNAVAILABLE, reason).into_response();
-                response.headers_mut().insert(
-                    axum::http::header::RETRY_AFTER,
-                    axum::http::HeaderValue::from_static("5"),
-                );
-                response
+impl From<AppError> for ApiError {
+    fn from(err: AppError) -> Self {
+        match err {
+            AppError::NotFound => ApiError::new(StatusCode::NOT_FOUND, "not_found", "not found"),
+            AppError::BadRequest(reason) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_parameter", reason)
             }
+            AppError::UnknownParameters { unknown, accepted } => {
+                let plural = if unknown.len() == 1 { "" } else { "s" };
+                let accepted = if accepted.is_empty() {
+                    "none".to_owned()
+                } else {
+                    accepted.join(", ")
+                };
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "unknown_parameter",
+                    format!(
+                        "unknown query parameter{plural}: {} (accepted: {accepted})",
+                        unknown.join(", ")
+                    ),
+                )
+            }
+            AppError::Busy(reason) => ApiError::of_status(StatusCode::SERVICE_UNAVAILABLE, reason),
             AppError::Internal(err) => {
                 tracing::error!(error = %err, "request failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+                ApiError::of_status(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
             }
         }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let busy = matches!(self, AppError::Busy(_));
+        let mut response = ApiError::from(self).json();
+        if busy {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
     }
 }
 

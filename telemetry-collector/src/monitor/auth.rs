@@ -3,7 +3,8 @@
 //! cookie holding its random id (never the token), for `MONITOR_SESSION_TTL`. Logging
 //! out ends the session on the server, so the cookie no longer works anywhere. Token
 //! comparisons hash both sides first and compare in constant time. Without access:
-//! 401 for the API, a redirect to the login page for HTML.
+//! 401 for the API (the error shape of [`crate::http::errors`]), a redirect to the
+//! login page for HTML.
 //!
 //! Wrong tokens are throttled per client address, where the token itself is checked
 //! (bearer header, login form). A presented token is always compared first, so the
@@ -30,18 +31,20 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use askama::Template;
-use axum::extract::{ConnectInfo, FromRequestParts, Query, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Form, Json};
+use axum::Form;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 
-use crate::http::AppState;
+use crate::http::{ApiError, AppState};
+
+use super::params::Params;
 
 /// Name of the login cookie.
 pub const SESSION_COOKIE: &str = "monitor_session";
@@ -169,19 +172,15 @@ async fn check_token(state: &AppState, client: ClientAddr, candidate: &str) -> R
     Err(Refused::Wrong)
 }
 
-/// 429 with `Retry-After`, for a wrong token over its address's allowance.
-fn too_many(state: &AppState, api: bool) -> Response {
+/// 429 with `Retry-After`, for a wrong token over its address's allowance (JSON for
+/// the API, a page on the login form: [`crate::http::errors::uniform`]).
+fn too_many(state: &AppState) -> Response {
     let retry = state.monitor.inner.failed_auth_delay.as_secs().max(1);
-    let message = "too many wrong tokens from this address at once; try again shortly";
-    let mut response = if api {
-        (
-            StatusCode::TOO_MANY_REQUESTS,
-            Json(serde_json::json!({ "error": message })),
-        )
-            .into_response()
-    } else {
-        (StatusCode::TOO_MANY_REQUESTS, message).into_response()
-    };
+    let mut response = ApiError::of_status(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many wrong tokens from this address at once; try again shortly",
+    )
+    .into_response();
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(retry));
@@ -237,16 +236,16 @@ pub async fn require_token(
     if let Some(token) = bearer(request.headers()) {
         match check_token(&state, client, token).await {
             Ok(()) => return next.run(request).await,
-            Err(Refused::Busy) => return too_many(&state, api),
+            Err(Refused::Busy) => return too_many(&state),
             Err(Refused::Wrong) => {}
         }
     }
     if api {
-        let mut response = (
+        let mut response = ApiError::of_status(
             StatusCode::UNAUTHORIZED,
-            Json(serde_json::json!({ "error": "unauthorized: send Authorization: Bearer <MONITOR_TOKEN>" })),
+            "send Authorization: Bearer <MONITOR_TOKEN> (or log in at /monitor/login)",
         )
-            .into_response();
+        .into_response();
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"monitor\""),
@@ -272,10 +271,10 @@ pub struct LoginPage {
     pub error: bool,
 }
 
-/// `?next=` of the login page.
+/// `?next=` of the login page (any other name is a 400: [`Params`]).
 #[derive(Debug, Deserialize)]
 pub struct LoginQuery {
-    next: Option<String>,
+    pub next: Option<String>,
 }
 
 /// The login form's fields.
@@ -303,7 +302,7 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-pub async fn login_page(Query(query): Query<LoginQuery>) -> Response {
+pub async fn login_page(Params(query): Params<LoginQuery>) -> Response {
     super::views::render(&LoginPage {
         next: safe_next(query.next.as_deref()),
         error: false,
@@ -326,7 +325,7 @@ pub async fn login(
     }
     match check_token(&state, client, &form.token).await {
         Ok(()) => {}
-        Err(Refused::Busy) => return too_many(&state, false),
+        Err(Refused::Busy) => return too_many(&state),
         Err(Refused::Wrong) => {
             let mut response = super::views::render(&LoginPage { next, error: true });
             *response.status_mut() = StatusCode::UNAUTHORIZED;

@@ -5,7 +5,7 @@
 //! ([`crate::dead_letters`]).
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::http::{AppError, AppState};
 use crate::store::DeadLetterRecord;
 
-use super::params::{self, bad, encode, present, Listed};
+use super::params::{self, bad, encode, present, Listed, Params};
 use super::views::{fmt_time, render};
 
 /// Bytes of a dead letter shown in its preview.
@@ -32,7 +32,10 @@ impl DeadLettersParams {
     pub fn page(&self) -> Result<(Option<i64>, i64), AppError> {
         let before = match present(&self.cursor) {
             None => None,
-            Some(c) => Some(c.parse().map_err(|_| bad("bad cursor"))?),
+            Some(c) => Some(
+                c.parse()
+                    .map_err(|_| bad("cursor must be the next_cursor of a previous page"))?,
+            ),
         };
         Ok((before, params::limit(&self.limit)?))
     }
@@ -112,7 +115,7 @@ pub struct DeadLettersPage {
 /// `/monitor/dead-letters`.
 pub async fn page(
     State(state): State<AppState>,
-    Query(query): Query<DeadLettersParams>,
+    Params(query): Params<DeadLettersParams>,
 ) -> Result<Response, AppError> {
     let listed = list(&state, &query).await?;
     let filters = encode(&[("limit", &query.limit)]);
@@ -166,7 +169,7 @@ pub struct DeadLettersJson {
 /// `/api/v1/dead-letters`.
 pub async fn api(
     State(state): State<AppState>,
-    Query(query): Query<DeadLettersParams>,
+    Params(query): Params<DeadLettersParams>,
 ) -> Result<Json<DeadLettersJson>, AppError> {
     let listed = list(&state, &query).await?;
     Ok(Json(DeadLettersJson {

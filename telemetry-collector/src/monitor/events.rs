@@ -4,7 +4,7 @@
 //! ([`super::runs::detail`]).
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -12,14 +12,16 @@ use serde::{Deserialize, Serialize};
 use crate::http::{AppError, AppState};
 use crate::store::{EventCursor, EventFilter, EventRecord};
 
+use super::json_blob::JsonBlob;
 use super::live::{self, Fragment};
-use super::params::{self, encode, parse_time, Listed};
+use super::params::{self, encode, parse_time, Listed, Params};
 use super::views::{field, fmt_ms, fmt_time, opt, render, run_href};
 
 /// Characters of an event payload shown in a list (the run page shows it whole).
 pub const PAYLOAD_PREVIEW_CHARS: usize = 160;
 
-/// Query string of the events list (page, API and live stream).
+/// Query string of the events list (page, API and live stream); any other name is a
+/// 400 ([`Params`]).
 #[derive(Debug, Default, Clone, Deserialize)]
 pub struct EventsParams {
     #[serde(rename = "type")]
@@ -198,7 +200,7 @@ pub struct EventsPage {
 /// `/monitor/events`.
 pub async fn page(
     State(state): State<AppState>,
-    Query(query): Query<EventsParams>,
+    Params(query): Params<EventsParams>,
 ) -> Result<Response, AppError> {
     let listed = list(&state, &query).await?;
     let filters = query.query_string();
@@ -234,7 +236,9 @@ pub struct EventJson {
     pub received_at: i64,
     pub stream_seq: i64,
     pub subject: String,
-    pub payload: Option<String>,
+    /// The event's JSON payload (an app event's own, or the collector's summary of
+    /// the other bodies), as a JSON value.
+    pub payload: Option<JsonBlob>,
 }
 
 impl From<EventRecord> for EventJson {
@@ -254,7 +258,7 @@ impl From<EventRecord> for EventJson {
             received_at: event.received_at,
             stream_seq: event.stream_seq,
             subject: event.subject,
-            payload: event.payload,
+            payload: JsonBlob::from_stored(event.payload),
         }
     }
 }
@@ -270,7 +274,7 @@ pub struct EventsJson {
 /// `/api/v1/events`.
 pub async fn api(
     State(state): State<AppState>,
-    Query(query): Query<EventsParams>,
+    Params(query): Params<EventsParams>,
 ) -> Result<Json<EventsJson>, AppError> {
     let listed = list(&state, &query).await?;
     Ok(Json(EventsJson {
@@ -295,7 +299,7 @@ impl Fragment for LiveEvents {
 /// `/monitor/live/events?<filters>`: the first page of events as table rows.
 pub async fn live(
     State(state): State<AppState>,
-    Query(query): Query<EventsParams>,
+    Params(query): Params<EventsParams>,
 ) -> Result<Response, AppError> {
     let mut filter = query.filter()?;
     filter.before = None;

@@ -21,14 +21,19 @@
 //!
 //! Shared by them: [`auth`] (bearer header or login cookie, login and logout) and
 //! [`sessions`] (random ids, expiring, revocable); [`params`] (query-string parsing,
-//! cursors, links); [`views`] (how values are shown, rendering); [`live`] (SSE streams
-//! that end on shutdown). The router below maps the routes to them.
+//! cursors, links); [`views`] (how values are shown, rendering); [`json_blob`] (stored
+//! JSON answered as JSON); [`live`] (SSE streams that end on shutdown); [`openapi`]
+//! (the API's description). The router below maps the routes to them; the API's
+//! routes are listed once, in [`api_routes`], which the OpenAPI document is checked
+//! against.
 
 pub mod auth;
 pub mod charts;
 pub mod dead_letters;
 pub mod events;
+pub mod json_blob;
 pub mod live;
+pub mod openapi;
 pub mod overview;
 pub mod params;
 pub mod producers;
@@ -43,7 +48,7 @@ use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use service_kit::ExposeSecret as _;
 use tokio::sync::Semaphore;
@@ -67,8 +72,11 @@ pub const LIVE_POLL_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_MAX_OVERVIEW_QUERIES: usize = 2;
 /// Upper bound of that knob.
 pub const MAX_OVERVIEW_QUERIES_LIMIT: usize = 16;
-/// How long an overview request waits for its turn before 503.
-pub const OVERVIEW_QUEUE_WAIT: Duration = Duration::from_secs(30);
+/// How long an overview request waits for its turn before 503 by default. Knob:
+/// `MONITOR_OVERVIEW_QUEUE_WAIT_MS`.
+pub const DEFAULT_OVERVIEW_QUEUE_WAIT: Duration = Duration::from_secs(30);
+/// Upper bound of that knob.
+pub const MAX_OVERVIEW_QUEUE_WAIT: Duration = Duration::from_secs(3600);
 /// Overview window when none is chosen.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
@@ -90,6 +98,8 @@ struct Inner {
     failures: auth::FailureThrottle,
     /// See [`DEFAULT_MAX_OVERVIEW_QUERIES`].
     overview_slots: Arc<Semaphore>,
+    /// See [`DEFAULT_OVERVIEW_QUEUE_WAIT`].
+    overview_queue_wait: Duration,
     /// See [`auth::DEFAULT_FAILED_AUTH_DELAY`].
     failed_auth_delay: Duration,
     /// See [`producers::DEFAULT_PRODUCER_SILENT_AFTER`].
@@ -124,6 +134,7 @@ impl Monitor {
                 sse_slots: Arc::new(Semaphore::new(settings.max_live_clients.max(1))),
                 failures: auth::FailureThrottle::new(settings.max_token_checks),
                 overview_slots: Arc::new(Semaphore::new(settings.max_overview_queries.max(1))),
+                overview_queue_wait: settings.overview_queue_wait,
                 failed_auth_delay: settings.failed_auth_delay,
                 producer_silent_after: settings.producer_silent_after,
                 readyz_detail: settings.readyz_detail,
@@ -207,10 +218,29 @@ fn origin(url: &str) -> Option<String> {
         .then(|| format!("{scheme}://{host}"))
 }
 
+/// The JSON API: every `/api/v1` route is here and nowhere else, so that
+/// `docs/openapi.json` can be held to this list (`tests/monitor_api.rs`).
+fn api_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/api/v1/runs", get(runs::api)),
+        ("/api/v1/runs/{id}", get(runs::detail::api)),
+        ("/api/v1/events", get(events::api)),
+        ("/api/v1/dead-letters", get(dead_letters::api)),
+        ("/api/v1/producers", get(producers::api)),
+        ("/api/v1/stats", get(overview::api)),
+        ("/api/v1/openapi.json", get(openapi::document)),
+    ]
+}
+
+/// The paths of the JSON API's routes, in axum's (and OpenAPI's) `{param}` syntax.
+pub fn api_paths() -> Vec<&'static str> {
+    api_routes().into_iter().map(|(path, _)| path).collect()
+}
+
 /// The monitor's routes (pages, API, live streams, static files, login), with access
 /// control and security headers; merged into [`crate::http::router`].
 pub fn router(state: AppState) -> Router<AppState> {
-    let protected = Router::new()
+    let pages = Router::new()
         .route("/monitor", get(runs::page))
         .route("/monitor/runs/{id}", get(runs::detail::page))
         .route("/monitor/events", get(events::page))
@@ -220,13 +250,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/monitor/live/runs", get(runs::live))
         .route("/monitor/live/runs/{id}", get(runs::detail::live))
         .route("/monitor/live/events", get(events::live))
-        .route("/monitor/logout", post(auth::logout))
-        .route("/api/v1/runs", get(runs::api))
-        .route("/api/v1/runs/{id}", get(runs::detail::api))
-        .route("/api/v1/events", get(events::api))
-        .route("/api/v1/dead-letters", get(dead_letters::api))
-        .route("/api/v1/producers", get(producers::api))
-        .route("/api/v1/stats", get(overview::api))
+        .route("/monitor/logout", post(auth::logout));
+    let protected = api_routes()
+        .into_iter()
+        .fold(pages, |routes, (path, route)| routes.route(path, route))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -6,7 +6,7 @@
 //! counted as `stale`, apart from the ones still running.
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -15,9 +15,9 @@ use crate::http::{AppError, AppState};
 use crate::store::{GroupStats, Overview, Store};
 use service_kit::now_ms;
 
-use super::params::{bad, parse_time, present};
+use super::params::{bad, parse_time, present, Params};
 use super::views::{fmt_ms, fmt_time, render};
-use super::{charts, Monitor, OVERVIEW_QUEUE_WAIT};
+use super::{charts, Monitor};
 
 /// The named windows the overview offers.
 pub const WINDOWS: [(&str, i64); 5] = [
@@ -57,10 +57,12 @@ impl StatsParams {
 impl Monitor {
     /// The overview's statistics for `[from, to)`, at most `MONITOR_MAX_OVERVIEW_QUERIES`
     /// ([`DEFAULT_MAX_OVERVIEW_QUERIES`](super::DEFAULT_MAX_OVERVIEW_QUERIES)) at once;
-    /// others wait up to [`OVERVIEW_QUEUE_WAIT`] without a connection, then 503.
+    /// others wait up to `MONITOR_OVERVIEW_QUEUE_WAIT_MS`
+    /// ([`DEFAULT_OVERVIEW_QUEUE_WAIT`](super::DEFAULT_OVERVIEW_QUEUE_WAIT)) without a
+    /// connection, then 503.
     pub async fn stats(&self, store: &dyn Store, from: i64, to: i64) -> Result<Overview, AppError> {
-        let slot =
-            tokio::time::timeout(OVERVIEW_QUEUE_WAIT, self.inner.overview_slots.acquire()).await;
+        let wait = self.inner.overview_queue_wait;
+        let slot = tokio::time::timeout(wait, self.inner.overview_slots.acquire()).await;
         let Ok(Ok(_slot)) = slot else {
             return Err(AppError::Busy(
                 "the overview is busy with other requests; try again shortly",
@@ -128,7 +130,7 @@ pub struct OverviewPage {
 /// `/monitor/overview`.
 pub async fn page(
     State(state): State<AppState>,
-    Query(query): Query<StatsParams>,
+    Params(query): Params<StatsParams>,
 ) -> Result<Response, AppError> {
     let (stats, window) = read(&state, &query).await?;
     Ok(render(&OverviewPage {
@@ -211,7 +213,7 @@ impl From<Overview> for StatsJson {
 /// `/api/v1/stats`.
 pub async fn api(
     State(state): State<AppState>,
-    Query(query): Query<StatsParams>,
+    Params(query): Params<StatsParams>,
 ) -> Result<Json<StatsJson>, AppError> {
     let (stats, _) = read(&state, &query).await?;
     Ok(Json(stats.into()))

@@ -30,6 +30,8 @@ use service_kit::now_ms;
 use crate::http::{AppError, AppState};
 use crate::store::ProducerRecord;
 
+use super::json_blob::JsonBlob;
+use super::params::{NoParams, Params};
 use super::views::{fmt_age, fmt_time, num, opt, render};
 
 /// How long a producer may send nothing before it is flagged as silent, unless its
@@ -229,7 +231,10 @@ async fn assessed(state: &AppState) -> Result<Vec<(ProducerRecord, Assessment)>,
 }
 
 /// `/monitor/producers`.
-pub async fn page(State(state): State<AppState>) -> Result<Response, AppError> {
+pub async fn page(
+    State(state): State<AppState>,
+    _: Params<NoParams>,
+) -> Result<Response, AppError> {
     let producers = assessed(&state).await?;
     let mut totals = Totals::default();
     for (p, assessment) in &producers {
@@ -257,7 +262,8 @@ pub struct ProducerJson {
     pub emitted: Option<i64>,
     pub published: Option<i64>,
     pub dropped: Option<i64>,
-    pub dropped_by_reason: Option<String>,
+    /// Drops per reason as a JSON object (`{"queue_full": 3}`).
+    pub dropped_by_reason: Option<JsonBlob>,
     pub publish_failures: Option<i64>,
     pub queue_depth: Option<i64>,
     pub started_at: Option<i64>,
@@ -289,7 +295,7 @@ impl ProducerJson {
             emitted: ledger.emitted,
             published: ledger.published,
             dropped: ledger.dropped,
-            dropped_by_reason: ledger.dropped_by_reason,
+            dropped_by_reason: JsonBlob::from_stored(ledger.dropped_by_reason),
             publish_failures: ledger.publish_failures,
             queue_depth: ledger.queue_depth,
             started_at: ledger.started_at,
@@ -309,7 +315,10 @@ impl ProducerJson {
 
 /// `/api/v1/producers`: every producer's ledger (one list, no pages; scripts sum the
 /// totals the page shows).
-pub async fn api(State(state): State<AppState>) -> Result<Json<Vec<ProducerJson>>, AppError> {
+pub async fn api(
+    State(state): State<AppState>,
+    _: Params<NoParams>,
+) -> Result<Json<Vec<ProducerJson>>, AppError> {
     let producers = assessed(&state).await?;
     Ok(Json(
         producers

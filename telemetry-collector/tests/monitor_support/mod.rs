@@ -325,6 +325,36 @@ pub async fn get(app: &axum::Router, path: &str, headers: &[(&str, &str)]) -> An
     .await
 }
 
+/// `method path` through the router, with extra headers and a body.
+pub async fn send(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Answer {
+    let mut request = Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    answer(
+        app.clone()
+            .oneshot(request.body(Body::from(body)).unwrap())
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+/// The response to `GET path`, its body not read: a live (SSE) stream stays open, and
+/// holds its slot, as long as the response is kept.
+pub async fn open(app: &axum::Router, path: &str) -> Response<Body> {
+    app.clone()
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap()
+}
+
 /// `POST path` with a form body.
 pub async fn post_form(app: &axum::Router, path: &str, form: &str) -> Answer {
     let request = Request::post(path)

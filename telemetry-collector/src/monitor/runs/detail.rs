@@ -21,7 +21,7 @@ use crate::store::{RunDetail, StaleCutoff, VariantRecord};
 
 use super::super::events::{request_href, EventJson, EventRow};
 use super::super::live::{self, Fragment};
-use super::super::params::{self, path_segment};
+use super::super::params::{self, path_segment, NoParams, Params};
 use super::super::views::{fmt_ms, fmt_time, num, opt, pretty_json, render, status_class};
 use super::{RunJson, RunRow};
 
@@ -221,6 +221,7 @@ pub struct RunPage {
 pub async fn page(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    _: Params<NoParams>,
 ) -> Result<Response, AppError> {
     let detail = read(&state, &id).await?;
     let run = RunView::new(
@@ -304,6 +305,7 @@ impl RunDetailJson {
 pub async fn api(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    _: Params<NoParams>,
 ) -> Result<Json<RunDetailJson>, AppError> {
     let detail = read(&state, &id).await?;
     Ok(Json(RunDetailJson::new(
@@ -331,7 +333,11 @@ impl Fragment for LiveRun {
 }
 
 /// `/monitor/live/runs/{id}`: the run's view until it ends or is stale.
-pub async fn live(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub async fn live(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    _: Params<NoParams>,
+) -> Response {
     if let Err(refused) = params::run_id(&id) {
         return refused.into_response();
     }

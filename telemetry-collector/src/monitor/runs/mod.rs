@@ -16,7 +16,7 @@
 pub mod detail;
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -24,8 +24,9 @@ use serde::{Deserialize, Serialize};
 use crate::http::{AppError, AppState};
 use crate::store::{RunFilter, RunRecord, StaleCutoff};
 
+use super::json_blob::JsonBlob;
 use super::live::{self, Fragment};
-use super::params::{self, encode, parse_cursor, parse_time, Listed};
+use super::params::{self, encode, parse_cursor, parse_time, Listed, Params};
 use super::views::{field, fmt_ms, fmt_time, num, opt, render, run_href, status_class};
 
 /// Run statuses offered by the filter (`stale` is derived, see the module doc;
@@ -40,7 +41,8 @@ pub const RUN_STATUSES: [&str; 7] = [
     "unknown(0)",
 ];
 
-/// Query string of the runs list (page, API and live stream).
+/// Query string of the runs list (page, API and live stream); any other name is a 400
+/// ([`Params`]).
 #[derive(Debug, Default, Clone, Deserialize)]
 pub struct RunsParams {
     pub shop: Option<String>,
@@ -181,7 +183,7 @@ pub struct RunsPage {
 /// `/monitor`.
 pub async fn page(
     State(state): State<AppState>,
-    Query(query): Query<RunsParams>,
+    Params(query): Params<RunsParams>,
 ) -> Result<Response, AppError> {
     let stale = state.monitor.stale_cutoff();
     let listed = list(&state, &query.filter(stale)?).await?;
@@ -228,9 +230,11 @@ pub struct RunJson {
     pub room_image_format: Option<String>,
     pub room_image_bytes: Option<i64>,
     pub resolved_facts_hash: Option<String>,
-    pub resolved_facts_json: Option<String>,
+    /// The resolved facts as the JSON the renderer sent (stored as `resolved_facts_json`).
+    pub resolved_facts: Option<JsonBlob>,
     pub prompt_pack_hash: Option<String>,
-    pub prompt_pack_json: Option<String>,
+    /// The prompt pack as the JSON the renderer sent (stored as `prompt_pack_json`).
+    pub prompt_pack: Option<JsonBlob>,
     pub variant_count: Option<i64>,
     pub started_at: i64,
     pub started_event_id: Option<String>,
@@ -272,9 +276,9 @@ impl RunJson {
             room_image_format: run.room_image_format,
             room_image_bytes: run.room_image_bytes,
             resolved_facts_hash: run.resolved_facts_hash,
-            resolved_facts_json: run.resolved_facts_json,
+            resolved_facts: JsonBlob::from_stored(run.resolved_facts_json),
             prompt_pack_hash: run.prompt_pack_hash,
-            prompt_pack_json: run.prompt_pack_json,
+            prompt_pack: JsonBlob::from_stored(run.prompt_pack_json),
             variant_count: run.variant_count,
             started_at: run.started_at,
             started_event_id: run.started_event_id,
@@ -300,7 +304,7 @@ pub struct RunsJson {
 /// `/api/v1/runs`.
 pub async fn api(
     State(state): State<AppState>,
-    Query(query): Query<RunsParams>,
+    Params(query): Params<RunsParams>,
 ) -> Result<Json<RunsJson>, AppError> {
     let stale = state.monitor.stale_cutoff();
     let listed = list(&state, &query.filter(stale)?).await?;
@@ -332,7 +336,7 @@ impl Fragment for LiveRuns {
 /// `/monitor/live/runs?<filters>`: the first page of runs as the runs table.
 pub async fn live(
     State(state): State<AppState>,
-    Query(query): Query<RunsParams>,
+    Params(query): Params<RunsParams>,
 ) -> Result<Response, AppError> {
     // Refuse a wrong filter now (400), not on every read of the stream.
     query.filter(state.monitor.stale_cutoff())?;
