@@ -184,11 +184,7 @@ impl Dialect for PostgresStore {
                 .bind(prepared.event_ids())
                 .fetch_all(&mut *tx)
                 .await?;
-                let conflicts = prepared.conflicts(rows);
-                if !conflicts.is_empty() {
-                    report.duplicates -= conflicts.len() as u64;
-                    prepared = Prepared::from_batch(batch, &conflicts);
-                }
+                prepared.settle_conflicts(batch, rows, &mut report.duplicates);
             }
             for (producer, stats, stored) in &inserted {
                 if !stats {

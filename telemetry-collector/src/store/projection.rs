@@ -401,10 +401,7 @@ impl<'a> Prepared<'a> {
 
     /// Of the rows read back for [`Self::event_ids`] (`event_id`, `body_hash`,
     /// `stream_seq`), those stored from other bytes than this batch's envelope.
-    pub fn conflicts(
-        &self,
-        rows: Vec<(String, Option<Vec<u8>>, i64)>,
-    ) -> HashMap<String, StoredEvent> {
+    fn conflicts(&self, rows: Vec<(String, Option<Vec<u8>>, i64)>) -> HashMap<String, StoredEvent> {
         let ours: HashMap<&str, &BodyHash> = self
             .events
             .iter()
@@ -425,6 +422,22 @@ impl<'a> Prepared<'a> {
                 )
             })
             .collect()
+    }
+
+    /// After the events insert, given the rows read back for [`Self::event_ids`]:
+    /// when some were stored from other bytes, refolds the batch refusing those
+    /// (they were counted as duplicates; they are dead letters now).
+    pub fn settle_conflicts(
+        &mut self,
+        batch: &'a Batch,
+        rows: Vec<(String, Option<Vec<u8>>, i64)>,
+        duplicates: &mut u64,
+    ) {
+        let conflicts = self.conflicts(rows);
+        if !conflicts.is_empty() {
+            *duplicates -= conflicts.len() as u64;
+            *self = Self::from_batch(batch, &conflicts);
+        }
     }
 
     /// [`Self::refused`] as the write report gives it.

@@ -173,11 +173,7 @@ pub(crate) async fn write(
         .bind(ids)
         .fetch_all(&mut *tx)
         .await?;
-        let conflicts = prepared.conflicts(rows);
-        if !conflicts.is_empty() {
-            report.duplicates -= conflicts.len() as u64;
-            prepared = Prepared::from_batch(batch, &conflicts);
-        }
+        prepared.settle_conflicts(batch, rows, &mut report.duplicates);
     }
     for ((producer, stats), stored) in inserted {
         if !stats {
