@@ -142,7 +142,9 @@ fn parse_batches(subjects: &Subjects, stream: &str, kept: &[(String, u64, Bytes)
         .map(|chunk| {
             let mut batch = Batch {
                 stream: stream.to_owned(),
-                received_at: 1,
+                // Now, as ingest does: an envelope dated more than a day past its
+                // receive time is a dead letter (`domain::MAX_CLOCK_AHEAD`).
+                received_at: service_kit::now_ms(),
                 ..Default::default()
             };
             for (subject, seq, payload) in chunk {
