@@ -97,44 +97,41 @@ pub fn latency_bucket(latency_ms: i64) -> i64 {
     latency_ms / step * step
 }
 
-/// A variant's status in the overview: `stale` (as `shown_stale`) for one still
-/// `running` in a run that started before the cutoff (bound here), else `shown`.
-fn push_status<DB>(
-    query: &mut QueryBuilder<'static, DB>,
-    stale: StaleCutoff,
-    shown_stale: &str,
-    shown: &str,
-) where
-    DB: sqlx::Database,
-    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    query
-        .push(format_args!(
-            "CASE WHEN v.status = '{RUNNING}' AND r.started_at < "
-        ))
-        .push_bind(stale.0)
-        .push(format_args!(" THEN {shown_stale} ELSE {shown} END"));
-}
-
 /// The overview's query for Postgres: variants of the window's runs grouped by model,
 /// prompt pack, status (stale ones apart) and latency bucket. The variants are read per run from a
 /// covering index (`LATERAL .. OFFSET 0` keeps the planner from turning it into a hash
 /// join over the whole `variant_results` table, which it chose otherwise and which
 /// grows with history, not with the window); the few hundred groups are hashed.
 pub(crate) fn stats_sql(from: i64, to: i64, stale: StaleCutoff) -> QueryBuilder<'static, Postgres> {
-    let mut query = QueryBuilder::new(
-        "SELECT r.model AS model, r.prompt_pack_version AS prompt_pack_version, ",
-    );
-    push_status(&mut query, stale, &format!("'{STALE}'"), "v.status");
-    query.push(format_args!(
-        " AS status, {LATENCY_BUCKET_SQL} AS bucket, count(*) AS n \
+    // Stale is a group key of its own (a boolean), not a CASE over the status: a
+    // CASE hides the status's statistics from the planner, which then expects a group
+    // per row and sorts instead of hashing (measured: the 24 h overview at 300,000
+    // runs went from 134 to 325 ms p50).
+    let mut query = QueryBuilder::new(format!(
+        "SELECT r.model AS model, r.prompt_pack_version AS prompt_pack_version, \
+         v.status AS status, {LATENCY_BUCKET_SQL} AS bucket, \
+         (v.status = '{RUNNING}' AND r.started_at < "
+    ));
+    query.push_bind(stale.0).push(
+        ") AS stale, count(*) AS n \
          FROM render_runs r CROSS JOIN LATERAL \
          (SELECT status, latency_ms FROM variant_results v WHERE v.run_id = r.run_id OFFSET 0) v \
-         WHERE 1 = 1"
-    ));
+         WHERE 1 = 1",
+    );
     range(&mut query, "r.started_at", Some(from), Some(to));
-    query.push(" GROUP BY 1, 2, 3, 4");
+    query.push(" GROUP BY 1, 2, 3, 4, 5");
     query
+}
+
+/// A row of [`stats_sql`]: a [`StatsRow`] with its stale flag apart.
+#[derive(Debug, sqlx::FromRow)]
+struct PgStatsRow {
+    model: Option<String>,
+    prompt_pack_version: Option<String>,
+    status: String,
+    bucket: i64,
+    stale: bool,
+    n: i64,
 }
 
 /// The overview on Postgres ([`stats_sql`]).
@@ -144,16 +141,28 @@ pub(crate) async fn postgres(
     to: i64,
     stale: StaleCutoff,
 ) -> Result<Overview, StoreError> {
-    let rows: Vec<StatsRow> = stats_sql(from, to, stale)
+    let rows: Vec<PgStatsRow> = stats_sql(from, to, stale)
         .build_query_as()
         .fetch_all(pool)
         .await?;
+    let rows: Vec<StatsRow> = rows
+        .into_iter()
+        .map(|r| StatsRow {
+            model: r.model,
+            prompt_pack_version: r.prompt_pack_version,
+            status: if r.stale { STALE.to_owned() } else { r.status },
+            bucket: r.bucket,
+            n: r.n,
+        })
+        .collect();
     Ok(summarize(from, to, &rows))
 }
 
-/// The overview's query for SQLite: one JSON array of `[model, prompt pack, variants]`
-/// per run of the window, the variants packed as `s1234,t30000,r-1` (first letter of
-/// the status, or [`STALE_MARK`] for a stale one, and the latency or -1). SQLite aggregates only by sorting, and sorting the
+/// The overview's query for SQLite: one JSON array of `[model, prompt pack, variants,
+/// stale]` per run of the window, the variants packed as `s1234,t30000,r-1` (first
+/// letter of the status, latency or -1) and `stale` 1 when the run started before the
+/// stale cutoff (its `running` variants count as stale: one flag per run, not a
+/// condition per variant). SQLite aggregates only by sorting, and sorting the
 /// ~130,000 variant rows of a day (a plain join and `GROUP BY`) took ~200 ms; one
 /// aggregate without `GROUP BY` sorts nothing: the runs come from one covering index
 /// in time order, each run's variants from another, and [`fold_packed`] counts the
@@ -165,25 +174,16 @@ pub(crate) fn stats_packed_sql(
 ) -> QueryBuilder<'static, Sqlite> {
     let mut query = QueryBuilder::new(
         "SELECT json_group_array(json_array(r.model, r.prompt_pack_version, \
-         (SELECT group_concat(",
+         (SELECT group_concat(substr(v.status, 1, 1) || ifnull(v.latency_ms, -1)) \
+          FROM variant_results v WHERE v.run_id = r.run_id), r.started_at < ",
     );
-    push_status(
-        &mut query,
-        stale,
-        &format!("'{STALE_MARK}'"),
-        "substr(v.status, 1, 1)",
-    );
-    query.push(
-        " || ifnull(v.latency_ms, -1)) \
-          FROM variant_results v WHERE v.run_id = r.run_id))) AS runs \
+    query.push_bind(stale.0).push(
+        ")) AS runs \
          FROM render_runs r INDEXED BY render_runs_overview WHERE 1 = 1",
     );
     range(&mut query, "r.started_at", Some(from), Some(to));
     query
 }
-
-/// What a stale variant is packed as by [`stats_packed_sql`]: no status starts with it.
-pub const STALE_MARK: char = '~';
 
 /// The overview on SQLite ([`stats_packed_sql`], counted by [`fold_packed`]).
 pub(crate) async fn sqlite(
@@ -202,14 +202,14 @@ pub(crate) async fn sqlite(
 /// The row of [`stats_packed_sql`].
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PackedRuns {
-    /// `[[model, prompt pack, "s1234,f250"], ...]`.
+    /// `[[model, prompt pack, "s1234,f250", stale (0 / 1)], ...]`.
     pub runs: Option<String>,
 }
 
 /// Buckets packed runs into the groups [`stats_sql`] returns. JSON that does not
 /// parse (it cannot: SQLite wrote it) counts as no runs.
 pub fn fold_packed(packed: &PackedRuns) -> Vec<StatsRow> {
-    type Run = (Option<String>, Option<String>, Option<String>);
+    type Run = (Option<String>, Option<String>, Option<String>, Option<i64>);
     let runs: Vec<Run> = packed
         .runs
         .as_deref()
@@ -218,7 +218,8 @@ pub fn fold_packed(packed: &PackedRuns) -> Vec<StatsRow> {
     // (model, prompt pack, status, bucket) → variants.
     type Group<'a> = (Option<&'a str>, Option<&'a str>, &'a str, i64);
     let mut groups: BTreeMap<Group<'_>, i64> = BTreeMap::new();
-    for (model, pack, variants) in &runs {
+    for (model, pack, variants, stale) in &runs {
+        let stale = *stale == Some(1);
         let Some(variants) = variants.as_deref() else {
             continue;
         };
@@ -228,8 +229,8 @@ pub fn fold_packed(packed: &PackedRuns) -> Vec<StatsRow> {
                 "s" => "success",
                 "f" => "failed",
                 "t" => "timeout",
+                "r" if stale => STALE,
                 "r" => RUNNING,
-                "~" => STALE,
                 _ => "other",
             };
             let latency: i64 = latency.parse().unwrap_or(-1);
@@ -349,7 +350,10 @@ mod tests {
         assert_eq!(stats.by_prompt_pack[0].key, "(none)");
         assert_eq!(latency_bucket(1234), 1200);
         let packed = PackedRuns {
-            runs: Some(r#"[["m",null,"s105,s101,r-1"],["m",null,null],["m",null,"~-1"]]"#.into()),
+            runs: Some(
+                r#"[["m",null,"s105,s101,r-1",0],["m",null,null,0],["m",null,"s103,r-1",1]]"#
+                    .into(),
+            ),
         };
         let folded = fold_packed(&packed);
         assert_eq!(folded.len(), 3);
@@ -363,7 +367,7 @@ mod tests {
         );
         assert_eq!(
             (folded[2].status.as_str(), folded[2].bucket, folded[2].n),
-            ("success", 100, 2)
+            ("success", 100, 3)
         );
         assert_eq!(latency_bucket(999), 990);
     }
