@@ -18,8 +18,9 @@ use common::{batch_of, Backend, TestDb};
 use monitor_support::*;
 use serde_json::Value;
 use telemetry_collector::config::MonitorSettings;
+use telemetry_collector::dead_letters::{self, Selection};
 use telemetry_collector::store::Store;
-use telemetry_proto::v1;
+use telemetry_proto::{v1, Subjects};
 use tokio_util::sync::CancellationToken;
 
 fn monitor(store: &Arc<dyn Store>) -> axum::Router {
@@ -252,7 +253,24 @@ async fn one_event_id_two_bodies_gives_one_result(backend: Backend) {
             "split={split}: {}",
             dead[0].1
         );
-        results.push((common::snapshot(&store).await, dead));
+        let before = common::snapshot(&store).await;
+        // Requeued, the conflicting envelope parses but is refused again: it stays a
+        // dead letter (not deleted as resolved) and the rows do not change.
+        let report = dead_letters::requeue(
+            store.as_ref(),
+            &Subjects::new("telemetry").unwrap(),
+            &Selection::All,
+        )
+        .await
+        .expect("requeue");
+        assert_eq!(
+            (report.requeued, report.still_failing),
+            (0, 1),
+            "split={split}"
+        );
+        assert_eq!(dead_letters(&app).await, dead, "split={split}: still there");
+        assert_eq!(common::snapshot(&store).await, before, "split={split}");
+        results.push((before, dead));
     }
     assert_eq!(results[0], results[1], "one batch or three: the same rows");
 }
