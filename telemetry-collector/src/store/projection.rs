@@ -273,9 +273,15 @@ impl<'a> Prepared<'a> {
         let mut producers: BTreeMap<&str, ProducerUpsert<'_>> = BTreeMap::new();
         let mut events = Vec::with_capacity(kept.len());
         let mut refused = Vec::new();
+        // Usually every id is new to the batch: then no envelope needs looking up again.
+        let repeats = kept.len() < batch.facts.len();
         for fact in &batch.facts {
             let event_id = fact.meta.event_id.as_str();
-            let first = &batch.facts[kept[event_id]];
+            let first = if repeats {
+                &batch.facts[kept[event_id]]
+            } else {
+                fact
+            };
             if !std::ptr::eq(first, fact) {
                 if first.raw != fact.raw {
                     refused.push((
