@@ -289,13 +289,11 @@ impl Settings {
             ));
         }
         let silent = monitor.producer_silent_after;
-        if silent < Duration::from_secs(1) || silent > MAX_STALE_RUN_AFTER {
+        let max = crate::monitor::producers::MAX_PRODUCER_SILENT_AFTER;
+        if silent < Duration::from_secs(1) || silent > max {
             return Err(ConfigError::new(
                 "COLLECTOR_PRODUCER_SILENT_AFTER",
-                format!(
-                    "must be between 1s and {}d",
-                    MAX_STALE_RUN_AFTER.as_secs() / 86_400
-                ),
+                format!("must be between 1s and {}d", max.as_secs() / 86_400),
             ));
         }
         let exposed = self.http_addr.is_some_and(|addr| !addr.ip().is_loopback());

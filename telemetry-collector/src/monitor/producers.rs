@@ -39,6 +39,9 @@ use super::views::{fmt_age, fmt_time, num, opt, render};
 /// message is not an alarm, three missed ones are. Knob:
 /// `COLLECTOR_PRODUCER_SILENT_AFTER`.
 pub const DEFAULT_PRODUCER_SILENT_AFTER: Duration = Duration::from_secs(30);
+/// Longest `COLLECTOR_PRODUCER_SILENT_AFTER`: a week, past which the stream no longer
+/// holds what a producer sent before it went quiet.
+pub const MAX_PRODUCER_SILENT_AFTER: Duration = Duration::from_secs(7 * 86_400);
 
 /// What the ledger of one producer says, read against the contract at `now`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
