@@ -19,7 +19,22 @@
 //! - A leap second (`:60`) has no unix time and is refused, as are offsets beyond
 //!   `±23:59` and offsets without the colon (`+0200`), which RFC 3339 does not allow.
 
-use time::{Date, Month, PrimitiveDateTime, Time, UtcOffset};
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::{Date, PrimitiveDateTime, UtcOffset};
+
+/// The date and time of day, up to the offset (read apart: see [`split_offset`]).
+const DATE_TIME: &[BorrowedFormatItem<'_>] = format_description!(
+    "[year]-[month padding:none]-[day padding:none][first [T][t][ ]]\
+     [hour padding:none]:[minute padding:none]\
+     [optional [:[second padding:none][optional [.[subsecond digits:1+]]]]]"
+);
+/// A date alone (refused as [`NotATime::BareDate`]).
+const DATE: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month padding:none]-[day padding:none]");
+/// `+HH:MM` / `-HH:MM`.
+const OFFSET: &[BorrowedFormatItem<'_>] =
+    format_description!("[offset_hour sign:mandatory]:[offset_minute]");
 
 /// Why a value is not a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,116 +57,47 @@ pub fn parse(text: &str) -> Result<i64, NotATime> {
 /// An RFC 3339 date-time (with the allowances in the module doc) as unix ms, rounded
 /// up to the next whole millisecond.
 fn date_time(text: &str) -> Result<i64, NotATime> {
-    let mut at = Reader(text.as_bytes());
-    let date = at.date().ok_or(NotATime::Malformed)?;
-    if at.0.is_empty() {
-        return Err(NotATime::BareDate);
-    }
-    let time = at.time().ok_or(NotATime::Malformed)?;
-    let offset = at.offset().ok_or(NotATime::Malformed)?;
-    if !at.0.is_empty() {
+    // `time` reads any number of fraction digits; past nanoseconds (9) a digit says
+    // nothing, so more is a mistake.
+    let fraction = text
+        .split_once('.')
+        .map_or(0, |(_, f)| f.bytes().take_while(u8::is_ascii_digit).count());
+    if fraction > 9 {
         return Err(NotATime::Malformed);
     }
-    let nanos = PrimitiveDateTime::new(date, time)
-        .assume_offset(offset)
-        .unix_timestamp_nanos();
+    let read = |(rest, offset): (&str, UtcOffset)| {
+        PrimitiveDateTime::parse(rest, DATE_TIME)
+            .ok()
+            .map(|at| at.assume_offset(offset))
+    };
+    // A trailing ` HH:MM` is an offset (an unencoded `+`) unless the value reads
+    // only without it (`2026-11-29 09:30`, a space before the time of day).
+    let at = split_offset(text)
+        .and_then(read)
+        .or_else(|| read((text, UtcOffset::UTC)))
+        .ok_or(if Date::parse(text, DATE).is_ok() {
+            NotATime::BareDate
+        } else {
+            NotATime::Malformed
+        })?;
+    let nanos = at.unix_timestamp_nanos();
     let ms = nanos.div_euclid(1_000_000) + i128::from(nanos.rem_euclid(1_000_000) != 0);
     i64::try_from(ms).map_err(|_| NotATime::Malformed)
 }
 
-/// The rest of a value, read from the front.
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    /// Consumes `byte` if it comes next.
-    fn eat(&mut self, byte: u8) -> bool {
-        match self.0.split_first() {
-            Some((first, rest)) if *first == byte => {
-                self.0 = rest;
-                true
-            }
-            _ => false,
-        }
+/// The value without its offset, and the offset: `Z` / `z`, `±HH:MM` (a space standing
+/// for an unencoded `+`; at most `±23:59`), or `None` when it ends otherwise.
+fn split_offset(text: &str) -> Option<(&str, UtcOffset)> {
+    if let Some(rest) = text.strip_suffix(['Z', 'z']) {
+        return Some((rest, UtcOffset::UTC));
     }
-
-    /// Consumes one of `bytes`, returning it.
-    fn one_of(&mut self, bytes: &[u8]) -> Option<u8> {
-        let (first, rest) = self.0.split_first()?;
-        bytes.contains(first).then(|| {
-            self.0 = rest;
-            *first
-        })
-    }
-
-    /// `min..=max` ASCII digits as a number.
-    fn digits(&mut self, min: usize, max: usize) -> Option<u32> {
-        let count = self
-            .0
-            .iter()
-            .take(max)
-            .take_while(|b| b.is_ascii_digit())
-            .count();
-        if count < min {
-            return None;
-        }
-        let (digits, rest) = self.0.split_at(count);
-        self.0 = rest;
-        Some(digits.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
-    }
-
-    /// `YYYY-M[M]-D[D]`, a real date.
-    fn date(&mut self) -> Option<Date> {
-        let year = self.digits(4, 4)?;
-        self.eat(b'-').then_some(())?;
-        let month = self.digits(1, 2)?;
-        self.eat(b'-').then_some(())?;
-        let day = self.digits(1, 2)?;
-        let month = Month::try_from(u8::try_from(month).ok()?).ok()?;
-        Date::from_calendar_date(year as i32, month, u8::try_from(day).ok()?).ok()
-    }
-
-    /// `T|t| H[H]:M[M][:S[S][.fraction]]`, a real time of day.
-    fn time(&mut self) -> Option<Time> {
-        self.one_of(b"Tt ")?;
-        let hour = self.digits(1, 2)?;
-        self.eat(b':').then_some(())?;
-        let minute = self.digits(1, 2)?;
-        let (mut second, mut nanos) = (0, 0);
-        if self.eat(b':') {
-            second = self.digits(1, 2)?;
-            if self.eat(b'.') {
-                let before = self.0.len();
-                let fraction = self.digits(1, 9)?;
-                let width = before - self.0.len();
-                nanos = fraction * 10u32.pow(9 - width as u32);
-            }
-        }
-        Time::from_hms_nano(
-            u8::try_from(hour).ok()?,
-            u8::try_from(minute).ok()?,
-            u8::try_from(second).ok()?,
-            nanos,
-        )
-        .ok()
-    }
-
-    /// `Z|z`, `±HH:MM` (a space standing for an unencoded `+`), or nothing (UTC).
-    fn offset(&mut self) -> Option<UtcOffset> {
-        if self.0.is_empty() || self.one_of(b"Zz").is_some() {
-            return Some(UtcOffset::UTC);
-        }
-        let sign = match self.one_of(b"+- ")? {
-            b'-' => -1,
-            _ => 1,
-        };
-        let hours = self.digits(2, 2)?;
-        self.eat(b':').then_some(())?;
-        let minutes = self.digits(2, 2)?;
-        if hours > 23 || minutes > 59 {
-            return None;
-        }
-        UtcOffset::from_hms(sign * hours as i8, sign * minutes as i8, 0).ok()
-    }
+    let at = text.len().checked_sub(6)?;
+    let (rest, offset) = (text.get(..at)?, text.get(at..)?);
+    let offset = offset
+        .strip_prefix(' ')
+        .map_or(offset.to_owned(), |o| format!("+{o}"));
+    let offset = UtcOffset::parse(&offset, OFFSET).ok()?;
+    (offset.whole_hours().abs() <= 23).then_some((rest, offset))
 }
 
 #[cfg(test)]
