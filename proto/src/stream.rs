@@ -33,6 +33,9 @@ pub const MIN_MAX_BYTES: i64 = DEFAULT_MAX_MESSAGE_SIZE as i64;
 /// far below it.
 pub const DEFAULT_MAX_MESSAGE_SIZE: i32 = 1024 * 1024;
 
+/// Most replicas JetStream allows for a stream.
+pub const MAX_REPLICAS: usize = 5;
+
 /// Name, subjects and limits of the telemetry stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamSpec {
@@ -75,6 +78,16 @@ impl StreamSpec {
         Ok(self)
     }
 
+    /// The same stream kept in `replicas` copies (`TELEMETRY_STREAM_REPLICAS`, 1 to
+    /// [`MAX_REPLICAS`]).
+    pub fn with_replicas(mut self, replicas: usize) -> Result<Self, String> {
+        if !(1..=MAX_REPLICAS).contains(&replicas) {
+            return Err(format!("{replicas} is not between 1 and {MAX_REPLICAS}"));
+        }
+        self.replicas = replicas;
+        Ok(self)
+    }
+
     /// The JetStream configuration: file storage, limits retention, discard old.
     pub fn config(&self) -> Config {
         Config {
@@ -92,6 +105,119 @@ impl StreamSpec {
             ..Default::default()
         }
     }
+}
+
+/// One setting where an existing stream differs from the configured [`StreamSpec`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Difference {
+    /// The stream setting (`subjects`, `storage`, `max_bytes`, ...).
+    pub field: &'static str,
+    /// What the broker has.
+    pub existing: String,
+    /// What the settings ask for.
+    pub configured: String,
+    /// Whether an update can change it; the broker refuses to change a stream's
+    /// storage or retention (delete and recreate it instead).
+    pub updatable: bool,
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} (configured {})",
+            self.field, self.existing, self.configured
+        )?;
+        if !self.updatable {
+            f.write_str(", which an update cannot change")?;
+        }
+        Ok(())
+    }
+}
+
+impl StreamSpec {
+    /// Where `existing` (the broker's configuration of this stream) differs from
+    /// [`StreamSpec::config`], in the settings this project manages. Empty when they
+    /// agree. The description and the broker's own additions are not compared.
+    pub fn differences(&self, existing: &Config) -> Vec<Difference> {
+        let wanted = self.config();
+        let mut out = Vec::new();
+        let mut compare = |field, existing: String, configured: String, updatable| {
+            if existing != configured {
+                out.push(Difference {
+                    field,
+                    existing,
+                    configured,
+                    updatable,
+                });
+            }
+        };
+        compare(
+            "subjects",
+            existing.subjects.join(","),
+            wanted.subjects.join(","),
+            true,
+        );
+        compare(
+            "storage",
+            format!("{:?}", existing.storage).to_lowercase(),
+            format!("{:?}", wanted.storage).to_lowercase(),
+            false,
+        );
+        compare(
+            "retention",
+            format!("{:?}", existing.retention).to_lowercase(),
+            format!("{:?}", wanted.retention).to_lowercase(),
+            false,
+        );
+        compare(
+            "discard",
+            format!("{:?}", existing.discard).to_lowercase(),
+            format!("{:?}", wanted.discard).to_lowercase(),
+            true,
+        );
+        compare(
+            "duplicate_window",
+            format!("{:?}", existing.duplicate_window),
+            format!("{:?}", wanted.duplicate_window),
+            true,
+        );
+        compare(
+            "max_age",
+            format!("{:?}", existing.max_age),
+            format!("{:?}", wanted.max_age),
+            true,
+        );
+        compare(
+            "max_bytes",
+            existing.max_bytes.to_string(),
+            wanted.max_bytes.to_string(),
+            true,
+        );
+        compare(
+            "max_message_size",
+            existing.max_message_size.to_string(),
+            wanted.max_message_size.to_string(),
+            true,
+        );
+        // The broker reports 0 for "the default", which is one copy.
+        compare(
+            "replicas",
+            existing.num_replicas.max(1).to_string(),
+            wanted.num_replicas.max(1).to_string(),
+            true,
+        );
+        out
+    }
+}
+
+/// One line for a log or a terminal: `subjects: a.v1.> (configured b.v1.>); ...`.
+pub fn describe_differences(differences: &[Difference]) -> String {
+    differences
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// What to do when creating the stream failed with `error`: the broker's own words
@@ -136,6 +262,45 @@ mod tests {
         assert_eq!(config.storage, StorageType::File);
         assert_eq!(config.duplicate_window, DEFAULT_DUPLICATE_WINDOW);
         assert_eq!(config.max_age, DEFAULT_MAX_AGE);
+    }
+
+    #[test]
+    fn differences_name_each_setting_that_differs() {
+        let spec = StreamSpec::new("T", Subjects::new("p").unwrap());
+        assert!(spec.differences(&spec.config()).is_empty());
+        let mut existing = spec.config();
+        existing.num_replicas = 0;
+        assert!(spec.differences(&existing).is_empty(), "0 means one copy");
+        existing.subjects = vec!["q.v1.>".into()];
+        existing.storage = StorageType::Memory;
+        existing.duplicate_window = Duration::from_secs(5);
+        existing.max_message_size = 10;
+        let differences = spec.differences(&existing);
+        let fields: Vec<_> = differences.iter().map(|d| d.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "subjects",
+                "storage",
+                "duplicate_window",
+                "max_message_size"
+            ]
+        );
+        let line = describe_differences(&differences);
+        assert!(
+            line.contains("subjects: q.v1.> (configured p.v1.>)"),
+            "{line}"
+        );
+        assert!(
+            line.contains("storage: memory (configured file), which an update cannot change"),
+            "{line}"
+        );
+        let three = spec.clone().with_replicas(3).unwrap();
+        let differences = three.differences(&spec.config());
+        assert_eq!(differences.len(), 1);
+        assert_eq!(differences[0].to_string(), "replicas: 1 (configured 3)");
+        assert!(spec.clone().with_replicas(0).is_err());
+        assert!(spec.with_replicas(6).is_err());
     }
 
     #[test]

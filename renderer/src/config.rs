@@ -397,6 +397,7 @@ impl Cli {
                 subject_prefix: self.nats.subject_prefix.clone(),
                 stream: self.nats.stream.clone(),
                 stream_max_bytes: self.nats.stream_max_bytes,
+                stream_replicas: self.nats.stream_replicas,
                 service: "renderer".into(),
                 queue_capacity: self.telemetry_queue_capacity,
                 max_in_flight: self.telemetry_max_in_flight,

@@ -53,6 +53,12 @@ pub struct NatsArgs {
     /// existing stream keeps its own limits).
     #[arg(long = "stream-max-bytes", env = "TELEMETRY_STREAM_MAX_BYTES", default_value_t = DEFAULT_MAX_BYTES)]
     pub stream_max_bytes: i64,
+    /// Copies of the stream the broker keeps, used when this process creates it and by
+    /// `telemetry-collector stream update`: 1 on one server, 3 on a three-node cluster
+    /// (any two keep it writable). An existing stream is never changed at start-up.
+    #[arg(long = "stream-replicas", env = "TELEMETRY_STREAM_REPLICAS", default_value_t = 1,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=telemetry_proto::stream::MAX_REPLICAS as u64))]
+    pub stream_replicas: usize,
 }
 
 impl NatsArgs {

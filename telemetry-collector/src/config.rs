@@ -74,6 +74,9 @@ pub struct Settings {
     /// Disk cap of the stream when the collector creates it
     /// (`TELEMETRY_STREAM_MAX_BYTES`, see [`DEFAULT_MAX_BYTES`]).
     pub stream_max_bytes: i64,
+    /// Copies of the stream when the collector creates it or `stream update` applies
+    /// the spec (`TELEMETRY_STREAM_REPLICAS`).
+    pub stream_replicas: usize,
     /// Durable consumer name (`COLLECTOR_CONSUMER`).
     pub consumer: String,
     /// `sqlite://PATH` or `postgres://...` (`DATABASE_URL`); secret because a Postgres
@@ -177,6 +180,7 @@ impl Settings {
             subject_prefix: subject_prefix.to_owned(),
             stream: stream.to_owned(),
             stream_max_bytes: DEFAULT_MAX_BYTES,
+            stream_replicas: 1,
             consumer: DEFAULT_CONSUMER.to_owned(),
             database_url: database_url.into(),
             http_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
@@ -237,7 +241,9 @@ impl Settings {
         }
         let stream = StreamSpec::new(self.stream.clone(), subjects.clone())
             .with_max_bytes(self.stream_max_bytes)
-            .map_err(|reason| ConfigError::new("TELEMETRY_STREAM_MAX_BYTES", reason))?;
+            .map_err(|reason| ConfigError::new("TELEMETRY_STREAM_MAX_BYTES", reason))?
+            .with_replicas(self.stream_replicas)
+            .map_err(|reason| ConfigError::new("TELEMETRY_STREAM_REPLICAS", reason))?;
         self.validate_monitor()?;
         Ok((subjects, stream))
     }
@@ -503,6 +509,7 @@ impl IngestArgs {
         );
         settings.nats = self.nats.nats_config("telemetry-collector");
         settings.stream_max_bytes = self.nats.stream_max_bytes;
+        settings.stream_replicas = self.nats.stream_replicas;
         self.database.apply(&mut settings);
         settings.http_addr = None;
         settings.consumer = self.consumer.clone();

@@ -82,6 +82,9 @@ pub struct TelemetryConfig {
     /// Disk cap of the stream when this producer creates it
     /// (`TELEMETRY_STREAM_MAX_BYTES`, see [`DEFAULT_MAX_BYTES`]).
     pub stream_max_bytes: i64,
+    /// Copies of the stream when this producer creates it
+    /// (`TELEMETRY_STREAM_REPLICAS`; 3 on a three-node cluster).
+    pub stream_replicas: usize,
     /// Name of the service, carried in `ProducerStats` (e.g. `renderer`).
     pub service: String,
     /// See [`DEFAULT_QUEUE_CAPACITY`].
@@ -112,6 +115,7 @@ impl Default for TelemetryConfig {
             stream: DEFAULT_STREAM.to_owned(),
             ensure_stream: true,
             stream_max_bytes: DEFAULT_MAX_BYTES,
+            stream_replicas: 1,
             service: "telemetry".to_owned(),
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
@@ -164,7 +168,9 @@ impl TelemetryConfig {
         }
         let stream = StreamSpec::new(self.stream.clone(), subjects.clone())
             .with_max_bytes(self.stream_max_bytes)
-            .map_err(|reason| ConfigError::new("TELEMETRY_STREAM_MAX_BYTES", reason))?;
+            .map_err(|reason| ConfigError::new("TELEMETRY_STREAM_MAX_BYTES", reason))?
+            .with_replicas(self.stream_replicas)
+            .map_err(|reason| ConfigError::new("TELEMETRY_STREAM_REPLICAS", reason))?;
         Ok((subjects, stream))
     }
 }
