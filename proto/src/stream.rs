@@ -235,6 +235,25 @@ pub fn create_error_hint(error: &CreateStreamError) -> &'static str {
     }
 }
 
+/// Whether a JetStream API error may pass by itself, so the request is worth retrying:
+/// JetStream without a quorum or meta leader (a cluster restarting, or losing two of
+/// three nodes), no peers to place the replicas on yet, a leader changing, or the
+/// store directory race of a server whose last stream was just deleted. Anything else
+/// (the stream refused for its settings, subjects overlapping another stream's, a
+/// permission) is a configuration to fix.
+pub fn is_transient(error: &async_nats::jetstream::Error) -> bool {
+    error.code() == 503
+        || error.code() == 408
+        || [
+            ErrorCode::CLUSTER_NOT_AVAILABLE,
+            ErrorCode::CLUSTER_NO_PEERS,
+            ErrorCode::CLUSTER_NOT_LEADER,
+            ErrorCode::STREAM_CREATE,
+            ErrorCode::STREAM_STORE_FAILED,
+        ]
+        .contains(&error.error_code())
+}
+
 /// Checks a stream name the way the broker would, so a bad `TELEMETRY_STREAM` fails at
 /// start-up with a reason instead of at the first publish.
 pub fn validate_stream_name(name: &str) -> Result<(), String> {

@@ -16,6 +16,11 @@ use crate::ingest::{self, Ingest};
 use crate::metrics::Metrics;
 use crate::store::{self, Store, StoreError};
 
+/// How long start-up waits for the first attach before it goes on and leaves the
+/// retries to the ingest loop: long enough for a broker that is up to answer (its
+/// own request timeout is 5 s), short enough that `/readyz` is soon there to say why.
+pub const START_ATTACH_WAIT: std::time::Duration = std::time::Duration::from_secs(6);
+
 /// Why the collector could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -75,10 +80,31 @@ impl Application {
         store.migrate().await?;
         let metrics = Arc::new(Metrics::default());
         let (ingest, nats) = if settings.ingest {
-            let client = service_kit::nats::connect(&settings.nats).await?;
+            // Connects in the background, retrying for ever: a collector started
+            // before the broker (a whole-cluster restart) waits for it, `/readyz`
+            // saying why, as a running one does.
+            let client = service_kit::nats::connect_in_background(&settings.nats).await?;
             let js = async_nats::jetstream::new(client.clone());
-            // Attach once now so a wrong stream or permission fails start-up.
-            ingest::attach(&js, &spec, &settings).await?;
+            // Attach once now so a stream the broker refuses (its settings, its
+            // subjects) fails start-up; if JetStream is only unavailable (no quorum,
+            // not reachable yet) the ingest loop keeps trying.
+            match tokio::time::timeout(START_ATTACH_WAIT, ingest::attach(&js, &spec, &settings))
+                .await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) if !err.is_transient() => return Err(err.into()),
+                Ok(Err(err)) => {
+                    metrics.set_consumer_detached(err.to_string());
+                    tracing::warn!(reason = %err, "JetStream not available yet; starting anyway and retrying");
+                }
+                Err(_) => {
+                    let reason = format!(
+                        "JetStream did not answer within {START_ATTACH_WAIT:?} (broker unreachable or without quorum)"
+                    );
+                    tracing::warn!(%reason, "starting anyway and retrying");
+                    metrics.set_consumer_detached(reason);
+                }
+            }
             let ingest = Ingest {
                 js,
                 subjects,

@@ -175,10 +175,12 @@ async fn readyz(State(state): State<AppState>) -> Response {
             other => Check::Down(format!("not connected ({other})")),
         },
     };
-    let consumer = match (&state.nats, state.metrics.consumer_attached()) {
+    // Why not attached (no JetStream quorum, the broker unreachable, ...) is the
+    // broker's state, not a secret of ours: shown on every address.
+    let consumer = match (&state.nats, state.metrics.consumer_down()) {
         (None, _) => Check::NotUsed,
-        (Some(_), true) => Check::Ok,
-        (Some(_), false) => Check::Down("not attached".to_owned()),
+        (Some(_), None) => Check::Ok,
+        (Some(_), Some(reason)) => Check::Down(format!("not attached: {reason}")),
     };
     let down = database_state(&state).await;
     // Off loopback only `unavailable`: the reason stays in the log.

@@ -38,8 +38,11 @@ use crate::domain::{self, Parsed};
 use crate::metrics::Metrics;
 use crate::store::{self, Batch, Store};
 
-/// How often the pull stream expects a heartbeat from the server while idle.
-pub const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
+/// How often the pull stream expects a heartbeat from the server while idle. Two
+/// missed ones mean the broker forgot the pull request (lost while the consumer was
+/// being created, or with a consumer leader that died): the loop then opens a new
+/// one, so a lost request costs two seconds, not the rest of [`PULL_EXPIRES`].
+pub const PULL_HEARTBEAT: Duration = Duration::from_secs(1);
 /// Batches parsed and waiting for the writer: one, so the next batch is ready the
 /// moment the current commit ends, without holding more messages unacked than needed.
 pub const PIPELINE_DEPTH: usize = 1;
@@ -76,12 +79,43 @@ pub enum AttachError {
     },
 }
 
-/// Ensures the stream (shared definition) and the durable pull consumer.
+impl AttachError {
+    /// Whether retrying may succeed (the broker did not answer, JetStream has no
+    /// quorum or leader yet), as opposed to a setting the broker refuses.
+    pub fn is_transient(&self) -> bool {
+        use async_nats::jetstream::context::CreateStreamErrorKind as S;
+        use async_nats::jetstream::stream::ConsumerErrorKind as C;
+        match self {
+            Self::Stream { source, .. } => match source.kind() {
+                S::TimedOut | S::JetStreamUnavailable | S::Response | S::ResponseParse => true,
+                S::JetStream(err) => telemetry_proto::stream::is_transient(&err),
+                _ => false,
+            },
+            Self::Consumer { source, .. } => match source.kind() {
+                C::TimedOut | C::Request | C::Other => true,
+                C::JetStream(err) => telemetry_proto::stream::is_transient(&err),
+                _ => false,
+            },
+        }
+    }
+}
+
+/// The durable consumer, attached, and how the stream it found differs from the
+/// configured spec (empty when it matches).
+pub struct Attached {
+    /// The consumer to pull from.
+    pub consumer: PullConsumer,
+    /// See [`StreamSpec::differences`].
+    pub differences: Vec<telemetry_proto::stream::Difference>,
+}
+
+/// Ensures the stream (shared definition) and the durable pull consumer. An existing
+/// stream is used as it is: how it differs from the spec is returned, for a warning.
 pub async fn attach(
     js: &jetstream::Context,
     spec: &StreamSpec,
     settings: &Settings,
-) -> Result<PullConsumer, AttachError> {
+) -> Result<Attached, AttachError> {
     let stream = js
         .get_or_create_stream(spec.config())
         .await
@@ -90,7 +124,8 @@ pub async fn attach(
             hint: create_error_hint(&source),
             source,
         })?;
-    stream
+    let differences = spec.differences(&stream.cached_info().config);
+    let consumer = stream
         .get_or_create_consumer(
             &settings.consumer,
             pull::Config {
@@ -106,7 +141,23 @@ pub async fn attach(
         .map_err(|source| AttachError::Consumer {
             consumer: settings.consumer.clone(),
             source,
-        })
+        })?;
+    Ok(Attached {
+        consumer,
+        differences,
+    })
+}
+
+/// Logs that the existing stream differs from the configured spec (once per start).
+pub fn warn_differences(spec: &StreamSpec, differences: &[telemetry_proto::stream::Difference]) {
+    if !differences.is_empty() {
+        tracing::warn!(
+            stream = %spec.name,
+            differences = %telemetry_proto::stream::describe_differences(differences),
+            "the existing stream differs from the configured spec and keeps its own settings; \
+             `telemetry-collector stream update` applies the configured ones"
+        );
+    }
 }
 
 /// Why the pull stream could not be opened (the loop retries with backoff).
@@ -118,6 +169,19 @@ pub enum OpenError {
     /// The consumer is there but refused the pull request.
     #[error("cannot pull from consumer: {0}")]
     Pull(#[from] async_nats::jetstream::consumer::StreamError),
+}
+
+/// Why a pull stream was given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Shutdown: no new batch.
+    Shutdown,
+    /// The pull request was lost or the stream ended: pull again from the same
+    /// consumer (no JetStream API request needed, so it works while a new consumer
+    /// leader is being elected).
+    PullAgain,
+    /// The consumer is gone (deleted, or replaced by a push consumer): attach again.
+    Reattach,
 }
 
 /// Shutdown interrupted a batch's write retries: the batch is not committed and
@@ -137,16 +201,40 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Runs until `shutdown` is cancelled.
+    /// Runs until `shutdown` is cancelled. Attaching is retried with backoff for as
+    /// long as it fails (the broker down, JetStream without quorum), at start-up as
+    /// much as later; `/readyz` says why meanwhile. A lost pull request is replaced
+    /// from the consumer already attached.
     #[tracing::instrument(name = "ingest", skip_all, fields(consumer = %self.settings.consumer))]
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = self.settings.min_backoff;
+        let mut warned = false;
+        let mut attached: Option<PullConsumer> = None;
         while !shutdown.is_cancelled() {
-            let messages = match self.open().await {
+            let opened = match &attached {
+                Some(consumer) => self.pull(consumer).await.map_err(OpenError::from),
+                None => match attach(&self.js, &self.spec, &self.settings).await {
+                    Ok(Attached {
+                        consumer,
+                        differences,
+                    }) => {
+                        if !warned {
+                            warn_differences(&self.spec, &differences);
+                            warned = true;
+                        }
+                        let opened = self.pull(&consumer).await.map_err(OpenError::from);
+                        attached = Some(consumer);
+                        opened
+                    }
+                    Err(err) => Err(err.into()),
+                },
+            };
+            let messages = match opened {
                 Ok(messages) => messages,
                 Err(err) => {
-                    self.metrics.set_consumer_attached(false);
-                    tracing::warn!(reason = %err, "consumer not attached; retrying");
+                    attached = None;
+                    self.metrics.set_consumer_detached(err.to_string());
+                    tracing::warn!(reason = %err, retry_in = ?backoff, "consumer not attached; retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
@@ -156,21 +244,26 @@ impl Ingest {
                 }
             };
             backoff = self.settings.min_backoff;
-            self.metrics.set_consumer_attached(true);
-            self.drain(messages, &shutdown).await;
+            self.metrics.set_consumer_attached();
+            if self.drain(messages, &shutdown).await == End::Reattach {
+                attached = None;
+            }
         }
         tracing::info!("ingest stopped");
     }
 
-    async fn open(&self) -> Result<MessageStream, OpenError> {
-        let consumer = attach(&self.js, &self.spec, &self.settings).await?;
-        Ok(consumer
+    /// A new pull stream (pull request) on `consumer`.
+    async fn pull(
+        &self,
+        consumer: &PullConsumer,
+    ) -> Result<MessageStream, async_nats::jetstream::consumer::StreamError> {
+        consumer
             .stream()
             .max_messages_per_batch(self.settings.batch_size)
             .heartbeat(PULL_HEARTBEAT)
             .expires(PULL_EXPIRES)
             .messages()
-            .await?)
+            .await
     }
 
     /// Takes batches from `messages` until it ends or shutdown. Three stages joined by
@@ -178,7 +271,7 @@ impl Ingest {
     /// at once as the store has writers, [`Store::writers`]), the next is collected
     /// and parsed, and committed ones' acks go out. Each batch is acked only after its
     /// own commit; batches commute, so they may commit in any order.
-    async fn drain(&self, mut messages: MessageStream, shutdown: &CancellationToken) {
+    async fn drain(&self, mut messages: MessageStream, shutdown: &CancellationToken) -> End {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Pending>(PIPELINE_DEPTH);
         let (committed_tx, mut committed_rx) =
             tokio::sync::mpsc::channel::<Vec<jetstream::Message>>(PIPELINE_DEPTH);
@@ -191,14 +284,18 @@ impl Ingest {
                 .extend(messages);
         };
         let collect = async {
-            while let Some(messages) = self.collect(&mut messages, shutdown).await {
+            let end = loop {
+                let messages = match self.collect(&mut messages, shutdown).await {
+                    Ok(messages) => messages,
+                    Err(end) => break end,
+                };
                 let batch = self.parse(&messages);
                 if let Err(refused) = tx.send((messages, batch)).await {
                     // The writer stopped (shutdown while the database was down).
                     give_back(refused.0 .0);
-                    break;
+                    break End::Shutdown;
                 }
-            }
+            };
             drop(tx);
             // What the pull stream already received will not be written either.
             while let Some(Some(Ok(message))) = messages.next().now_or_never() {
@@ -206,6 +303,7 @@ impl Ingest {
             }
             // Unsubscribes this pull request before the NAKs below go out.
             drop(messages);
+            end
         };
         let writers = self.store.writers().max(1);
         let write = async move {
@@ -249,41 +347,57 @@ impl Ingest {
                 ack(&messages).await;
             }
         };
-        tokio::join!(collect, write, ack);
+        let (end, (), ()) = tokio::join!(collect, write, ack);
         let unwritten = unwritten.into_inner().unwrap_or_else(|e| e.into_inner());
         if !unwritten.is_empty() {
             nak(&unwritten).await;
         }
+        end
     }
 
     /// The next batch: waits for a first message, then up to the linger time or the
-    /// batch size. `None` when the stream ended, the consumer is gone, or on shutdown.
+    /// batch size. `Err` when this pull stream is done: shutdown, the pull request
+    /// lost or ended (pull again), or the consumer gone (attach again).
     #[tracing::instrument(name = "pull", skip_all)]
     async fn collect(
         &self,
         messages: &mut MessageStream,
         shutdown: &CancellationToken,
-    ) -> Option<Vec<jetstream::Message>> {
+    ) -> Result<Vec<jetstream::Message>, End> {
+        // Since when this call waits: a missed heartbeat only counts once we have
+        // listened for two heartbeats ourselves (async-nats' timer also runs while the
+        // stream is not polled, e.g. while the writer is busy).
+        let listening = tokio::time::Instant::now();
         let mut batch = loop {
             let first = tokio::select! {
                 // Shutdown first: once it fired, no new batch starts.
                 biased;
-                _ = shutdown.cancelled() => return None,
+                _ = shutdown.cancelled() => return Err(End::Shutdown),
                 next = messages.next() => next,
             };
-            match first? {
+            match first.ok_or(End::PullAgain)? {
                 Ok(message) => break vec![message],
-                Err(err) => {
-                    tracing::warn!(error = %err, "pull stream error");
-                    if matches!(
-                        err.kind(),
-                        pull::MessagesErrorKind::ConsumerDeleted
-                            | pull::MessagesErrorKind::PushBasedConsumer
-                    ) {
-                        self.metrics.set_consumer_attached(false);
-                        return None;
+                Err(err) => match err.kind() {
+                    pull::MessagesErrorKind::ConsumerDeleted
+                    | pull::MessagesErrorKind::PushBasedConsumer => {
+                        tracing::warn!(error = %err, "pull stream ended; attaching again");
+                        self.metrics.set_consumer_detached(err.to_string());
+                        return Err(End::Reattach);
                     }
-                }
+                    pull::MessagesErrorKind::MissingHeartbeat
+                        if listening.elapsed() < PULL_HEARTBEAT * 2 =>
+                    {
+                        tracing::debug!("heartbeat timer ran while not listening; ignored");
+                    }
+                    pull::MessagesErrorKind::MissingHeartbeat
+                    | pull::MessagesErrorKind::NoResponders => {
+                        // The broker forgot this pull request: async-nats would wait
+                        // for it until it expires; a new one is served at once.
+                        tracing::warn!(error = %err, "pull request lost; opening a new one");
+                        return Err(End::PullAgain);
+                    }
+                    _ => tracing::warn!(error = %err, "pull stream error"),
+                },
             }
         };
         let deadline = tokio::time::Instant::now() + self.settings.batch_linger;
@@ -297,7 +411,7 @@ impl Ingest {
                 Ok(None) | Err(_) => break,
             }
         }
-        Some(batch)
+        Ok(batch)
     }
 
     /// Writes one batch, retrying until it commits. `Err` only when shutdown

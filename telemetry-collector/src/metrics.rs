@@ -7,7 +7,7 @@
 //! no metric has a unit (which would add a suffix too): the sample names stay those the
 //! dashboards and `docs/operations.md` use.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -69,7 +69,8 @@ pub struct Metrics {
     /// `collector_db_up`, set from [`Metrics::db_error`] at each scrape.
     db_up: Gauge,
     /// The ingest loop has its consumer.
-    consumer_attached: AtomicBool,
+    /// `None` when the consumer is attached, else why not (`/readyz` says it).
+    consumer_down: Mutex<Option<String>>,
     /// The last batch write's error, cleared by the next successful commit.
     write_error: Mutex<Option<String>>,
     /// Why the last readiness ping failed, cleared by the next good one: an outage
@@ -161,7 +162,7 @@ impl Default for Metrics {
             oldest_unacked_age,
             oldest_unacked_ms: AtomicI64::new(0),
             db_up,
-            consumer_attached: AtomicBool::new(false),
+            consumer_down: Mutex::new(Some("not attached yet".to_owned())),
             write_error: Mutex::new(None),
             ping_error: Mutex::new(None),
         }
@@ -204,14 +205,22 @@ impl Metrics {
             .store(backlog.oldest_unacked_ms.unwrap_or(0), Relaxed);
     }
 
-    /// The ingest loop attached (or lost) its consumer.
-    pub fn set_consumer_attached(&self, attached: bool) {
-        self.consumer_attached.store(attached, Relaxed);
+    /// The ingest loop attached its consumer and opened a pull.
+    pub fn set_consumer_attached(&self) {
+        *self.consumer_down.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// Whether the consumer is attached.
-    pub fn consumer_attached(&self) -> bool {
-        self.consumer_attached.load(Relaxed)
+    /// The ingest loop lost its consumer, or could not attach it, because of `reason`.
+    pub fn set_consumer_detached(&self, reason: String) {
+        *self.consumer_down.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+    }
+
+    /// Why the consumer is not attached; `None` when it is.
+    pub fn consumer_down(&self) -> Option<String> {
+        self.consumer_down
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Why the database is not usable: the last write's error until a commit

@@ -413,7 +413,8 @@ async fn a_redelivered_batch_after_a_crash_before_ack_changes_nothing(backend: B
     let (subjects, spec) = settings.validate().unwrap();
     let consumer = telemetry_collector::ingest::attach(&js, &spec, &settings)
         .await
-        .unwrap();
+        .unwrap()
+        .consumer;
     let mut messages = consumer
         .fetch()
         .max_messages(envelopes.len())

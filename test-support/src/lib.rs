@@ -7,6 +7,8 @@
 //! - [`NatsServer`]: a private `nats-server -js` on a free port with its own store, for
 //!   tests that kill and restart the broker, or that need TLS ([`NatsServer::start_tls`]).
 //!   Killed on drop.
+//! - [`cluster::NatsCluster`]: three private `nats-server` processes routed into one
+//!   JetStream cluster, for tests that kill a stream leader.
 //! - [`PgDatabase`]: a fresh Postgres database, dropped on drop; with a tablespace of
 //!   its own on a [`tmpfs::Tmpfs`] to fill ([`PgDatabase::create_in`]).
 //! - [`tmpfs::Tmpfs`]: a tiny tmpfs to fill, or to turn read-only (root only).
@@ -14,6 +16,7 @@
 //! - [`http_edges`]: hostile HTTP clients on raw TCP (headers or a body never
 //!   finished, idle keep-alive, connections over the bound), run against both services.
 
+pub mod cluster;
 pub mod dependencies;
 pub mod http_edges;
 pub mod tmpfs;
@@ -144,7 +147,7 @@ impl Drop for Isolation {
                 .ok()?;
             runtime.block_on(async {
                 let client =
-                    tokio::time::timeout(Duration::from_secs(2), async_nats::connect(url.as_str()))
+                    tokio::time::timeout(Duration::from_secs(2), async_nats::connect(urls(&url)))
                         .await
                         .ok()?
                         .ok()?;
@@ -156,6 +159,11 @@ impl Drop for Isolation {
         })
         .join();
     }
+}
+
+/// A `NATS_URL` value's servers: one URL or several, comma-separated (a cluster).
+pub fn urls(nats_url: &str) -> Vec<&str> {
+    nats_url.split(',').map(str::trim).collect()
 }
 
 /// A port nothing listens on right now.
@@ -451,7 +459,7 @@ pub async fn read_stream(
 ) -> Vec<StoredMessage> {
     use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
     use futures::StreamExt as _;
-    let client = async_nats::connect(nats_url)
+    let client = async_nats::connect(urls(nats_url))
         .await
         .unwrap_or_else(|err| panic!("connect to {nats_url}: {err}"));
     let js = async_nats::jetstream::new(client);
