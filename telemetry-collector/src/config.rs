@@ -354,6 +354,9 @@ pub enum Command {
     Replay(crate::replay::ReplayArgs),
     /// List, show, requeue (re-decode) or purge dead letters.
     DeadLetters(crate::dead_letters::DeadLetterArgs),
+    /// Show the telemetry stream, create it, or update it to the configured spec
+    /// (replicas, limits, subjects).
+    Stream(crate::stream_admin::StreamArgs),
 }
 
 /// Database flags.

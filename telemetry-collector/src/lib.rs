@@ -37,7 +37,8 @@
 //!   backlog from the broker into it.
 //! - [`app`]: [`Application`]: build, run, shut down.
 //! - operations: [`retention`] (`prune`, `COLLECTOR_RETENTION`), [`replay`] (rebuild
-//!   from the stream), [`dead_letters`] (list, show, requeue, purge).
+//!   from the stream), [`dead_letters`] (list, show, requeue, purge),
+//!   [`stream_admin`] (the stream's info, create, update to the configured spec).
 
 pub mod app;
 pub mod backlog;
@@ -51,6 +52,7 @@ pub mod monitor;
 pub mod replay;
 pub mod retention;
 pub mod store;
+pub mod stream_admin;
 
 pub use app::{Application, RunningCollector, ShutdownHandle, StartError};
 pub use config::Settings;

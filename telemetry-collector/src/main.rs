@@ -1,11 +1,12 @@
-//! `telemetry-collector serve | ingest | migrate | prune | replay | dead-letters`:
+//! `telemetry-collector serve | ingest | migrate | prune | replay | dead-letters |
+//! stream`:
 //! parse, init tracing, build, run.
 
 use anyhow::Context as _;
 use service_kit::cli::{init_logs, LogTo};
 use service_kit::ExposeSecret as _;
 use telemetry_collector::config::{Cli, Command};
-use telemetry_collector::{dead_letters, replay, retention, store, Application};
+use telemetry_collector::{dead_letters, replay, retention, store, stream_admin, Application};
 
 #[tokio::main]
 async fn main() {
@@ -44,6 +45,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::DeadLetters(args) => {
             dead_letters::run(&args).await?;
+            return Ok(());
+        }
+        Command::Stream(args) => {
+            let mut report = String::new();
+            let result = stream_admin::run(&args, &mut report).await;
+            print!("{report}");
+            result?;
             return Ok(());
         }
     };
