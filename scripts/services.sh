@@ -22,6 +22,8 @@ apt_install() {
 }
 
 if ! answers "$NATS_PORT"; then
+  # Debian 12's nats-server is 2.9.10: the compose files pin their nats images to the
+  # same 2.9 line (renderer/tests/compose.rs checks it); change them together.
   command -v nats-server >/dev/null || apt_install nats-server
   store="${NATS_STORE_DIR:-/var/lib/nats-server}"
   mkdir -p "$store"

@@ -1,25 +1,41 @@
-//! The compose file reduced to what the checks read: services with their command,
-//! environment (`${VAR:-default}` interpolated), published ports, health-check URL and
-//! `depends_on` conditions.
+//! A compose file reduced to what the checks read: services with their command,
+//! environment (`${VAR:-default}` interpolated), published ports, mounts, health-check
+//! URL, restart policy and `depends_on` conditions; and the files it mounts from the
+//! repository (the NATS node configs), read through [`Files`] so a test can change them.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use reqwest::Url;
 use serde_norway::Value;
 
-/// The compose file, from the workspace root.
-pub const COMPOSE_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docker-compose.yml");
+/// The workspace root, where the compose files are and their relative paths start.
+pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+/// The single-node compose file.
+pub const MAIN: &str = "docker-compose.yml";
+/// The three-node cluster's compose file.
+pub const CLUSTER: &str = "docker-compose.cluster.yml";
 
 /// One service, reduced to what the checks read, `${VAR:-default}` interpolated.
 #[derive(Debug, Default)]
 pub struct Service {
     pub image: String,
     pub command: Vec<String>,
+    /// The command lines the service runs: its `command`, or each `&&`-joined part of
+    /// a `sh -c "a && b"` command.
+    pub runs: Vec<Vec<String>>,
     pub environment: BTreeMap<String, String>,
     /// Container side of each published port.
     pub container_ports: Vec<u16>,
+    /// Host side of each published port.
+    pub host_ports: Vec<u16>,
     /// Container side of each volume mount.
     pub mounts: Vec<String>,
+    /// Bind mounts of files or directories (a source starting with `.` or `/`):
+    /// (source, container path).
+    pub binds: Vec<(String, String)>,
+    /// `restart:` (compose's default is `no`).
+    pub restart: Option<String>,
     /// The health check's URL, if it calls one.
     pub health_url: Option<Url>,
     pub has_healthcheck: bool,
@@ -81,10 +97,36 @@ pub fn strings(value: Option<&Value>) -> Result<Vec<String>, String> {
     }
 }
 
+/// `sh -c "a && b"` as the command lines `a` and `b`; any other command as itself.
+/// Only `&&` between plain words is understood: quotes, pipes, `;` or `$` in the
+/// script are refused, so a check never reads a command line other than the one run.
+pub fn runs(command: &[String]) -> Result<Vec<Vec<String>>, String> {
+    let shell = matches!(
+        command.first().map(String::as_str),
+        Some("sh" | "/bin/sh" | "bash" | "/bin/bash")
+    );
+    if !shell || command.get(1).map(String::as_str) != Some("-c") {
+        return Ok(vec![command.to_vec()]);
+    }
+    let script = command.get(2).ok_or("`sh -c` without a script")?.as_str();
+    if let Some(c) = script.chars().find(|c| "'\"`$;|<>()\\".contains(*c)) {
+        return Err(format!(
+            "command script {script:?}: {c:?} is more than the checks read (plain words joined by &&)"
+        ));
+    }
+    Ok(script
+        .split("&&")
+        .map(|part| part.split_whitespace().map(str::to_owned).collect())
+        .collect())
+}
+
 pub fn parse_service(value: &Value) -> Result<Service, String> {
+    let command = strings(value.get("command"))?;
     let mut service = Service {
         image: value["image"].as_str().unwrap_or_default().to_owned(),
-        command: strings(value.get("command"))?,
+        runs: runs(&command)?,
+        command,
+        restart: value.get("restart").and_then(scalar),
         ..Service::default()
     };
     match value.get("environment") {
@@ -109,11 +151,17 @@ pub fn parse_service(value: &Value) -> Result<Service, String> {
     }
     if let Some(Value::Sequence(ports)) = value.get("ports") {
         for port in ports {
-            let target = match port {
-                Value::Mapping(_) => scalar(&port["target"]).unwrap_or_default(),
+            // [ip:]host:container, or the long form.
+            let (published, target) = match port {
+                Value::Mapping(_) => (
+                    scalar(&port["published"]),
+                    scalar(&port["target"]).unwrap_or_default(),
+                ),
                 other => {
                     let short = interpolate(&scalar(other).unwrap_or_default())?;
-                    short.rsplit(':').next().unwrap_or_default().to_owned()
+                    let mut parts = short.rsplit(':');
+                    let target = parts.next().unwrap_or_default().to_owned();
+                    (parts.next().map(str::to_owned), target)
                 }
             };
             let target = target.trim_end_matches("/tcp");
@@ -122,19 +170,35 @@ pub fn parse_service(value: &Value) -> Result<Service, String> {
                     .parse()
                     .map_err(|_| format!("port {port:?}: no container port"))?,
             );
+            if let Some(published) = published {
+                service.host_ports.push(
+                    published
+                        .parse()
+                        .map_err(|_| format!("port {port:?}: host port {published:?}"))?,
+                );
+            }
         }
     }
     if let Some(Value::Sequence(volumes)) = value.get("volumes") {
         for volume in volumes {
-            let target = match volume {
-                Value::Mapping(_) => scalar(&volume["target"]).unwrap_or_default(),
+            let (source, target) = match volume {
+                Value::Mapping(_) => (
+                    scalar(&volume["source"]).unwrap_or_default(),
+                    scalar(&volume["target"]).unwrap_or_default(),
+                ),
                 // source:target[:mode]
                 other => {
                     let short = interpolate(&scalar(other).unwrap_or_default())?;
-                    short.split(':').nth(1).unwrap_or_default().to_owned()
+                    let mut parts = short.split(':');
+                    let source = parts.next().unwrap_or_default().to_owned();
+                    (source, parts.next().unwrap_or_default().to_owned())
                 }
             };
-            service.mounts.push(target.trim_end_matches('/').to_owned());
+            let target = target.trim_end_matches('/').to_owned();
+            if source.starts_with('.') || source.starts_with('/') {
+                service.binds.push((source, target.clone()));
+            }
+            service.mounts.push(target);
         }
     }
     if let Some(check) = value.get("healthcheck") {
@@ -167,7 +231,8 @@ pub fn parse_service(value: &Value) -> Result<Service, String> {
 }
 
 pub fn parse_compose(mut doc: Value) -> Result<BTreeMap<String, Service>, String> {
-    doc.apply_merge().map_err(|err| err.to_string())?;
+    // Merging again changes nothing once [`load`] has merged.
+    merge(&mut doc)?;
     let Some(Value::Mapping(services)) = doc.get("services") else {
         return Err("no services".into());
     };
@@ -181,8 +246,62 @@ pub fn parse_compose(mut doc: Value) -> Result<BTreeMap<String, Service>, String
         .collect()
 }
 
-pub fn load() -> Value {
-    let text = std::fs::read_to_string(COMPOSE_PATH)
-        .unwrap_or_else(|err| panic!("read {COMPOSE_PATH}: {err}"));
-    serde_norway::from_str(&text).unwrap_or_else(|err| panic!("{COMPOSE_PATH}: {err}"))
+/// A compose file (`MAIN` or `CLUSTER`) with its `<<` merge keys applied, so a test
+/// can change one service's inherited settings without touching the others.
+pub fn load(file: &str) -> Value {
+    let path = Path::new(ROOT).join(file);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
+    let mut doc: Value =
+        serde_norway::from_str(&text).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    merge(&mut doc).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    doc
+}
+
+/// Applies `<<` merge keys until none is left: a merged mapping that itself merges
+/// another (`collector-1: <<: *collector`, where `x-collector` has `<<: *app`) brings
+/// its own `<<` along, which one pass of [`Value::apply_merge`] leaves in place.
+pub fn merge(doc: &mut Value) -> Result<(), String> {
+    for _ in 0..8 {
+        let before = doc.clone();
+        doc.apply_merge().map_err(|err| err.to_string())?;
+        if *doc == before {
+            return Ok(());
+        }
+    }
+    Err("`<<` merges nested more than 8 deep".into())
+}
+
+/// The files a compose file mounts, read from the workspace root unless a test has
+/// replaced (or removed) one.
+#[derive(Debug, Default)]
+pub struct Files {
+    /// Path as the compose file writes it (`./deploy/...`) to the text a test wants
+    /// instead, `None` for a file that should be missing.
+    pub replaced: BTreeMap<String, Option<String>>,
+}
+
+impl Files {
+    /// Where a compose-relative path is on this machine.
+    pub fn path(source: &str) -> PathBuf {
+        Path::new(ROOT).join(source)
+    }
+
+    /// The text of the file the compose file names `source`.
+    pub fn read(&self, source: &str) -> Result<String, String> {
+        match self.replaced.get(source) {
+            Some(Some(text)) => Ok(text.clone()),
+            Some(None) => Err(format!("{source} does not exist")),
+            None => std::fs::read_to_string(Self::path(source))
+                .map_err(|err| format!("{source} cannot be read: {err}")),
+        }
+    }
+
+    /// `source` with `from` replaced by `to` (which must occur in it).
+    pub fn replace(&mut self, source: &str, from: &str, to: &str) {
+        let text = self.read(source).unwrap();
+        assert!(text.contains(from), "{source} has no {from:?}");
+        self.replaced
+            .insert(source.to_owned(), Some(text.replacen(from, to, 1)));
+    }
 }
