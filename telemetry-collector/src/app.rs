@@ -112,6 +112,7 @@ impl Application {
                 settings: settings.clone(),
                 store: store.clone(),
                 metrics: metrics.clone(),
+                lost_pulls: Default::default(),
             };
             (Some(ingest), Some(client))
         } else {

@@ -20,6 +20,7 @@
 //!   `ingest{consumer}`), so a log line says which stage and consumer it comes from;
 //!   there is no span per message, which the ingest bench would notice.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,11 @@ use crate::store::{self, Batch, Store};
 /// being created, or with a consumer leader that died): the loop then opens a new
 /// one, so a lost request costs two seconds, not the rest of [`PULL_EXPIRES`].
 pub const PULL_HEARTBEAT: Duration = Duration::from_secs(1);
+/// Pull requests lost in a row (no heartbeat for two intervals each) before `/readyz`
+/// says the consumer is not attached: three, about six seconds, longer than a
+/// consumer leader election usually takes, so one election does not flap readiness,
+/// while a broker without quorum shows within seconds.
+pub const LOST_PULLS_UNREADY: u32 = 3;
 /// Batches parsed and waiting for the writer: one, so the next batch is ready the
 /// moment the current commit ends, without holding more messages unacked than needed.
 pub const PIPELINE_DEPTH: usize = 1;
@@ -198,6 +204,8 @@ pub struct Ingest {
     pub(crate) settings: Settings,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Pull requests lost in a row; reset by a message or a healthy wait.
+    pub(crate) lost_pulls: std::sync::atomic::AtomicU32,
 }
 
 impl Ingest {
@@ -244,9 +252,23 @@ impl Ingest {
                 }
             };
             backoff = self.settings.min_backoff;
-            self.metrics.set_consumer_attached();
-            if self.drain(messages, &shutdown).await == End::Reattach {
-                attached = None;
+            if self.lost_pulls.load(Relaxed) < LOST_PULLS_UNREADY {
+                self.metrics.set_consumer_attached();
+            }
+            match self.drain(messages, &shutdown).await {
+                End::Reattach => attached = None,
+                End::PullAgain => {
+                    let lost = self.lost_pulls.fetch_add(1, Relaxed) + 1;
+                    if lost >= LOST_PULLS_UNREADY {
+                        self.metrics.set_consumer_detached(format!(
+                            "the broker lost {lost} pull requests in a row (no heartbeat for \
+                             {:?} each): JetStream without quorum, or the consumer's leader \
+                             not elected yet",
+                            PULL_HEARTBEAT * 2
+                        ));
+                    }
+                }
+                End::Shutdown => {}
             }
         }
         tracing::info!("ingest stopped");
@@ -368,15 +390,26 @@ impl Ingest {
         // listened for two heartbeats ourselves (async-nats' timer also runs while the
         // stream is not polled, e.g. while the writer is busy).
         let listening = tokio::time::Instant::now();
+        // Listened this long without an error: heartbeats arrive, the pull is served.
+        let healthy_at = listening + PULL_HEARTBEAT * 2 + PULL_HEARTBEAT / 2;
+        let mut healthy = false;
         let mut batch = loop {
             let first = tokio::select! {
                 // Shutdown first: once it fired, no new batch starts.
                 biased;
                 _ = shutdown.cancelled() => return Err(End::Shutdown),
                 next = messages.next() => next,
+                _ = tokio::time::sleep_until(healthy_at), if !healthy => {
+                    healthy = true;
+                    self.pull_served();
+                    continue;
+                }
             };
             match first.ok_or(End::PullAgain)? {
-                Ok(message) => break vec![message],
+                Ok(message) => {
+                    self.pull_served();
+                    break vec![message];
+                }
                 Err(err) => match err.kind() {
                     pull::MessagesErrorKind::ConsumerDeleted
                     | pull::MessagesErrorKind::PushBasedConsumer => {
@@ -412,6 +445,15 @@ impl Ingest {
             }
         }
         Ok(batch)
+    }
+
+    /// The pull request is served (a message came, or heartbeats did): the broker
+    /// works, whatever lost the earlier requests has passed.
+    fn pull_served(&self) {
+        if self.lost_pulls.swap(0, Relaxed) > 0 {
+            tracing::info!("pull requests served again");
+        }
+        self.metrics.set_consumer_attached();
     }
 
     /// Writes one batch, retrying until it commits. `Err` only when shutdown

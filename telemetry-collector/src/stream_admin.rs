@@ -286,10 +286,7 @@ fn describe(info: &stream::Info, out: &mut String) {
         let _ = writeln!(out, "  {label:<17} {value}");
     };
     line("subjects", config.subjects.join(", "));
-    line(
-        "storage",
-        format!("{:?}", config.storage).to_lowercase(),
-    );
+    line("storage", format!("{:?}", config.storage).to_lowercase());
     line(
         "retention",
         format!(
@@ -299,7 +296,10 @@ fn describe(info: &stream::Info, out: &mut String) {
         ),
     );
     line("replicas", config.num_replicas.max(1).to_string());
-    line("max_bytes", format!("{} ({})", config.max_bytes, human_bytes(config.max_bytes)));
+    line(
+        "max_bytes",
+        format!("{} ({})", config.max_bytes, human_bytes(config.max_bytes)),
+    );
     line("max_age", human_duration(config.max_age));
     line("max_message_size", config.max_message_size.to_string());
     line("duplicate_window", human_duration(config.duplicate_window));
@@ -387,11 +387,11 @@ fn human_duration(duration: Duration) -> String {
         "0s (unlimited)".to_owned()
     } else if secs == 0 {
         format!("{}ms", duration.as_millis())
-    } else if secs % 86_400 == 0 {
+    } else if secs.is_multiple_of(86_400) {
         format!("{}d", secs / 86_400)
-    } else if secs % 3_600 == 0 {
+    } else if secs.is_multiple_of(3_600) {
         format!("{}h", secs / 3_600)
-    } else if secs % 60 == 0 {
+    } else if secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else {
         format!("{secs}s")

@@ -185,7 +185,7 @@ async fn a_collector_whose_pull_request_was_lost_pulls_again_within_seconds() {
 /// Issue 14, item 2: a collector started while JetStream has no quorum (one node of
 /// three up: a whole-cluster restart) starts anyway, serves `/readyz` 503 saying why,
 /// and attaches once the quorum is back. Before, it exited with "jetstream request
-/// timed out".
+/// timed out". Losing the quorum again while running shows on `/readyz` too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_collector_started_without_quorum_waits_and_says_why() {
     let mut cluster = NatsCluster::unstarted();
@@ -241,5 +241,36 @@ async fn a_collector_started_without_quorum_waits_and_says_why() {
         info.config.num_replicas, 3,
         "created at TELEMETRY_STREAM_REPLICAS"
     );
+
+    // Quorum lost while running: within seconds `/readyz` says so (before, it kept
+    // answering 200 while nothing could be pulled).
+    cluster.kill(1);
+    cluster.kill(2);
+    let lost = Instant::now();
+    common::wait_until(
+        Duration::from_secs(30),
+        "/readyz 503 without quorum",
+        || async { http_get(collector.port, "/readyz").await.0 == 503 },
+    )
+    .await;
+    let (_, body) = http_get(collector.port, "/readyz").await;
+    eprintln!("not ready {:?} after losing quorum: {body}", lost.elapsed());
+    assert!(
+        body.contains("pull requests in a row") || body.contains("not connected"),
+        "{body}"
+    );
+    cluster.restart(1);
+    cluster.restart(2);
+    common::wait_until(
+        Duration::from_secs(60),
+        "/readyz 200 with quorum back",
+        || async { http_get(collector.port, "/readyz").await.0 == 200 },
+    )
+    .await;
+    publish_retrying(&js, &iso, &run_envelopes("p", 100, 1)).await;
+    common::wait_until(Duration::from_secs(30), "the second run stored", || async {
+        collector.metrics.events_stored() >= 14
+    })
+    .await;
     collector.stop().await;
 }

@@ -50,7 +50,10 @@ async fn create_info_and_update_keep_the_stream_to_the_configured_spec() {
 
     let (code, _, stderr) = stream_command(&iso, &["info"], &[]);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains(&format!("stream {} does not exist", iso.stream)), "{stderr}");
+    assert!(
+        stderr.contains(&format!("stream {} does not exist", iso.stream)),
+        "{stderr}"
+    );
     assert!(stderr.contains("stream create"), "{stderr}");
     let (code, _, stderr) = stream_command(&iso, &["update"], &[]);
     assert_eq!(code, 1, "update does not create: {stderr}");
@@ -76,7 +79,10 @@ async fn create_info_and_update_keep_the_stream_to_the_configured_spec() {
     let bigger_cap = [("TELEMETRY_STREAM_MAX_BYTES", bigger.as_str())];
     let (code, stdout, _) = stream_command(&iso, &["info"], &bigger_cap);
     assert_eq!(code, 0);
-    assert!(stdout.contains("differs from the configured spec"), "{stdout}");
+    assert!(
+        stdout.contains("differs from the configured spec"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains(&format!(
             "max_bytes: {} (configured {bigger})",
@@ -87,16 +93,25 @@ async fn create_info_and_update_keep_the_stream_to_the_configured_spec() {
     let (code, stdout, stderr) = stream_command(&iso, &["update", "--dry-run"], &bigger_cap);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains(&format!("max_bytes         {} -> {bigger}", Isolation::STREAM_MAX_BYTES)),
+        stdout.contains(&format!(
+            "max_bytes         {} -> {bigger}",
+            Isolation::STREAM_MAX_BYTES
+        )),
         "{stdout}"
     );
     assert!(stdout.contains("dry run: nothing changed"), "{stdout}");
-    assert_eq!(stream_config(&iso).await.max_bytes, Isolation::STREAM_MAX_BYTES);
+    assert_eq!(
+        stream_config(&iso).await.max_bytes,
+        Isolation::STREAM_MAX_BYTES
+    );
 
     let (code, stdout, stderr) = stream_command(&iso, &["update"], &bigger_cap);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("updated:"), "{stdout}");
-    assert_eq!(stream_config(&iso).await.max_bytes, Isolation::STREAM_MAX_BYTES * 2);
+    assert_eq!(
+        stream_config(&iso).await.max_bytes,
+        Isolation::STREAM_MAX_BYTES * 2
+    );
     let (_, stdout, _) = stream_command(&iso, &["update"], &bigger_cap);
     assert!(stdout.contains("already matches"), "{stdout}");
 }
@@ -117,12 +132,22 @@ async fn update_refuses_what_the_broker_cannot_change_and_changes_nothing() {
 
     let (code, stdout, stderr) = stream_command(&iso, &["update"], &[]);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
-    assert!(stderr.contains("an update cannot change storage"), "{stderr}");
+    assert!(
+        stderr.contains("an update cannot change storage"),
+        "{stderr}"
+    );
     assert!(stderr.contains("nothing was changed"), "{stderr}");
-    assert!(stdout.contains("storage           memory -> file"), "{stdout}");
+    assert!(
+        stdout.contains("storage           memory -> file"),
+        "{stdout}"
+    );
     let after = stream_config(&iso).await;
     assert_eq!(after.storage, StorageType::Memory);
-    assert_eq!(after.duplicate_window, Duration::from_secs(5), "nothing else applied either");
+    assert_eq!(
+        after.duplicate_window,
+        Duration::from_secs(5),
+        "nothing else applied either"
+    );
 }
 
 /// Issue 14, item 3: a stream that differs from the configured spec (here: a 5 s
@@ -146,7 +171,10 @@ async fn a_collector_warns_when_the_stream_it_finds_differs_from_its_spec() {
         .env("NATS_URL", &iso.nats_url)
         .env("TELEMETRY_STREAM", &iso.stream)
         .env("TELEMETRY_SUBJECT_PREFIX", &iso.prefix)
-        .env("TELEMETRY_STREAM_MAX_BYTES", Isolation::STREAM_MAX_BYTES.to_string())
+        .env(
+            "TELEMETRY_STREAM_MAX_BYTES",
+            Isolation::STREAM_MAX_BYTES.to_string(),
+        )
         .env("DATABASE_URL", &database)
         .env("RUST_LOG", "warn")
         .env("LOG_FORMAT", "text")
@@ -178,7 +206,10 @@ async fn a_collector_warns_when_the_stream_it_finds_differs_from_its_spec() {
     let _ = child.wait();
     assert!(warning.contains("WARN"), "{warning}");
     assert!(warning.contains(&iso.stream), "{warning}");
-    assert!(warning.contains("duplicate_window: 5s (configured 120s)"), "{warning}");
+    assert!(
+        warning.contains("duplicate_window: 5s (configured 120s)"),
+        "{warning}"
+    );
     assert!(warning.contains("stream update"), "{warning}");
     assert_eq!(
         stream_config(&iso).await.duplicate_window,
