@@ -5,6 +5,7 @@
 mod auth;
 mod bad_input;
 mod binary;
+mod cluster;
 mod dependencies;
 mod end_to_end;
 mod faults;
