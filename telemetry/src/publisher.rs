@@ -23,7 +23,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use prost::Message as _;
-use telemetry_proto::stream::create_error_hint;
+use telemetry_proto::stream::{create_error_hint, describe_differences};
 use telemetry_proto::v1::{envelope::Body, Envelope, ProducerStats};
 use telemetry_proto::{BodyKind, StreamSpec, Subjects};
 use tokio::sync::{mpsc, oneshot};
@@ -230,7 +230,7 @@ impl Publisher {
         )
         .await;
         match created {
-            Ok(Ok(_)) => {}
+            Ok(Ok(stream)) => self.warn_differences(&stream.cached_info().config),
             Ok(Err(err)) => {
                 let hint = create_error_hint(&err);
                 tracing::warn!(
@@ -243,6 +243,20 @@ impl Publisher {
         // Publish either way: a missing stream shows up as `StreamNotFound` acks, which
         // clear this flag again.
         flow.stream_ready = true;
+    }
+
+    /// An existing stream is used as it is, never changed: say how it differs from the
+    /// configured spec (its duplicate window, subjects, replicas, ...), once per check.
+    fn warn_differences(&self, existing: &async_nats::jetstream::stream::Config) {
+        let differences = self.stream.differences(existing);
+        if !differences.is_empty() {
+            tracing::warn!(
+                stream = %self.stream.name,
+                differences = %describe_differences(&differences),
+                "the existing stream differs from the configured spec and keeps its own \
+                 settings; `telemetry-collector stream update` applies the configured ones"
+            );
+        }
     }
 
     fn prepare(&self, queued: Queued) -> Prepared {

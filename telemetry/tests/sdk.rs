@@ -2,6 +2,7 @@
 //! stream (or its own server), and checks what actually landed in the stream.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
@@ -734,4 +735,93 @@ async fn failed_publishes_are_retried_until_they_land_exactly_once() {
     let seqs: HashSet<u64> = got.iter().map(|(_, e)| e.producer_seq).collect();
     assert_eq!(got.len(), 200);
     assert_eq!(seqs, (1..=200).collect(), "each event once, none missing");
+}
+
+/// Log lines written through a `tracing_subscriber::fmt` subscriber, for assertions.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Issue 14, item 3: a stream that exists with other settings than the configured
+/// ones is used as it is, never changed, and the SDK says how it differs (before, it
+/// passed silently).
+#[tokio::test(flavor = "current_thread")]
+async fn an_existing_stream_with_other_settings_is_kept_and_warned_about() {
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    // This thread only; the current-thread runtime runs the publisher here too.
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    // No warning for a stream as configured, whether this SDK creates it or finds it.
+    let matching = Isolation::new();
+    for _ in 0..2 {
+        let telemetry = Telemetry::start(config(&matching)).unwrap();
+        telemetry.record_variant_result(variant_result(1)).unwrap();
+        let report = telemetry.shutdown(Duration::from_secs(10)).await;
+        assert_eq!(report.published, 1);
+    }
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(!text.contains("differs from the configured spec"), "{text}");
+
+    let iso = Isolation::new();
+    let mut existing = StreamSpec::new(iso.stream.clone(), Subjects::new(&iso.prefix).unwrap())
+        .with_max_bytes(Isolation::STREAM_MAX_BYTES)
+        .unwrap()
+        .config();
+    existing.duplicate_window = Duration::from_secs(5);
+    let client = async_nats::connect(iso.nats_url.as_str()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    test_support::create_stream(&js, existing).await;
+
+    let telemetry = Telemetry::start(config(&iso)).unwrap();
+    telemetry.record_variant_result(variant_result(1)).unwrap();
+    let report = telemetry.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(report.published, 1, "the stream is used as it is");
+
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("differs from the configured spec"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning:\n{text}");
+    let warning = warnings[0];
+    eprintln!("{warning}");
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(warning.contains(&iso.stream), "names the stream: {warning}");
+    assert!(
+        warning.contains("duplicate_window: 5s (configured 120s)"),
+        "names the difference: {warning}"
+    );
+    assert!(
+        warning.contains("keeps its own settings")
+            && warning.contains("telemetry-collector stream update"),
+        "{warning}"
+    );
+    let info = js
+        .get_stream(&iso.stream)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(
+        info.config.duplicate_window,
+        Duration::from_secs(5),
+        "the stream is not changed"
+    );
 }
