@@ -12,6 +12,7 @@ mod gemini;
 mod helpers;
 mod http_edges;
 mod images;
+mod jetstream;
 mod nats_down;
 mod overload;
 mod render;
