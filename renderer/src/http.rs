@@ -20,7 +20,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use telemetry::{
-    EmitEvent, ErrorCode, EventSource, EventType, RunStatus, Telemetry, VariantStatus,
+    EmitEvent, ErrorCode, EventSource, EventType, JetStreamState, RunStatus, Telemetry,
+    VariantStatus,
 };
 
 use crate::config::Limits;
@@ -412,8 +413,13 @@ async fn image_response(state: &AppState, key: &str) -> Response {
 }
 
 /// `GET /readyz`: ready when the image store is usable. The broker is not a condition:
-/// the renderer renders without it (telemetry queues), which is the point of the design;
-/// its state is reported for operators.
+/// the renderer renders without it (telemetry queues, bounded, and counts what it
+/// drops), which is the point of the design; its state is reported for operators.
+/// That holds for JetStream as much as for the connection: a cluster without quorum
+/// takes no events though the connection is up, so `telemetry.jetstream` says whether
+/// the last publish was acknowledged ([`jetstream_readiness`]), and the answer stays
+/// 200. Taking renderers out of a load balancer because the broker is down would turn
+/// a telemetry outage into a render outage.
 async fn readyz(State(state): State<AppState>) -> Response {
     let store_ok = tokio::fs::metadata(state.store.root())
         .await
@@ -426,6 +432,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "telemetry": {
             "enabled": state.telemetry.is_enabled(),
             "connected": stats.connected,
+            "jetstream": jetstream_readiness(state.telemetry.is_enabled(), &stats.jetstream),
             "queueDepth": stats.queue_depth,
         },
     });
@@ -435,6 +442,22 @@ async fn readyz(State(state): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// `/readyz`'s `telemetry.jetstream`: `"ok"` (the last publish was acknowledged),
+/// `"unavailable: <reason> (for 12s)"` (publishes failing since then), `"unknown"`
+/// (connected, nothing published yet: the SDK publishes its stats every stats
+/// interval, so this lasts at most one), `"not connected"`, or `"disabled"`.
+fn jetstream_readiness(enabled: bool, state: &JetStreamState) -> String {
+    match state {
+        _ if !enabled => "disabled".to_owned(),
+        JetStreamState::Available { .. } => "ok".to_owned(),
+        JetStreamState::Unavailable { reason, since } => {
+            format!("unavailable: {reason} (for {}s)", since.elapsed().as_secs())
+        }
+        JetStreamState::Unknown => "unknown".to_owned(),
+        JetStreamState::NotConnected => "not connected".to_owned(),
+    }
 }
 
 /// `GET /metrics`.

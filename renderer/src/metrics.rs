@@ -247,6 +247,11 @@ impl Collector for SdkLedger {
                 "Whether the SDK's NATS connection is up.",
                 u64::from(stats.connected),
             ),
+            (
+                "telemetry_jetstream_up",
+                "Whether JetStream acknowledged the SDK's last publish.",
+                u64::from(stats.jetstream.is_available()),
+            ),
         ];
         for (name, help, value) in gauges {
             let gauge = ConstGauge::new(value);

@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// At most one `queue_full` warning line per this interval: a full queue drops events
 /// by the thousand, and a line per drop would bury the log (and cost the caller).
@@ -78,6 +79,8 @@ pub(crate) struct Ledger {
     pub published: Padded<AtomicU64>,
     pub publish_failures: AtomicU64,
     pub connected: AtomicBool,
+    /// Whether JetStream takes the events, from the publisher's ack outcomes.
+    pub jetstream: JetStreamHealth,
     dropped: [AtomicU64; DropReason::ALL.len()],
     /// Rate limit of the `queue_full` warning.
     queue_full_warning: DropWarning,
@@ -121,6 +124,7 @@ impl Ledger {
             .collect();
         let dropped = dropped_by_reason.values().sum();
         let emitted = self.emitted.load(Relaxed);
+        let connected = self.connected.load(Relaxed);
         StatsSnapshot {
             emitted,
             published,
@@ -128,8 +132,122 @@ impl Ledger {
             dropped_by_reason,
             publish_failures: self.publish_failures.load(Relaxed),
             queue_depth: emitted.saturating_sub(published + dropped),
-            connected: self.connected.load(Relaxed),
+            connected,
+            jetstream: if connected {
+                self.jetstream.state()
+            } else {
+                JetStreamState::NotConnected
+            },
         }
+    }
+}
+
+/// Whether JetStream takes the events, as the publisher's last ack outcome says: it
+/// asks nothing of the broker itself. The periodic `ProducerStats` is published (and
+/// acked or not) every stats interval, so the state stays fresh while no event flows.
+///
+/// Only the publisher writes it. A success is one clock read and one relaxed store;
+/// the mutex is taken when acks fail, and once on the first success after failures.
+/// A reader takes it only while acks fail.
+#[derive(Debug)]
+pub(crate) struct JetStreamHealth {
+    /// What `last_ack` counts from.
+    epoch: Instant,
+    /// Nanoseconds from `epoch` to the last acknowledged publish, plus one; 0 until the
+    /// first.
+    last_ack: AtomicU64,
+    /// Mirror of `failing.is_some()`, so a success or a reader need not lock.
+    is_failing: AtomicBool,
+    /// While acks fail: the latest failure's reason and the first failure's time.
+    failing: Mutex<Option<(String, Instant)>>,
+}
+
+impl Default for JetStreamHealth {
+    fn default() -> Self {
+        Self {
+            epoch: Instant::now(),
+            last_ack: AtomicU64::new(0),
+            is_failing: AtomicBool::new(false),
+            failing: Mutex::new(None),
+        }
+    }
+}
+
+impl JetStreamHealth {
+    /// A publish was acknowledged.
+    pub fn acked(&self) {
+        let nanos = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.last_ack.store(nanos + 1, Relaxed);
+        if self.is_failing.load(Relaxed) {
+            *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            self.is_failing.store(false, Relaxed);
+        }
+    }
+
+    /// A publish failed because of JetStream (not the event), for `reason`. The
+    /// outage's start stays that of its first failure.
+    pub fn failed(&self, reason: String) {
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *failing {
+            Some((last_reason, _)) => {
+                if *last_reason != reason {
+                    *last_reason = reason;
+                }
+            }
+            None => *failing = Some((reason, Instant::now())),
+        }
+        self.is_failing.store(true, Relaxed);
+    }
+
+    /// The state, assuming the connection is up.
+    pub fn state(&self) -> JetStreamState {
+        if self.is_failing.load(Relaxed) {
+            if let Some((reason, since)) = &*self.failing.lock().unwrap_or_else(|e| e.into_inner())
+            {
+                return JetStreamState::Unavailable {
+                    reason: reason.clone(),
+                    since: *since,
+                };
+            }
+        }
+        match self.last_ack.load(Relaxed) {
+            0 => JetStreamState::Unknown,
+            nanos => JetStreamState::Available {
+                last_ack: self.epoch + Duration::from_nanos(nanos - 1),
+            },
+        }
+    }
+}
+
+/// Whether JetStream takes this producer's events ([`StatsSnapshot::jetstream`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum JetStreamState {
+    /// No NATS connection: nothing can be published (see [`StatsSnapshot::connected`]).
+    #[default]
+    NotConnected,
+    /// Connected, and no publish has been acknowledged or has failed yet.
+    Unknown,
+    /// The last publish was acknowledged.
+    Available {
+        /// When that ack arrived.
+        last_ack: Instant,
+    },
+    /// Publishes are failing: no ack in time (a cluster without quorum, a stream
+    /// without a leader), no responders (no stream for the subjects), or JetStream's
+    /// own error (e.g. 503 "JetStream system temporarily unavailable"). The SDK keeps
+    /// the events queued and retries.
+    Unavailable {
+        /// Why the latest publish failed.
+        reason: String,
+        /// The first failure since the last acknowledged publish.
+        since: Instant,
+    },
+}
+
+impl JetStreamState {
+    /// Whether the last publish was acknowledged.
+    pub fn is_available(&self) -> bool {
+        matches!(self, Self::Available { .. })
     }
 }
 
@@ -214,6 +332,9 @@ pub struct StatsSnapshot {
     pub queue_depth: u64,
     /// Whether the publisher's NATS connection is up.
     pub connected: bool,
+    /// Whether JetStream takes the events (the last publish's outcome): a connection
+    /// can be up while JetStream accepts nothing, e.g. on a cluster without quorum.
+    pub jetstream: JetStreamState,
 }
 
 impl StatsSnapshot {
@@ -261,6 +382,50 @@ mod tests {
             Some((9, 5_010))
         );
         assert_eq!(warning.flush(5_010, start + 3 * INTERVAL + 3, true), None);
+    }
+
+    #[test]
+    fn jetstream_is_unavailable_from_the_first_failure_until_the_next_ack() {
+        let ledger = Ledger::default();
+        ledger.connected.store(true, Relaxed);
+        assert_eq!(ledger.snapshot().jetstream, JetStreamState::Unknown);
+        let before = Instant::now();
+        ledger.jetstream.acked();
+        let JetStreamState::Available { last_ack } = ledger.snapshot().jetstream else {
+            panic!("{:?}", ledger.snapshot());
+        };
+        assert!(last_ack >= before && last_ack <= Instant::now());
+
+        ledger.jetstream.failed("timed out".into());
+        let JetStreamState::Unavailable { reason, since } = ledger.snapshot().jetstream else {
+            panic!("{:?}", ledger.snapshot());
+        };
+        assert_eq!(reason, "timed out");
+        std::thread::sleep(Duration::from_millis(5));
+        // A later failure gives its reason; the outage still started at the first.
+        ledger.jetstream.failed("no responders".into());
+        assert_eq!(
+            ledger.snapshot().jetstream,
+            JetStreamState::Unavailable {
+                reason: "no responders".into(),
+                since
+            }
+        );
+        // Not connected says so, whatever the last ack said.
+        ledger.connected.store(false, Relaxed);
+        assert_eq!(ledger.snapshot().jetstream, JetStreamState::NotConnected);
+        ledger.connected.store(true, Relaxed);
+
+        ledger.jetstream.acked();
+        assert!(ledger.snapshot().jetstream.is_available());
+        ledger.jetstream.failed("timed out".into());
+        let JetStreamState::Unavailable { since: again, .. } = ledger.snapshot().jetstream else {
+            panic!("{:?}", ledger.snapshot());
+        };
+        assert!(
+            again > since,
+            "a new outage starts at its own first failure"
+        );
     }
 
     #[test]

@@ -36,7 +36,8 @@
 //! - [`config`]: [`TelemetryConfig`] and its named defaults; [`NatsConfig`] and
 //!   [`ConfigError`] are `service-kit`'s, re-exported because the config holds them.
 //! - [`record`]: the call inputs ([`StartRun`], [`VariantResultRecord`], ...) and [`hash_prompt`].
-//! - [`ledger`]: the counters behind `ProducerStats` and [`StatsSnapshot`].
+//! - [`ledger`]: the counters behind `ProducerStats`, [`StatsSnapshot`], and
+//!   [`JetStreamState`] (whether JetStream takes the events, from the ack outcomes).
 //! - [`handle`]: [`Telemetry`], the cheap `Clone` handle the calls are made on.
 //! - `publisher`: the background task that owns the NATS connection (made by
 //!   `service_kit::nats`, the same code the collector connects with).
@@ -51,7 +52,7 @@ pub mod record;
 pub use config::{Limits, TelemetryConfig};
 pub use error::EmitError;
 pub use handle::{ShutdownReport, Telemetry};
-pub use ledger::{DropReason, StatsSnapshot};
+pub use ledger::{DropReason, JetStreamState, StatsSnapshot};
 pub use record::{
     hash_prompt, CompleteRun, EmitEvent, ImageInfo, StartRun, VariantResultRecord, VariantStart,
 };

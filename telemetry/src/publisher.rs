@@ -8,6 +8,10 @@
 //!
 //! A failed publish is retried with the same `Nats-Msg-Id` after a backoff; the broker
 //! drops the copy if the first attempt was stored after all.
+//!
+//! Every ack outcome (events' and `ProducerStats`') also says whether JetStream takes
+//! the events at all ([`crate::JetStreamState`]): the connection can be up while a
+//! cluster without quorum accepts nothing.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
@@ -15,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::connection::State;
-use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, Context};
 use async_nats::Subject;
@@ -23,7 +27,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use prost::Message as _;
-use telemetry_proto::stream::create_error_hint;
+use telemetry_proto::stream::{create_error_hint, describe_differences};
 use telemetry_proto::v1::{envelope::Body, Envelope, ProducerStats};
 use telemetry_proto::{BodyKind, StreamSpec, Subjects};
 use tokio::sync::{mpsc, oneshot};
@@ -51,7 +55,7 @@ struct Prepared {
     attempts: u32,
 }
 
-type AckFuture = BoxFuture<'static, (Prepared, Result<(), PublishErrorKind>)>;
+type AckFuture = BoxFuture<'static, (Prepared, Result<(), PublishError>)>;
 
 pub(crate) struct Publisher {
     config: TelemetryConfig,
@@ -72,6 +76,9 @@ struct Flow {
     retry_at: Option<Instant>,
     backoff: Duration,
     stream_ready: bool,
+    /// Why the last attempt to ensure the stream failed, if it did: the reason a
+    /// publish then finds no stream.
+    ensure_error: Option<String>,
     deadline: Option<Instant>,
     queue_open: bool,
 }
@@ -110,6 +117,7 @@ impl Publisher {
             retry_at: None,
             backoff: self.config.min_backoff,
             stream_ready: !self.config.ensure_stream,
+            ensure_error: None,
             deadline: None,
             queue_open: true,
         };
@@ -186,7 +194,8 @@ impl Publisher {
                 _ = stats_tick.tick() => {
                     // Drops of a burst that has stopped still get their line.
                     self.ledger.flush_queue_full_warning(false);
-                    self.publish_stats(&js, false, Instant::now() + self.config.ack_timeout).await;
+                    let until = Instant::now() + self.config.ack_timeout;
+                    self.publish_stats(&js, flow.ensure_error.as_deref(), false, until).await;
                 }
                 _ = tokio::time::sleep(IDLE_TICK), if must_poll => {}
             }
@@ -229,20 +238,49 @@ impl Publisher {
             js.get_or_create_stream(self.stream.config()),
         )
         .await;
-        match created {
-            Ok(Ok(_)) => {}
+        flow.ensure_error = match created {
+            Ok(Ok(stream)) => {
+                self.warn_differences(&stream.cached_info().config);
+                None
+            }
             Ok(Err(err)) => {
                 let hint = create_error_hint(&err);
                 tracing::warn!(
                     stream = %self.stream.name, error = %err,
                     "telemetry could not ensure its stream; publishing anyway{hint}"
-                )
+                );
+                Some(err.to_string())
             }
-            Err(_) => tracing::warn!(stream = %self.stream.name, "ensuring the stream timed out"),
+            Err(_) => {
+                tracing::warn!(stream = %self.stream.name, "ensuring the stream timed out");
+                Some(format!(
+                    "no answer within {} ms",
+                    self.config.ack_timeout.as_millis()
+                ))
+            }
+        };
+        if let Some(err) = &flow.ensure_error {
+            self.ledger
+                .jetstream
+                .failed(format!("cannot ensure stream {}: {err}", self.stream.name));
         }
         // Publish either way: a missing stream shows up as `StreamNotFound` acks, which
         // clear this flag again.
         flow.stream_ready = true;
+    }
+
+    /// An existing stream is used as it is, never changed: say how it differs from the
+    /// configured spec (its duplicate window, subjects, replicas, ...), once per check.
+    fn warn_differences(&self, existing: &async_nats::jetstream::stream::Config) {
+        let differences = self.stream.differences(existing);
+        if !differences.is_empty() {
+            tracing::warn!(
+                stream = %self.stream.name,
+                differences = %describe_differences(&differences),
+                "the existing stream differs from the configured spec and keeps its own \
+                 settings; `telemetry-collector stream update` applies the configured ones"
+            );
+        }
     }
 
     fn prepare(&self, queued: Queued) -> Prepared {
@@ -300,27 +338,30 @@ impl Publisher {
             let subject = self.subjects[prepared.kind as usize].clone();
             match js.send_publish(subject, publish).await {
                 Ok(ack) => flow.in_flight.push(Box::pin(async move {
-                    let result = ack.await.map(drop).map_err(|err| err.kind());
+                    let result = ack.await.map(drop);
                     (prepared, result)
                 })),
                 Err(err) => {
-                    self.on_ack(flow, prepared, Err(err.kind()));
+                    self.on_ack(flow, prepared, Err(err));
                     return;
                 }
             }
         }
     }
 
-    fn on_ack(&self, flow: &mut Flow, prepared: Prepared, result: Result<(), PublishErrorKind>) {
+    fn on_ack(&self, flow: &mut Flow, prepared: Prepared, result: Result<(), PublishError>) {
         match result {
             Ok(()) => {
+                self.ledger.jetstream.acked();
                 self.ledger.published.fetch_add(1, Relaxed);
                 self.ledger.queued_bytes.fetch_sub(prepared.bytes, Relaxed);
                 flow.backoff = self.config.min_backoff;
                 flow.retry_at = None;
             }
-            Err(kind) => {
+            Err(err) => {
+                let kind = err.kind();
                 self.ledger.publish_failures.fetch_add(1, Relaxed);
+                self.publish_failed(flow.ensure_error.as_deref(), &err);
                 let permanent = match kind {
                     PublishErrorKind::MaxPayloadExceeded => true,
                     PublishErrorKind::Other => prepared.attempts >= MAX_REJECTED_ATTEMPTS,
@@ -345,9 +386,28 @@ impl Publisher {
         }
     }
 
+    /// Records a failed publish in the JetStream state, unless the event itself was the
+    /// problem (over the server's max payload).
+    fn publish_failed(&self, ensure_error: Option<&str>, err: &PublishError) {
+        let reason = match (err.kind(), ensure_error) {
+            (PublishErrorKind::MaxPayloadExceeded, _) => return,
+            (PublishErrorKind::StreamNotFound, Some(ensure_error)) => {
+                format!("{err}; creating the stream failed: {ensure_error}")
+            }
+            _ => err.to_string(),
+        };
+        self.ledger.jetstream.failed(reason);
+    }
+
     /// Publishes the ledger. Not counted as an event: losing one only delays the totals
     /// to the next one.
-    async fn publish_stats(&mut self, js: &Context, is_final: bool, until: Instant) -> bool {
+    async fn publish_stats(
+        &mut self,
+        js: &Context,
+        ensure_error: Option<&str>,
+        is_final: bool,
+        until: Instant,
+    ) -> bool {
         let stats = self.ledger.snapshot();
         let body = Body::ProducerStats(ProducerStats {
             emitted: stats.emitted,
@@ -382,8 +442,18 @@ impl Publisher {
         let sent = tokio::time::timeout_at(until, async {
             js.send_publish(subject, publish).await?.await
         })
-        .await;
-        matches!(sent, Ok(Ok(_)))
+        .await
+        .unwrap_or_else(|_| Err(PublishError::new(PublishErrorKind::TimedOut)));
+        match sent {
+            Ok(_) => {
+                self.ledger.jetstream.acked();
+                true
+            }
+            Err(err) => {
+                self.publish_failed(ensure_error, &err);
+                false
+            }
+        }
     }
 
     /// Counts what is left as dropped, sends the final stats, reports.
@@ -406,7 +476,10 @@ impl Publisher {
         }
         self.ledger.flush_queue_full_warning(true);
         let final_stats_sent = match &js {
-            Some(js) if Instant::now() < deadline => self.publish_stats(js, true, deadline).await,
+            Some(js) if Instant::now() < deadline => {
+                self.publish_stats(js, flow.ensure_error.as_deref(), true, deadline)
+                    .await
+            }
             _ => false,
         };
         let stats = self.ledger.snapshot();

@@ -2,16 +2,18 @@
 //! stream (or its own server), and checks what actually landed in the stream.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use telemetry::{
     CompleteRun, DropReason, EmitError, EmitEvent, ErrorCode, EventSource, EventType, ImageInfo,
-    ImageMeta, Limits, NatsConfig, RunStatus, StartRun, Telemetry, TelemetryConfig,
-    VariantResultRecord, VariantStart, VariantStatus,
+    ImageMeta, JetStreamState, Limits, NatsConfig, RunStatus, StartRun, StatsSnapshot, Telemetry,
+    TelemetryConfig, VariantResultRecord, VariantStart, VariantStatus,
 };
 use telemetry_proto::v1::{self, envelope::Body, Envelope};
 use telemetry_proto::{BodyKind, StreamSpec, Subjects};
+use test_support::cluster::NatsCluster;
 use test_support::{read_stream, Isolation, NatsServer, StoredMessage};
 
 fn config(iso: &Isolation) -> TelemetryConfig {
@@ -734,4 +736,241 @@ async fn failed_publishes_are_retried_until_they_land_exactly_once() {
     let seqs: HashSet<u64> = got.iter().map(|(_, e)| e.producer_seq).collect();
     assert_eq!(got.len(), 200);
     assert_eq!(seqs, (1..=200).collect(), "each event once, none missing");
+}
+
+/// Polls the SDK's stats until `done` holds; fails after `within`, saying `what` and
+/// the last stats.
+async fn wait_for_stats(
+    telemetry: &Telemetry,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&StatsSnapshot) -> bool,
+) -> StatsSnapshot {
+    let started = Instant::now();
+    loop {
+        let stats = telemetry.stats();
+        if done(&stats) {
+            return stats;
+        }
+        assert!(
+            started.elapsed() < within,
+            "not {what} after {within:?}: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Issue 14, item 2: the SDK knows whether JetStream takes its events, from its own
+/// ack outcomes: nothing known until the first ack, then the time of the last one.
+#[tokio::test]
+async fn jetstream_is_unknown_until_the_first_ack_then_available() {
+    let iso = Isolation::new();
+    let telemetry = Telemetry::start(config(&iso)).unwrap();
+    assert_eq!(
+        telemetry.stats().jetstream,
+        JetStreamState::NotConnected,
+        "nothing is known before the connection is up"
+    );
+    let stats = wait_for_stats(&telemetry, Duration::from_secs(10), "connected", |s| {
+        s.connected
+    })
+    .await;
+    assert_eq!(stats.jetstream, JetStreamState::Unknown, "{stats:?}");
+    // Connected, the stream ensured, nothing published: still nothing to say.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(telemetry.stats().jetstream, JetStreamState::Unknown);
+
+    let before = Instant::now();
+    telemetry.record_variant_result(variant_result(1)).unwrap();
+    let stats = wait_for_stats(&telemetry, Duration::from_secs(10), "available", |s| {
+        s.jetstream.is_available()
+    })
+    .await;
+    assert_eq!(stats.published, 1, "{stats:?}");
+    let JetStreamState::Available { last_ack } = stats.jetstream else {
+        unreachable!()
+    };
+    assert!(
+        last_ack >= before && last_ack <= Instant::now(),
+        "the ack's time: {:?} after the call",
+        last_ack.checked_duration_since(before)
+    );
+    telemetry.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Issue 14, item 2: on a three-node cluster with one node up, the connection is up
+/// but JetStream has no quorum and takes nothing (the SDK cannot create its R3 stream,
+/// so publishes find no stream). The SDK says so, with why and since when; once the
+/// other two nodes are back it says available, and the events it held arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_without_quorum_is_unavailable_while_connected_then_available_again() {
+    let mut cluster = NatsCluster::unstarted();
+    cluster.restart(0);
+    let iso = Isolation::on(cluster.urls());
+    let telemetry = Telemetry::start(TelemetryConfig {
+        stream_replicas: 3,
+        ack_timeout: Duration::from_millis(500),
+        stats_interval: Duration::from_millis(500),
+        min_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(250),
+        ..config(&iso)
+    })
+    .unwrap();
+    let count = 20;
+    for i in 0..count {
+        telemetry.record_variant_result(variant_result(i)).unwrap();
+    }
+    let stats = wait_for_stats(&telemetry, Duration::from_secs(20), "unavailable", |s| {
+        matches!(s.jetstream, JetStreamState::Unavailable { .. })
+    })
+    .await;
+    let JetStreamState::Unavailable { reason, since } = &stats.jetstream else {
+        unreachable!()
+    };
+    assert!(stats.connected, "connected to the one node: {stats:?}");
+    assert!(!reason.is_empty());
+    assert_eq!(stats.published, 0, "{stats:?}");
+    // It stays unavailable, and its start stays that of the first failure.
+    let first_since = *since;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let later = telemetry.stats();
+    match &later.jetstream {
+        JetStreamState::Unavailable { since, reason } => {
+            assert_eq!(*since, first_since, "{reason}");
+            eprintln!("without quorum: {reason}");
+        }
+        other => panic!("without quorum: {other:?}"),
+    }
+    assert!(later.connected);
+    assert!(later.publish_failures > 0, "{later:?}");
+
+    cluster.restart(1);
+    cluster.restart(2);
+    cluster.wait_for_jetstream(Duration::from_secs(60)).await;
+    wait_for_stats(
+        &telemetry,
+        Duration::from_secs(60),
+        "available after the quorum came back",
+        |s| s.jetstream.is_available(),
+    )
+    .await;
+    wait_until_settled(&telemetry, Duration::from_secs(30)).await;
+    let report = telemetry.shutdown(Duration::from_secs(10)).await;
+    assert_eq!((report.published, report.dropped), (count as u64, 0));
+
+    let messages = read_stream(
+        &iso.nats_url,
+        &iso.stream,
+        count + 1,
+        Duration::from_secs(10),
+    )
+    .await;
+    let seqs: HashSet<u64> = events(&messages)
+        .iter()
+        .map(|(_, e)| e.producer_seq)
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=count as u64).collect(),
+        "each held event arrived"
+    );
+    let client = async_nats::connect(test_support::urls(&iso.nats_url))
+        .await
+        .unwrap();
+    let info = async_nats::jetstream::new(client)
+        .get_stream(&iso.stream)
+        .await
+        .unwrap()
+        .cached_info()
+        .clone();
+    assert_eq!(info.config.num_replicas, 3, "the SDK created it at R3");
+}
+
+/// Log lines written through a `tracing_subscriber::fmt` subscriber, for assertions.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Issue 14, item 3: a stream that exists with other settings than the configured
+/// ones is used as it is, never changed, and the SDK says how it differs (before, it
+/// passed silently).
+#[tokio::test(flavor = "current_thread")]
+async fn an_existing_stream_with_other_settings_is_kept_and_warned_about() {
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    // This thread only; the current-thread runtime runs the publisher here too.
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    // No warning for a stream as configured, whether this SDK creates it or finds it.
+    let matching = Isolation::new();
+    for _ in 0..2 {
+        let telemetry = Telemetry::start(config(&matching)).unwrap();
+        telemetry.record_variant_result(variant_result(1)).unwrap();
+        let report = telemetry.shutdown(Duration::from_secs(10)).await;
+        assert_eq!(report.published, 1);
+    }
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(!text.contains("differs from the configured spec"), "{text}");
+
+    let iso = Isolation::new();
+    let mut existing = StreamSpec::new(iso.stream.clone(), Subjects::new(&iso.prefix).unwrap())
+        .with_max_bytes(Isolation::STREAM_MAX_BYTES)
+        .unwrap()
+        .config();
+    existing.duplicate_window = Duration::from_secs(5);
+    let client = async_nats::connect(iso.nats_url.as_str()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    test_support::create_stream(&js, existing).await;
+
+    let telemetry = Telemetry::start(config(&iso)).unwrap();
+    telemetry.record_variant_result(variant_result(1)).unwrap();
+    let report = telemetry.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(report.published, 1, "the stream is used as it is");
+
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("differs from the configured spec"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning:\n{text}");
+    let warning = warnings[0];
+    eprintln!("{warning}");
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(warning.contains(&iso.stream), "names the stream: {warning}");
+    assert!(
+        warning.contains("duplicate_window: 5s (configured 120s)"),
+        "names the difference: {warning}"
+    );
+    assert!(
+        warning.contains("keeps its own settings")
+            && warning.contains("telemetry-collector stream update"),
+        "{warning}"
+    );
+    let info = js
+        .get_stream(&iso.stream)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(
+        info.config.duplicate_window,
+        Duration::from_secs(5),
+        "the stream is not changed"
+    );
 }

@@ -13,6 +13,7 @@ mod gemini;
 mod helpers;
 mod http_edges;
 mod images;
+mod jetstream;
 mod nats_down;
 mod overload;
 mod render;

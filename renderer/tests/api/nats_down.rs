@@ -30,6 +30,15 @@ async fn renders_succeed_while_nats_is_down_and_events_arrive_once_it_is_up() {
     assert!(metrics.contains("telemetry_connected 0"), "{metrics}");
     assert!(metrics.contains("telemetry_queue_depth 33"), "{metrics}");
     assert!(metrics.contains("telemetry_dropped_total 0"), "{metrics}");
+    assert!(metrics.contains("telemetry_jetstream_up 0"), "{metrics}");
+    let ready = app.get("/readyz").await;
+    assert_eq!(
+        ready.status(),
+        200,
+        "the broker is not a readiness condition"
+    );
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["telemetry"]["jetstream"], "not connected", "{ready}");
 
     server.restart();
     // The SDK drains its queue once it is connected and the stream exists; if it does
@@ -47,6 +56,11 @@ async fn renders_succeed_while_nats_is_down_and_events_arrive_once_it_is_up() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(
+        ready["telemetry"]["jetstream"], "ok",
+        "the last publish was acknowledged: {ready}"
+    );
     let envelopes = read_envelopes(
         &server.url(),
         &isolation.stream,

@@ -226,6 +226,7 @@ async fn health_readiness_and_metrics_answer() {
         "telemetry_published_total",
         "telemetry_dropped_total",
         "telemetry_queue_depth",
+        "telemetry_jetstream_up",
     ] {
         assert!(metrics.contains(&format!("\n{name} ")), "{name} missing");
     }
