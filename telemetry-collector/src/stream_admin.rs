@@ -138,6 +138,18 @@ pub fn configured_spec(nats: &NatsArgs) -> Result<StreamSpec, ConfigError> {
     Ok(settings.validate()?.1)
 }
 
+/// The stream's current info; [`StreamAdminError::Missing`] when it does not exist.
+async fn required(
+    js: &jetstream::Context,
+    spec: &StreamSpec,
+) -> Result<stream::Info, StreamAdminError> {
+    existing(js, spec)
+        .await?
+        .ok_or_else(|| StreamAdminError::Missing {
+            stream: spec.name.clone(),
+        })
+}
+
 /// The stream's current info, `None` when it does not exist.
 async fn existing(
     js: &jetstream::Context,
@@ -165,11 +177,7 @@ async fn info(
     spec: &StreamSpec,
     out: &mut String,
 ) -> Result<(), StreamAdminError> {
-    let info = existing(js, spec)
-        .await?
-        .ok_or_else(|| StreamAdminError::Missing {
-            stream: spec.name.clone(),
-        })?;
+    let info = required(js, spec).await?;
     describe(&info, out);
     report_differences(&spec.differences(&info.config), out);
     Ok(())
@@ -205,11 +213,7 @@ async fn update(
     dry_run: bool,
     out: &mut String,
 ) -> Result<(), StreamAdminError> {
-    let info = existing(js, spec)
-        .await?
-        .ok_or_else(|| StreamAdminError::Missing {
-            stream: spec.name.clone(),
-        })?;
+    let info = required(js, spec).await?;
     let differences = spec.differences(&info.config);
     if differences.is_empty() {
         let _ = writeln!(

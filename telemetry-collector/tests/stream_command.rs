@@ -33,6 +33,21 @@ fn stream_command(iso: &Isolation, args: &[&str], extra: &[(&str, &str)]) -> (i3
     )
 }
 
+/// `iso`'s stream created by someone else: the configured spec changed by `change`.
+async fn stream_created_as(
+    iso: &Isolation,
+    change: impl FnOnce(&mut async_nats::jetstream::stream::Config),
+) {
+    let client = async_nats::connect(iso.nats_url.as_str()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut config = telemetry_proto::StreamSpec::new(iso.stream.clone(), common::subjects(iso))
+        .with_max_bytes(Isolation::STREAM_MAX_BYTES)
+        .unwrap()
+        .config();
+    change(&mut config);
+    test_support::create_stream(&js, config).await;
+}
+
 async fn stream_config(iso: &Isolation) -> async_nats::jetstream::stream::Config {
     let client = async_nats::connect(iso.nats_url.as_str()).await.unwrap();
     let js = async_nats::jetstream::new(client);
@@ -119,16 +134,12 @@ async fn create_info_and_update_keep_the_stream_to_the_configured_spec() {
 #[tokio::test]
 async fn update_refuses_what_the_broker_cannot_change_and_changes_nothing() {
     let iso = Isolation::new();
-    let client = async_nats::connect(iso.nats_url.as_str()).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    let mut config = telemetry_proto::StreamSpec::new(iso.stream.clone(), common::subjects(&iso))
-        .with_max_bytes(Isolation::STREAM_MAX_BYTES)
-        .unwrap()
-        .config();
-    config.storage = StorageType::Memory;
-    config.max_bytes = 1024 * 1024 * 8;
-    config.duplicate_window = Duration::from_secs(5);
-    test_support::create_stream(&js, config).await;
+    stream_created_as(&iso, |config| {
+        config.storage = StorageType::Memory;
+        config.max_bytes = 1024 * 1024 * 8;
+        config.duplicate_window = Duration::from_secs(5);
+    })
+    .await;
 
     let (code, stdout, stderr) = stream_command(&iso, &["update"], &[]);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
@@ -155,14 +166,10 @@ async fn update_refuses_what_the_broker_cannot_change_and_changes_nothing() {
 #[tokio::test]
 async fn a_collector_warns_when_the_stream_it_finds_differs_from_its_spec() {
     let iso = Isolation::new();
-    let client = async_nats::connect(iso.nats_url.as_str()).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    let mut config = telemetry_proto::StreamSpec::new(iso.stream.clone(), common::subjects(&iso))
-        .with_max_bytes(Isolation::STREAM_MAX_BYTES)
-        .unwrap()
-        .config();
-    config.duplicate_window = Duration::from_secs(5);
-    test_support::create_stream(&js, config).await;
+    stream_created_as(&iso, |config| {
+        config.duplicate_window = Duration::from_secs(5)
+    })
+    .await;
 
     let dir = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}", dir.path().join("t.db").display());

@@ -2,7 +2,6 @@
 //! stream (or its own server), and checks what actually landed in the stream.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
@@ -886,34 +885,13 @@ async fn jetstream_without_quorum_is_unavailable_while_connected_then_available_
     assert_eq!(info.config.num_replicas, 3, "the SDK created it at R3");
 }
 
-/// Log lines written through a `tracing_subscriber::fmt` subscriber, for assertions.
-#[derive(Clone, Default)]
-struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for CapturedLogs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Issue 14, item 3: a stream that exists with other settings than the configured
 /// ones is used as it is, never changed, and the SDK says how it differs (before, it
 /// passed silently).
 #[tokio::test(flavor = "current_thread")]
 async fn an_existing_stream_with_other_settings_is_kept_and_warned_about() {
-    let logs = CapturedLogs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .finish();
     // This thread only; the current-thread runtime runs the publisher here too.
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (logs, _default) = test_support::logs::capture(tracing::Level::WARN);
 
     // No warning for a stream as configured, whether this SDK creates it or finds it.
     let matching = Isolation::new();
@@ -923,7 +901,7 @@ async fn an_existing_stream_with_other_settings_is_kept_and_warned_about() {
         let report = telemetry.shutdown(Duration::from_secs(10)).await;
         assert_eq!(report.published, 1);
     }
-    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let text = logs.text();
     assert!(!text.contains("differs from the configured spec"), "{text}");
 
     let iso = Isolation::new();
@@ -941,7 +919,7 @@ async fn an_existing_stream_with_other_settings_is_kept_and_warned_about() {
     let report = telemetry.shutdown(Duration::from_secs(10)).await;
     assert_eq!(report.published, 1, "the stream is used as it is");
 
-    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let text = logs.text();
     let warnings: Vec<&str> = text
         .lines()
         .filter(|line| line.contains("differs from the configured spec"))

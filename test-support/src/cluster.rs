@@ -4,7 +4,7 @@
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::free_port;
@@ -181,21 +181,13 @@ impl NatsCluster {
 
     fn spawn(&mut self, i: usize) {
         let node = &mut self.nodes[i];
-        let child = Command::new("nats-server")
+        let mut command = Command::new("nats-server");
+        command
             .arg("-c")
             .arg(config_file(&node.dir))
             .arg("-l")
-            .arg(log_file(&node.dir))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!(
-                    "cannot run `nats-server` ({err}). Install it (`apt-get install nats-server`) \
-                     or run `bash scripts/services.sh`."
-                )
-            });
-        node.child = Some(child);
+            .arg(log_file(&node.dir));
+        node.child = Some(crate::spawn_nats_server(&mut command));
     }
 
     fn wait_listening(&self, i: usize) {

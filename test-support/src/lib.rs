@@ -13,12 +13,14 @@
 //!   its own on a [`tmpfs::Tmpfs`] to fill ([`PgDatabase::create_in`]).
 //! - [`tmpfs::Tmpfs`]: a tiny tmpfs to fill, or to turn read-only (root only).
 //! - [`dependencies`]: a package's normal dependency tree, for layering tests.
+//! - [`logs`]: log lines captured for assertions.
 //! - [`http_edges`]: hostile HTTP clients on raw TCP (headers or a body never
 //!   finished, idle keep-alive, connections over the bound), run against both services.
 
 pub mod cluster;
 pub mod dependencies;
 pub mod http_edges;
+pub mod logs;
 pub mod tmpfs;
 
 use std::net::{TcpListener, TcpStream};
@@ -174,6 +176,21 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port")
 }
 
+/// Starts `command` (a `nats-server` with its flags) with its output discarded (it
+/// logs to a file); fails the test with how to install it when it cannot run.
+pub(crate) fn spawn_nats_server(command: &mut Command) -> Child {
+    command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|err| {
+            panic!(
+                "cannot run `nats-server` ({err}). Install it (`apt-get install nats-server`) \
+                 or run `bash scripts/services.sh`."
+            )
+        })
+}
+
 /// A private `nats-server -js` on a free port, with its own store directory that
 /// survives [`NatsServer::kill`] so a restart keeps the JetStream data.
 pub struct NatsServer {
@@ -271,17 +288,7 @@ impl NatsServer {
         if let Some(client_ca) = &self.client_ca {
             command.arg("--tlsverify").arg("--tlscacert").arg(client_ca);
         }
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!(
-                    "cannot run `nats-server` ({err}). Install it (`apt-get install nats-server`) \
-                     or run `bash scripts/services.sh`."
-                )
-            });
-        self.child = Some(child);
+        self.child = Some(spawn_nats_server(&mut command));
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(

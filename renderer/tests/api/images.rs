@@ -1,5 +1,3 @@
-use std::sync::{Arc, Mutex};
-
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{request, spawn_app};
@@ -60,38 +58,9 @@ async fn images_are_served_by_key_and_traversal_is_refused() {
     app.stop().await;
 }
 
-/// Log lines written while the test's subscriber is the thread's default: a
-/// current-thread runtime runs the server's tasks on the test's thread.
-#[derive(Clone, Default)]
-struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for CapturedLogs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl CapturedLogs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn a_directory_key_is_404_without_an_error_log() {
-    let logs = CapturedLogs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (logs, _default) = test_support::logs::capture(tracing::Level::INFO);
 
     let app = spawn_app(None, |_| {}).await;
     let answer: serde_json::Value = app
