@@ -212,7 +212,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 /// The database's state, `None` when usable: the last write's error (a ping cannot
 /// clear it: a full disk still answers pings), else a fresh ping's, recorded so that
 /// `/metrics`' `collector_db_up` says the same.
-async fn database_state(state: &AppState) -> Option<DbDown> {
+pub(crate) async fn database_state(state: &AppState) -> Option<DbDown> {
     if let Some(down) = state.metrics.write_error() {
         return Some(down);
     }

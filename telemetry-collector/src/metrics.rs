@@ -205,6 +205,13 @@ impl Metrics {
             .store(backlog.oldest_unacked_ms.unwrap_or(0), Relaxed);
     }
 
+    /// The consumer's backlog as last read from the broker: messages pending, and when
+    /// the oldest unacked one was published (unix ms; `None` when nothing is unacked).
+    pub fn backlog(&self) -> (u64, Option<i64>) {
+        let oldest = self.oldest_unacked_ms.load(Relaxed);
+        (self.consumer_pending.get(), (oldest > 0).then_some(oldest))
+    }
+
     /// The ingest loop attached its consumer and opened a pull.
     pub fn set_consumer_attached(&self) {
         *self.consumer_down.lock().unwrap_or_else(|e| e.into_inner()) = None;

@@ -34,3 +34,37 @@ document.addEventListener("DOMContentLoaded", function () {
     source.close();
   });
 });
+
+// The health strip: every page loads it (data-health on #health-strip) and refreshes
+// it every HEALTH_REFRESH_MS. Only a change of the overall level is announced to
+// screen readers (#health-announce is aria-live), not every new figure.
+var HEALTH_REFRESH_MS = 15000;
+document.addEventListener("DOMContentLoaded", function () {
+  var strip = document.getElementById("health-strip");
+  var announce = document.getElementById("health-announce");
+  if (!strip || !strip.dataset.health || !window.fetch) {
+    return;
+  }
+  var level = "";
+  var load = function () {
+    fetch(strip.dataset.health, { credentials: "same-origin" })
+      .then(function (response) {
+        return response.ok ? response.text() : Promise.reject(response.status);
+      })
+      .then(function (html) {
+        strip.innerHTML = html;
+        var section = strip.querySelector("section.health");
+        var now = section ? section.getAttribute("aria-label") : "";
+        if (announce && level && now !== level) {
+          announce.textContent = now;
+        }
+        level = now;
+        strip.dataset.loaded = String(Number(strip.dataset.loaded || "0") + 1);
+      })
+      .catch(function () {
+        strip.classList.add("health-stale");
+      });
+  };
+  load();
+  setInterval(load, HEALTH_REFRESH_MS);
+});

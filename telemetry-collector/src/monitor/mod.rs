@@ -31,6 +31,7 @@ pub mod auth;
 pub mod charts;
 pub mod dead_letters;
 pub mod events;
+pub mod health;
 pub mod json_blob;
 pub mod live;
 pub mod openapi;
@@ -108,6 +109,8 @@ struct Inner {
     readyz_detail: bool,
     /// See [`crate::store::stale::DEFAULT_STALE_RUN_AFTER`].
     stale_run_after: Duration,
+    /// The health strip's 24-hour failure rate, kept a minute.
+    health_baseline: health::BaselineCache,
     /// The database error last logged by [`Monitor::readyz_database`].
     readyz_logged: std::sync::Mutex<Option<String>>,
     shutdown: CancellationToken,
@@ -139,10 +142,16 @@ impl Monitor {
                 producer_silent_after: settings.producer_silent_after,
                 readyz_detail: settings.readyz_detail,
                 stale_run_after: settings.stale_run_after,
+                health_baseline: health::BaselineCache::default(),
                 readyz_logged: std::sync::Mutex::new(None),
                 shutdown,
             }),
         }
+    }
+
+    /// The health strip's kept 24-hour failure rate.
+    pub(crate) fn health_baseline(&self) -> &health::BaselineCache {
+        &self.inner.health_baseline
     }
 
     /// Whether a token is required.
@@ -228,6 +237,7 @@ fn api_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/v1/dead-letters", get(dead_letters::api)),
         ("/api/v1/producers", get(producers::api)),
         ("/api/v1/stats", get(overview::api)),
+        ("/api/v1/health", get(health::api)),
         ("/api/v1/openapi.json", get(openapi::document)),
     ]
 }
@@ -247,6 +257,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/monitor/dead-letters", get(dead_letters::page))
         .route("/monitor/producers", get(producers::page))
         .route("/monitor/overview", get(overview::page))
+        .route("/monitor/health", get(health::fragment))
         .route("/monitor/live/runs", get(runs::live))
         .route("/monitor/live/runs/{id}", get(runs::detail::live))
         .route("/monitor/live/events", get(events::live))

@@ -220,7 +220,9 @@ pub struct ProducersPage {
 }
 
 /// Every producer's ledger, assessed now.
-async fn assessed(state: &AppState) -> Result<Vec<(ProducerRecord, Assessment)>, AppError> {
+pub(crate) async fn assessed(
+    state: &AppState,
+) -> Result<Vec<(ProducerRecord, Assessment)>, AppError> {
     let producers = state.store.producers().await?;
     let now = now_ms();
     let silent_after = state.monitor.producer_silent_after();

@@ -307,6 +307,17 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     ) -> Result<Overview, StoreError>;
 }
 
+/// What the health strip reads from the database ([`Store::health_counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HealthCounts {
+    /// Start of the latest run (unix ms); `None` when no run has a start.
+    pub last_run_at: Option<i64>,
+    /// Runs started in the recent window.
+    pub runs_recent: i64,
+    /// Dead letters received in the last day.
+    pub dead_letters_24h: i64,
+}
+
 /// One dialect's store.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -327,6 +338,13 @@ pub trait Store: Send + Sync + 'static {
     async fn producers(&self) -> Result<Vec<ProducerRecord>, StoreError>;
     /// How many envelopes are stored.
     async fn event_count(&self) -> Result<i64, StoreError>;
+    /// The health strip's counts: the last run's start, runs started since
+    /// `recent_from`, dead letters received since `day_from` (small indexed reads).
+    async fn health_counts(
+        &self,
+        recent_from: i64,
+        day_from: i64,
+    ) -> Result<HealthCounts, StoreError>;
     /// Closes the pools.
     async fn close(&self);
 

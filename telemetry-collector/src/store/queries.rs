@@ -8,9 +8,9 @@ use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
 use super::monitor_reads::{dead_letters_query, events_query, runs_query, FetchBuilt};
 use super::ops::{OLD_RUNS, ORPHAN_VARIANTS};
 use super::{
-    Batch, DeadLetterRecord, Dialect, EventFilter, EventRecord, Overview, ProducerRecord,
-    PruneCounts, RunDetail, RunFilter, RunRecord, StaleCutoff, Store, StoreError, VariantRecord,
-    WriteReport, MAX_RUN_EVENTS,
+    Batch, DeadLetterRecord, Dialect, EventFilter, EventRecord, HealthCounts, Overview,
+    ProducerRecord, PruneCounts, RunDetail, RunFilter, RunRecord, StaleCutoff, Store, StoreError,
+    VariantRecord, WriteReport, MAX_RUN_EVENTS,
 };
 
 /// The rows a statement changed, from either driver's result (sqlx has no trait for it).
@@ -116,6 +116,33 @@ where
             .fetch_one(self.reader())
             .await?;
         Ok(count)
+    }
+
+    async fn health_counts(
+        &self,
+        recent_from: i64,
+        day_from: i64,
+    ) -> Result<HealthCounts, StoreError> {
+        // `max` is read off the start-time index on both databases; -1: no start.
+        let (last_run_at,): (i64,) =
+            sqlx::query_as("SELECT coalesce(max(started_at), -1) FROM render_runs")
+                .fetch_one(self.reader())
+                .await?;
+        let (runs_recent,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM render_runs WHERE started_at >= $1")
+                .bind(recent_from)
+                .fetch_one(self.reader())
+                .await?;
+        let (dead_letters_24h,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM dead_letters WHERE received_at >= $1")
+                .bind(day_from)
+                .fetch_one(self.reader())
+                .await?;
+        Ok(HealthCounts {
+            last_run_at: (last_run_at >= 0).then_some(last_run_at),
+            runs_recent,
+            dead_letters_24h,
+        })
     }
 
     // --- monitor reads ---
