@@ -24,7 +24,7 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use prost::Message as _;
 use telemetry_proto::stream::create_error_hint;
-use telemetry_proto::v1::{envelope::Body, Envelope, ProducerStats};
+use telemetry_proto::v1::envelope::Body;
 use telemetry_proto::{BodyKind, StreamSpec, Subjects};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -33,6 +33,7 @@ use uuid::{timestamp::context::NoContext, Timestamp, Uuid};
 use crate::config::{TelemetryConfig, LINGER_BELOW};
 use crate::handle::{Queued, ShutdownReport};
 use crate::ledger::{DropReason, Ledger};
+use crate::record::{envelope, Stamp};
 
 /// How often the loop looks again while it waits for the connection or a backoff.
 const IDLE_TICK: Duration = Duration::from_millis(20);
@@ -270,15 +271,13 @@ impl Publisher {
         let ms = occurred_at_ms.max(0) as u64;
         let ts = Timestamp::from_unix(NoContext, ms / 1000, (ms % 1000) as u32 * 1_000_000);
         let event_id = Uuid::new_v7(ts).to_string();
-        let envelope = Envelope {
+        let stamp = Stamp {
             event_id: event_id.clone(),
             occurred_at: occurred_at_ms,
-            shop_id,
-            request_id,
             producer: self.producer.clone(),
             producer_seq: seq,
-            body: Some(body),
         };
+        let envelope = envelope(stamp, shop_id, request_id, body);
         Prepared {
             kind,
             event_id,
@@ -349,21 +348,11 @@ impl Publisher {
     /// to the next one.
     async fn publish_stats(&mut self, js: &Context, is_final: bool, until: Instant) -> bool {
         let stats = self.ledger.snapshot();
-        let body = Body::ProducerStats(ProducerStats {
-            emitted: stats.emitted,
-            published: stats.published,
-            dropped: stats.dropped,
-            dropped_by_reason: stats
-                .dropped_by_reason
-                .iter()
-                .map(|(reason, count)| ((*reason).to_owned(), *count))
-                .collect(),
-            publish_failures: stats.publish_failures,
-            queue_depth: stats.queue_depth,
-            started_at: self.started_at_ms,
-            r#final: is_final,
-            service: self.config.service.clone(),
-        });
+        let body = Body::ProducerStats(stats.stats_body(
+            self.started_at_ms,
+            is_final,
+            &self.config.service,
+        ));
         let prepared = self.encode(
             stats.emitted,
             service_kit::now_ms(),
