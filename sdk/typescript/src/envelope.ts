@@ -16,7 +16,7 @@ import {
   type Envelope,
 } from "./gen/telemetry/v1/telemetry_pb.js";
 import type { StatsSnapshot } from "./ledger.js";
-import type { Checked } from "./record.js";
+import { u64, type Checked } from "./record.js";
 import type { BodyKind } from "./subjects.js";
 
 /** The envelope fields that are not the call's: its id, time, producer and sequence. */
@@ -35,14 +35,23 @@ export interface Stamp {
 export function callEnvelope(checked: Checked, stamp: Stamp): Envelope {
   const body = (() => {
     switch (checked.kind) {
-      case "run_started":
-        return { case: "runStarted" as const, value: checked.body };
+      case "run_started": {
+        const run = checked.body;
+        const image = (ref: typeof run.productImage) => ({ hash: ref.hash, meta: { ...ref.meta, bytes: u64(ref.meta.bytes) } });
+        return {
+          case: "runStarted" as const,
+          value: { ...run, productImage: image(run.productImage), roomImage: image(run.roomImage) },
+        };
+      }
       case "variant_started":
         return { case: "variantStarted" as const, value: checked.body };
       case "variant_result":
-        return { case: "variantResult" as const, value: checked.body };
+        return { case: "variantResult" as const, value: { ...checked.body, latencyMs: u64(checked.body.latencyMs) } };
       case "run_completed":
-        return { case: "runCompleted" as const, value: checked.body };
+        return {
+          case: "runCompleted" as const,
+          value: { ...checked.body, totalDurationMs: u64(checked.body.totalDurationMs) },
+        };
       case "event":
         return { case: "event" as const, value: checked.body };
     }

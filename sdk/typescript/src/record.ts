@@ -193,7 +193,7 @@ function notJson(field: string, err: unknown): EmitError {
 /** Image data as it goes on the wire. */
 export interface ImageBody {
   hash: string;
-  meta: { width: number; height: number; format: string; bytes: bigint };
+  meta: { width: number; height: number; format: string; bytes: U64 };
 }
 
 export interface RunStartedBody {
@@ -221,7 +221,7 @@ export interface VariantResultBody {
   variantId: string;
   finalPromptHash: string;
   status: number;
-  latencyMs: bigint;
+  latencyMs: U64;
   outputImageKey: string;
   outputImageHash: string;
   errorCode: number;
@@ -231,7 +231,7 @@ export interface VariantResultBody {
 export interface RunCompletedBody {
   runId: string;
   status: number;
-  totalDurationMs: bigint;
+  totalDurationMs: U64;
   successCount: number;
   failCount: number;
   timeoutCount: number;
@@ -314,13 +314,24 @@ export function toU32(value: number | null | undefined): number {
   return Math.min(Math.round(value), U32_MAX);
 }
 
+/**
+ * A uint64 as the call left it: a whole, non-negative number (or a bigint when the
+ * caller gave one). `u64` makes the wire's bigint on the publisher's turn, not the
+ * caller's.
+ */
+export type U64 = number | bigint;
+
 /** A JS number (or bigint) as a uint64: rounded, negatives and NaN as 0. */
-export function toU64(value: number | bigint | null | undefined): bigint {
+export function toU64(value: number | bigint | null | undefined): U64 {
+  if (typeof value === "number") return value > 0 ? Math.round(value) : 0;
   if (typeof value === "bigint") return value < 0n ? 0n : value > U64_MAX ? U64_MAX : value;
-  if (typeof value !== "number" || !(value > 0)) return 0n;
-  if (value === Infinity) return U64_MAX;
-  const big = BigInt(Math.round(value));
-  return big > U64_MAX ? U64_MAX : big;
+  return 0;
+}
+
+/** The wire value of a `U64`, capped at 2^64-1. */
+export function u64(value: U64): bigint {
+  if (typeof value === "bigint") return value;
+  return value >= 18446744073709551615 ? U64_MAX : BigInt(value);
 }
 
 function enumValue(value: unknown): number {
@@ -329,44 +340,51 @@ function enumValue(value: unknown): number {
     : 0;
 }
 
-const VARIANT_STATUS: Readonly<Record<string, VariantStatus>> = {
-  success: VariantStatus.SUCCESS,
-  failed: VariantStatus.FAILED,
-  timeout: VariantStatus.TIMEOUT,
-};
+const VARIANT_STATUS: ReadonlyMap<string, number> = new Map([
+  ["success", VariantStatus.SUCCESS],
+  ["failed", VariantStatus.FAILED],
+  ["timeout", VariantStatus.TIMEOUT],
+]);
 
-const RUN_STATUS: Readonly<Record<string, RunStatus>> = {
-  complete: RunStatus.COMPLETE,
-  completed: RunStatus.COMPLETE,
-  partial: RunStatus.PARTIAL,
-  failed: RunStatus.FAILED,
-  interrupted: RunStatus.INTERRUPTED,
-};
+const RUN_STATUS: ReadonlyMap<string, number> = new Map([
+  ["complete", RunStatus.COMPLETE],
+  ["completed", RunStatus.COMPLETE],
+  ["partial", RunStatus.PARTIAL],
+  ["failed", RunStatus.FAILED],
+  ["interrupted", RunStatus.INTERRUPTED],
+]);
+
+const ERROR_CODE: ReadonlyMap<string, number> = new Map([
+  ["TIMEOUT", ErrorCode.TIMEOUT],
+  ["PROVIDER_ERROR", ErrorCode.PROVIDER_ERROR],
+  ["INVALID_INPUT", ErrorCode.INVALID_INPUT],
+  ["STORAGE_ERROR", ErrorCode.STORAGE_ERROR],
+  ["INTERNAL", ErrorCode.INTERNAL],
+  ["INTERRUPTED", ErrorCode.INTERRUPTED],
+]);
+
+/** `value`'s entry in `table` as written, else in any case and without `prefix`. */
+function named(table: ReadonlyMap<string, number>, value: string, prefix: string, upper: boolean): number {
+  const exact = table.get(value);
+  if (exact !== undefined) return exact;
+  const name = upper ? value.toUpperCase() : value.toLowerCase();
+  return table.get(name.startsWith(prefix) ? name.slice(prefix.length) : name) ?? 0;
+}
 
 /** `success`/`SUCCESS`/`VARIANT_STATUS_SUCCESS` or the number; anything else is UNSPECIFIED. */
 export function variantStatus(value: unknown): number {
-  if (typeof value === "string") {
-    return VARIANT_STATUS[value.toLowerCase().replace(/^variant_status_/, "")] ?? VariantStatus.UNSPECIFIED;
-  }
-  return enumValue(value);
+  return typeof value === "string" ? named(VARIANT_STATUS, value, "variant_status_", false) : enumValue(value);
 }
 
 /** `complete`/`COMPLETE`/`RUN_STATUS_COMPLETE` or the number; anything else is UNSPECIFIED. */
 export function runStatus(value: unknown): number {
-  if (typeof value === "string") {
-    return RUN_STATUS[value.toLowerCase().replace(/^run_status_/, "")] ?? RunStatus.UNSPECIFIED;
-  }
-  return enumValue(value);
+  return typeof value === "string" ? named(RUN_STATUS, value, "run_status_", false) : enumValue(value);
 }
 
 /** `PROVIDER_ERROR`/`provider_error`/`ERROR_CODE_PROVIDER_ERROR` or the number; none is UNSPECIFIED. */
 export function errorCode(value: unknown): number {
-  if (typeof value === "string") {
-    const name = value.toUpperCase().replace(/^ERROR_CODE_/, "");
-    const code = (ErrorCode as unknown as Record<string, number>)[name];
-    return typeof code === "number" ? code : ErrorCode.UNSPECIFIED;
-  }
-  return enumValue(value);
+  if (value === undefined || value === null || value === "") return ErrorCode.UNSPECIFIED;
+  return typeof value === "string" ? named(ERROR_CODE, value, "ERROR_CODE_", true) : enumValue(value);
 }
 
 /**

@@ -444,6 +444,9 @@ class Core {
       maxReconnectAttempts: -1,
       reconnectTimeWait: this.config.maxBackoffMs,
       timeout: this.config.ackTimeoutMs,
+      // Without this nats.js builds two Error objects (stack traces) for every publish
+      // in case its request fails: a quarter of the publisher's CPU in the bench.
+      noAsyncTraces: true,
     };
     if (nats.user !== undefined) {
       options.user = nats.user;

@@ -19,6 +19,7 @@ import {
   toU32,
   toU64,
   truncateMessage,
+  u64,
   variantStatus,
   VariantStatus,
 } from "../src/record.js";
@@ -41,13 +42,16 @@ test("long error messages are truncated on a character boundary, marked, within 
 });
 
 test("numbers from JavaScript become protobuf integers: rounded, never negative, capped", () => {
-  assert.equal(toU64(1234.6), 1235n);
-  assert.equal(toU64(-5), 0n);
-  assert.equal(toU64(Number.NaN), 0n);
-  assert.equal(toU64(undefined), 0n);
-  assert.equal(toU64(Infinity), (1n << 64n) - 1n);
-  assert.equal(toU64(5_000_000_000), 5_000_000_000n);
-  assert.equal(toU64(1n << 70n), (1n << 64n) - 1n);
+  const wire = (value: number | bigint | undefined) => u64(toU64(value));
+  assert.equal(wire(1234.6), 1235n);
+  assert.equal(wire(-5), 0n);
+  assert.equal(wire(Number.NaN), 0n);
+  assert.equal(wire(undefined), 0n);
+  assert.equal(wire(Infinity), (1n << 64n) - 1n);
+  assert.equal(wire(2 ** 70), (1n << 64n) - 1n);
+  assert.equal(wire(5_000_000_000), 5_000_000_000n);
+  assert.equal(wire(1n << 70n), (1n << 64n) - 1n);
+  assert.equal(wire(-1n), 0n);
   assert.equal(toU32(2 ** 33), 0xffff_ffff);
   assert.equal(toU32(-1), 0);
   assert.equal(toU32(2.5), 3);
@@ -68,6 +72,8 @@ test("statuses and codes are taken by the original app's names, any case, with o
   assert.equal(errorCode(undefined), ErrorCode.UNSPECIFIED);
   assert.equal(errorCode(null), ErrorCode.UNSPECIFIED);
   assert.equal(errorCode(42), 42, "a newer value passes through");
+  assert.equal(errorCode("toString"), ErrorCode.UNSPECIFIED, "no prototype key is a code");
+  assert.equal(variantStatus("constructor"), VariantStatus.UNSPECIFIED);
 });
 
 test("an oversized JSON blob is refused with the field named, its size and the limit", () => {
