@@ -30,18 +30,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use uuid::{timestamp::context::NoContext, Timestamp, Uuid};
 
-use crate::config::{TelemetryConfig, LINGER_BELOW};
+use crate::config::{TelemetryConfig, FINAL_STATS_RESERVE, LINGER_BELOW, MAX_REJECTED_ATTEMPTS};
 use crate::handle::{Queued, ShutdownReport};
 use crate::ledger::{DropReason, Ledger};
 use crate::record::{envelope, Stamp};
 
 /// How often the loop looks again while it waits for the connection or a backoff.
 const IDLE_TICK: Duration = Duration::from_millis(20);
-/// Attempts for an error the broker gave (not a timeout or a lost connection) before
-/// the event is dropped as `broker_rejected`. Transient errors retry without end.
-const MAX_REJECTED_ATTEMPTS: u32 = 10;
-/// Part of the shutdown deadline kept for the final `ProducerStats`.
-const FINAL_STATS_RESERVE: Duration = Duration::from_millis(200);
 
 /// An encoded event, kept until the broker acknowledges it.
 struct Prepared {
