@@ -66,7 +66,11 @@ export class Ledger {
   /** The queue-full total the last line reported. */
   private reported = 0;
 
-  constructor(private readonly logger: Logger) {}
+  /** `now`: a monotonic clock in ms (tests pass their own). */
+  constructor(
+    private readonly logger: Logger,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
 
   dropEvent(reason: DropReason, count = 1): void {
     this.dropped[reason] += count;
@@ -75,7 +79,7 @@ export class Ledger {
   /** Counts a `queue_full` drop and warns if a line is due. */
   dropQueueFull(): void {
     const total = ++this.dropped.queue_full;
-    const now = performance.now();
+    const now = this.now();
     if (now >= this.quietUntilMs) this.warnLine(total, now);
   }
 
@@ -86,7 +90,7 @@ export class Ledger {
   flushQueueFullWarning(force: boolean): void {
     const total = this.dropped.queue_full;
     if (total <= this.reported) return;
-    const now = performance.now();
+    const now = this.now();
     if (now < this.quietUntilMs && !force) return;
     this.warnLine(total, now);
   }
