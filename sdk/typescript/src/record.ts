@@ -113,7 +113,7 @@ export interface VariantResultInput {
 }
 
 /** A run's outcome as lowercase text, or the enum value. */
-export type RunStatusInput = "complete" | "partial" | "failed" | "interrupted" | RunStatus;
+export type RunStatusInput = "complete" | "completed" | "partial" | "failed" | "interrupted" | RunStatus;
 
 /** The original app's `completeRun`. */
 export interface CompleteRunInput {
