@@ -36,6 +36,11 @@ pub const MAX_PUBLISH_LINGER: Duration = Duration::from_secs(1);
 /// Pending plus in-flight events at or above which the publisher sends without lingering
 /// (a backlog already comes in bursts).
 pub const LINGER_BELOW: usize = 64;
+/// Attempts for an error the broker gave (not a timeout or a lost connection) before
+/// the event is dropped as `broker_rejected`. Transient errors retry without end.
+pub const MAX_REJECTED_ATTEMPTS: u32 = 10;
+/// Part of the shutdown deadline kept for the final `ProducerStats`.
+pub const FINAL_STATS_RESERVE: Duration = Duration::from_millis(200);
 
 /// Size limits checked at the call, so an oversized event fails fast with a typed error
 /// instead of being refused by the broker later.

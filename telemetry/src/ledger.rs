@@ -338,6 +338,30 @@ pub struct StatsSnapshot {
 }
 
 impl StatsSnapshot {
+    /// The `ProducerStats` body of this snapshot (the publisher's and the fixtures').
+    pub(crate) fn stats_body(
+        &self,
+        started_at_ms: i64,
+        is_final: bool,
+        service: &str,
+    ) -> telemetry_proto::v1::ProducerStats {
+        telemetry_proto::v1::ProducerStats {
+            emitted: self.emitted,
+            published: self.published,
+            dropped: self.dropped,
+            dropped_by_reason: self
+                .dropped_by_reason
+                .iter()
+                .map(|(reason, count)| ((*reason).to_owned(), *count))
+                .collect(),
+            publish_failures: self.publish_failures,
+            queue_depth: self.queue_depth,
+            started_at: started_at_ms,
+            r#final: is_final,
+            service: service.to_owned(),
+        }
+    }
+
     /// Drops for one reason.
     pub fn dropped_for(&self, reason: DropReason) -> u64 {
         self.dropped_by_reason

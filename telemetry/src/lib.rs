@@ -44,6 +44,10 @@
 
 pub mod config;
 pub mod error;
+/// Hooks for the shared envelope fixtures and the cross-SDK test (`fixture::Call`):
+/// not an API. See the module's own documentation.
+#[doc(hidden)]
+pub mod fixture;
 pub mod handle;
 pub mod ledger;
 mod publisher;

@@ -28,23 +28,19 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use prost::Message as _;
 use telemetry_proto::stream::{create_error_hint, describe_differences};
-use telemetry_proto::v1::{envelope::Body, Envelope, ProducerStats};
+use telemetry_proto::v1::envelope::Body;
 use telemetry_proto::{BodyKind, StreamSpec, Subjects};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use uuid::{timestamp::context::NoContext, Timestamp, Uuid};
 
-use crate::config::{TelemetryConfig, LINGER_BELOW};
+use crate::config::{TelemetryConfig, FINAL_STATS_RESERVE, LINGER_BELOW, MAX_REJECTED_ATTEMPTS};
 use crate::handle::{Queued, ShutdownReport};
 use crate::ledger::{DropReason, Ledger};
+use crate::record::{envelope, Stamp};
 
 /// How often the loop looks again while it waits for the connection or a backoff.
 const IDLE_TICK: Duration = Duration::from_millis(20);
-/// Attempts for an error the broker gave (not a timeout or a lost connection) before
-/// the event is dropped as `broker_rejected`. Transient errors retry without end.
-const MAX_REJECTED_ATTEMPTS: u32 = 10;
-/// Part of the shutdown deadline kept for the final `ProducerStats`.
-const FINAL_STATS_RESERVE: Duration = Duration::from_millis(200);
 
 /// An encoded event, kept until the broker acknowledges it.
 struct Prepared {
@@ -308,15 +304,13 @@ impl Publisher {
         let ms = occurred_at_ms.max(0) as u64;
         let ts = Timestamp::from_unix(NoContext, ms / 1000, (ms % 1000) as u32 * 1_000_000);
         let event_id = Uuid::new_v7(ts).to_string();
-        let envelope = Envelope {
+        let stamp = Stamp {
             event_id: event_id.clone(),
             occurred_at: occurred_at_ms,
-            shop_id,
-            request_id,
             producer: self.producer.clone(),
             producer_seq: seq,
-            body: Some(body),
         };
+        let envelope = envelope(stamp, shop_id, request_id, body);
         Prepared {
             kind,
             event_id,
@@ -409,21 +403,11 @@ impl Publisher {
         until: Instant,
     ) -> bool {
         let stats = self.ledger.snapshot();
-        let body = Body::ProducerStats(ProducerStats {
-            emitted: stats.emitted,
-            published: stats.published,
-            dropped: stats.dropped,
-            dropped_by_reason: stats
-                .dropped_by_reason
-                .iter()
-                .map(|(reason, count)| ((*reason).to_owned(), *count))
-                .collect(),
-            publish_failures: stats.publish_failures,
-            queue_depth: stats.queue_depth,
-            started_at: self.started_at_ms,
-            r#final: is_final,
-            service: self.config.service.clone(),
-        });
+        let body = Body::ProducerStats(stats.stats_body(
+            self.started_at_ms,
+            is_final,
+            &self.config.service,
+        ));
         let prepared = self.encode(
             stats.emitted,
             service_kit::now_ms(),

@@ -291,6 +291,37 @@ impl Record for EmitEvent {
     }
 }
 
+/// The envelope fields that are not the call's own: what the publisher stamps.
+pub(crate) struct Stamp {
+    /// UUIDv7 text whose timestamp is `occurred_at`.
+    pub event_id: String,
+    /// Unix ms, the producer's clock.
+    pub occurred_at: i64,
+    /// `{service}-{uuidv7}`.
+    pub producer: String,
+    /// 1, 2, 3, ... per producer (the emitted count, for `ProducerStats`).
+    pub producer_seq: u64,
+}
+
+/// The envelope of one body: the publisher's and the fixtures' (`crate::fixture`) only
+/// way to build one, so both give the same bytes.
+pub(crate) fn envelope(
+    stamp: Stamp,
+    shop_id: String,
+    request_id: String,
+    body: Body,
+) -> v1::Envelope {
+    v1::Envelope {
+        event_id: stamp.event_id,
+        occurred_at: stamp.occurred_at,
+        shop_id,
+        request_id,
+        producer: stamp.producer,
+        producer_seq: stamp.producer_seq,
+        body: Some(body),
+    }
+}
+
 impl Item {
     /// The envelope's shop and request ids and its body (on the publisher).
     pub(crate) fn into_parts(self, limits: &Limits) -> (String, String, Body) {
