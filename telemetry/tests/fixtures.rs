@@ -66,6 +66,8 @@ fn stats(input: &Value) -> StatsSnapshot {
         publish_failures: count("publishFailures"),
         queue_depth: count("queueDepth"),
         connected: true,
+        // Not on the wire: the SDK's own view of the broker.
+        ..Default::default()
     }
 }
 
