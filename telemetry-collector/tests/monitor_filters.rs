@@ -385,7 +385,11 @@ async fn a_common_error_code_pages_like_a_rare_one(backend: Backend) {
             let mut spec = RunSpec::new(n, BASE + n as i64 * 100);
             for v in &mut spec.variants {
                 // Every tenth run succeeds; the others fail twice with the code.
-                v.status = if n.is_multiple_of(10) { "success" } else { "failed" };
+                v.status = if n.is_multiple_of(10) {
+                    "success"
+                } else {
+                    "failed"
+                };
             }
             spec
         })
