@@ -4,7 +4,10 @@
 //! run appears without a reload (SSE), a click opens it, its variants show status and
 //! latency, the timeline lists its events. Two more follow the live views closely:
 //! runs arriving on an open list stay reachable through "Older runs", and a run page
-//! opened mid-run shows its completion in the metadata. Screenshots land in `target/`.
+//! opened mid-run shows its completion in the metadata. Every page is photographed at
+//! a desktop's width and a phone's, and at the phone's none scrolls sideways; live
+//! updates are announced without taking keyboard focus; the date-time pickers show
+//! the browser's time zone or UTC. Screenshots land in `target/` (paths printed).
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -34,6 +37,12 @@ struct ChromeDriver {
 
 impl ChromeDriver {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With extra environment variables for the browser (it inherits the driver's):
+    /// `TZ` sets its time zone.
+    fn start_with(env: &[(&str, &str)]) -> Self {
         for path in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 std::path::Path::new(path).exists(),
@@ -44,6 +53,7 @@ impl ChromeDriver {
         let port = test_support::free_port();
         let child = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -95,14 +105,25 @@ struct Renderer {
 
 /// A renderer whose local provider takes `latency` per variant.
 async fn start_renderer(isolation: &Isolation, latency: Duration) -> Renderer {
+    start_renderer_with(
+        isolation,
+        renderer::config::LocalSettings {
+            latency,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// A renderer whose local provider behaves as `local` says (latency, failures).
+async fn start_renderer_with(
+    isolation: &Isolation,
+    local: renderer::config::LocalSettings,
+) -> Renderer {
     let images = tempfile::tempdir().unwrap();
     let mut settings =
         renderer::config::Settings::local("127.0.0.1:0".parse().unwrap(), images.path().into());
-    settings.provider =
-        renderer::config::ProviderSettings::Local(renderer::config::LocalSettings {
-            latency,
-            ..Default::default()
-        });
+    settings.provider = renderer::config::ProviderSettings::Local(local);
     settings.shopify_api_secret = Some(SECRET.into());
     settings.telemetry = Some(telemetry::TelemetryConfig {
         nats: telemetry::NatsConfig {
@@ -204,13 +225,16 @@ where
     }
 }
 
-/// Saves what the browser shows as `target/<name>` (kept for a human to look at).
-async fn save_screenshot(browser: &Client, name: &str) {
+/// Saves what the browser shows as `target/<name>` (kept for a human to look at);
+/// returns the path.
+async fn save_screenshot(browser: &Client, name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    std::fs::create_dir_all(&target).unwrap();
-    std::fs::write(target.join(name), browser.screenshot().await.unwrap()).unwrap();
+    let path = target.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, browser.screenshot().await.unwrap()).unwrap();
+    path
 }
 
 /// The texts of the cells matching `css` in each row matching `rows`.
@@ -610,6 +634,269 @@ async fn a_run_page_shows_the_runs_completion_in_its_metadata_live() {
         "the opened JSON stays open across updates"
     );
     save_screenshot(&browser, "monitor-run-live-screenshot.png").await;
+
+    browser.close().await.unwrap();
+    drop(driver);
+    let _ = renderer.stop.send(());
+    let _ = renderer.task.await;
+    collector.stop().await;
+}
+
+/// Publishes bytes no envelope parses from to the stream: a dead letter.
+async fn publish_garbage(isolation: &Isolation) {
+    let client = async_nats::connect(&isolation.nats_url)
+        .await
+        .expect("connect to NATS");
+    let subjects = telemetry_proto::Subjects::new(&isolation.prefix).unwrap();
+    let subject = subjects
+        .for_kind(telemetry_proto::BodyKind::Event)
+        .to_owned();
+    async_nats::jetstream::new(client)
+        .publish(
+            subject,
+            b"\x00\x01 not an envelope: garbage bytes, long enough to preview"
+                .to_vec()
+                .into(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("the stream stores it");
+}
+
+/// `[scrollWidth, innerWidth]` of the page shown.
+async fn widths(browser: &Client) -> (u64, u64) {
+    let seen = browser
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    (seen[0].as_u64().unwrap(), seen[1].as_u64().unwrap())
+}
+
+/// Every page of the monitor at 1400 px and at 390 px (a phone): screenshots of each
+/// (paths printed), and at 390 px none is wider than the window (tables scroll in
+/// their own box, the navigation wraps). Then, on the runs list, a run arriving live
+/// is announced in the polite live region while keyboard focus stays on the link it
+/// was on, and the date-time pickers show the browser's time zone (here
+/// Asia/Kolkata, UTC+05:30) or UTC, sending an RFC 3339 instant either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_fits_a_phone_announces_live_runs_and_reads_time_zones() {
+    let isolation = Isolation::new();
+    // Half the variants fail, so the run page has failures to mark.
+    let renderer = start_renderer_with(
+        &isolation,
+        renderer::config::LocalSettings {
+            failure_rate: 0.5,
+            seed: 7,
+            ..Default::default()
+        },
+    )
+    .await;
+    let db = tempfile::tempdir().unwrap();
+    let collector = start_collector(&isolation, &renderer, &db).await;
+    let driver = ChromeDriver::start_with(&[("TZ", "Asia/Kolkata")]);
+    let browser = driver.browser().await;
+
+    let mut failing = None;
+    for i in 0..4 {
+        let answer = render(
+            &renderer,
+            &format!("req-phone-{i}-with-a-longish-request-id"),
+        )
+        .await;
+        if answer["status"] != "complete" {
+            failing = answer["runId"].as_str().map(str::to_owned);
+        }
+    }
+    let failing = failing.expect("a run with a failed variant (seed 7, half failing)");
+    publish_garbage(&isolation).await;
+    eventually("the runs and the dead letter stored", || async {
+        let runs = api(&collector, "/api/v1/runs").await;
+        let dead = api(&collector, "/api/v1/dead-letters").await;
+        (runs["runs"].as_array()?.len() == 4 && !dead["dead_letters"].as_array()?.is_empty())
+            .then_some(())
+    })
+    .await;
+
+    let base = collector.base_url();
+    let pages = [
+        ("runs", "/monitor".to_owned()),
+        ("run", format!("/monitor/runs/{failing}")),
+        ("events", "/monitor/events".to_owned()),
+        ("dead-letters", "/monitor/dead-letters".to_owned()),
+        ("producers", "/monitor/producers".to_owned()),
+        ("overview", "/monitor/overview?window=1h".to_owned()),
+        ("login", "/monitor/login".to_owned()),
+        ("404", "/monitor/runs/no-such-run".to_owned()),
+    ];
+    let mut too_wide = Vec::new();
+    for (width, height) in [(1400, 1000), (390, 844)] {
+        browser.set_window_size(width, height).await.unwrap();
+        for (name, path) in &pages {
+            browser.goto(&format!("{base}{path}")).await.unwrap();
+            browser
+                .wait()
+                .at_most(PATIENCE)
+                .for_element(Locator::Css("main"))
+                .await
+                .unwrap_or_else(|_| panic!("{path} loads"));
+            let shot = save_screenshot(
+                &browser,
+                &format!("monitor-screenshots/{name}-{width}px.png"),
+            )
+            .await;
+            println!("screenshot: {}", shot.display());
+            let (scroll, inner) = widths(&browser).await;
+            if width == 390 {
+                assert!(
+                    inner <= 400,
+                    "{path}: the window is phone-sized ({inner} px)"
+                );
+                if scroll > inner {
+                    too_wide.push(format!("{path}: {scroll} px wide in a {inner} px window"));
+                }
+            }
+        }
+    }
+    assert!(
+        too_wide.is_empty(),
+        "pages scroll sideways at 390 px: {too_wide:?}"
+    );
+    // The run page shows the failure on its timeline.
+    browser
+        .goto(&format!("{base}/monitor/runs/{failing}"))
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("#timeline rect.bar-failed"))
+        .await
+        .expect("a failed bar on the timeline");
+
+    // A new run is announced; focus stays on the link it was on.
+    browser.set_window_size(1400, 1000).await.unwrap();
+    browser.goto(&format!("{base}/monitor")).await.unwrap();
+    browser
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css("#runs a.shop-link"))
+        .await
+        .unwrap();
+    mark_page(&browser).await;
+    let focused_href = browser
+        .execute(
+            "var link = document.querySelector('#runs tr.run:last-child a.run-link'); \
+             link.focus(); return link.getAttribute('href');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let answer = render(&renderer, "req-phone-live").await;
+    let new_run = answer["runId"].as_str().unwrap().to_owned();
+    eventually("the new run, live", || async {
+        browser
+            .find(Locator::Css(&format!("tr[data-run-id=\"{new_run}\"]")))
+            .await
+            .ok()
+    })
+    .await;
+    let announced = eventually("the announcement", || async {
+        let text = browser
+            .execute(
+                "return document.getElementById('live-status').textContent;",
+                vec![],
+            )
+            .await
+            .ok()?;
+        let text = text.as_str()?.to_owned();
+        (!text.is_empty()).then_some(text)
+    })
+    .await;
+    assert_eq!(announced, "1 new run");
+    let region = browser
+        .execute(
+            "var r = document.getElementById('live-status'); \
+             return [r.getAttribute('aria-live'), r.getAttribute('role')];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(region, json!(["polite", "status"]));
+    let still = browser
+        .execute(
+            "var a = document.activeElement; return [a.tagName, a.getAttribute('href')];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(still, json!(["A", focused_href]), "focus stays on its link");
+    let (same, updates) = same_page(&browser).await;
+    assert!(same && updates > 0, "the run came live");
+
+    // Date-time pickers: the browser's zone, or UTC; an instant is sent either way.
+    browser
+        .goto(&format!("{base}/monitor?from=2026-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    let picker = || async {
+        let seen = browser
+            .execute(
+                "return [document.querySelector('input[name=from]').value, \
+                 document.querySelector('.tz-name').textContent];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        (
+            seen[0].as_str().unwrap().to_owned(),
+            seen[1].as_str().unwrap().to_owned(),
+        )
+    };
+    let (value, zone) = picker().await;
+    // (The browser drops zero seconds from the value it shows.)
+    assert_eq!(value, "2026-01-01T05:30", "shown in the browser's zone");
+    // Chromium names the zone by its ICU id (`Asia/Calcutta`).
+    assert!(
+        zone.starts_with("(Asia/") && zone.ends_with(", UTC+05:30)"),
+        "{zone}"
+    );
+    browser
+        .find(Locator::Css("input[data-tz-utc]"))
+        .await
+        .expect("the UTC toggle shows")
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(
+        picker().await,
+        ("2026-01-01T00:00".to_owned(), "(UTC)".to_owned())
+    );
+    browser
+        .find(Locator::Css("input[data-tz-utc]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("#runs-filters button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let query = eventually("the filtered list", || async {
+        let url = browser.current_url().await.ok()?;
+        let query = url.query()?.to_owned();
+        query.contains("from=").then_some(query)
+    })
+    .await;
+    assert!(
+        query.contains("from=2026-01-01T00%3A00%3A00.000Z"),
+        "the instant, in UTC: {query}"
+    );
 
     browser.close().await.unwrap();
     drop(driver);

@@ -8,6 +8,9 @@
 //! - the first runs page (`/monitor`),
 //! - filtered pages deep in the history (a shop; a status and a model), 90% of the way
 //!   back,
+//! - issue 15's filters: a shop and a model in another case, shop prefixes (11 and 111
+//!   shops), sort by duration (all runs, the last 24 h), an error code, a duration
+//!   filter,
 //! - a run page (`/monitor/runs/{id}`, a different run each time),
 //! - the overview over the last 24 hours (`/monitor/overview?window=24h`), 7 and 30 days,
 //! - the health strip (`/monitor/health`; the newest run starts at the bench's start).
@@ -317,6 +320,57 @@ async fn measure(
                 );
                 move |_| format!("/monitor?status=failed&model=local-composite&cursor={cursor}")
             }),
+        ),
+        // Issue 15's filters: a shop in another case and by prefix, a model in another
+        // case, sort by duration, an error code (5% of runs, all their failures), a
+        // quick range.
+        (
+            "shop in another case, 90% deep".into(),
+            Some(ms(50)),
+            Box::new({
+                let cursor = format!("{}%3Arun-{}", T0 + deep * SPACING_MS, deep + 1_000_000_000);
+                move |i| {
+                    format!(
+                        "/monitor?shop=SHOP-{}.MyShopify.com&cursor={cursor}",
+                        i % 200
+                    )
+                }
+            }),
+        ),
+        (
+            "shop prefix of 11 shops (shop-1X), first page".into(),
+            Some(ms(50)),
+            Box::new(|i| format!("/monitor?shop=Shop-1{}", i % 10)),
+        ),
+        (
+            "shop prefix of 111 shops (shop-1), first page".into(),
+            Some(ms(50)),
+            Box::new(|_| "/monitor?shop=shop-1".to_owned()),
+        ),
+        (
+            "model in another case + status, first page".into(),
+            Some(ms(50)),
+            Box::new(|_| "/monitor?model=Local-Composite&status=FAILED".to_owned()),
+        ),
+        (
+            "sort by duration, first page".into(),
+            Some(ms(50)),
+            Box::new(|_| "/monitor?sort=duration".to_owned()),
+        ),
+        (
+            "sort by duration, last 24 h".into(),
+            Some(ms(50)),
+            Box::new(move |_| format!("/monitor?sort=duration&range=24h&to={end}")),
+        ),
+        (
+            "error code, first page".into(),
+            Some(ms(50)),
+            Box::new(|_| "/monitor?error_code=provider_error".to_owned()),
+        ),
+        (
+            "duration filter 20.5 s and up, first page".into(),
+            Some(ms(50)),
+            Box::new(|_| "/monitor?min_duration_ms=20500".to_owned()),
         ),
         (
             "run page (/monitor/runs/{id})".into(),

@@ -38,9 +38,10 @@ use serde::Serialize;
 pub const MAX_QUOTED_PATH_CHARS: usize = 200;
 /// Most of a framework answer's plain-text body read to become a message.
 const MAX_BARE_MESSAGE_BYTES: usize = 4096;
-/// The error pages' policy: no script at all, the stylesheet from this origin.
-const PAGE_CSP: &str =
-    "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+/// The error pages' policy: the monitor's own (the page is inside its layout, with
+/// its stylesheet and script from this origin), no inline script.
+const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// An error answer: status, code and message (see the module doc).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,10 +64,14 @@ struct Fields<'a> {
     message: &'a str,
 }
 
-/// The HTML rendering, for `/monitor`.
+/// The HTML rendering, for `/monitor`: inside the monitor's layout (its navigation is
+/// the way back), no page of the navigation marked current and no logout button (who
+/// is asking is not known here).
 #[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage<'a> {
+    nav: &'static str,
+    auth: bool,
     status: u16,
     reason: &'a str,
     code: &'a str,
@@ -124,6 +129,8 @@ impl ApiError {
     /// The HTML page: the same status, code and message.
     pub fn html(&self) -> Response {
         let page = ErrorPage {
+            nav: "",
+            auth: false,
             status: self.status.as_u16(),
             reason: self.status.canonical_reason().unwrap_or("Error"),
             code: &self.code,

@@ -14,7 +14,8 @@ use crate::http::{AppError, AppState};
 use crate::store::DeadLetterRecord;
 
 use super::params::{self, bad, encode, present, Listed, Params};
-use super::views::{fmt_time, render};
+use super::views::{render, When};
+use service_kit::now_ms;
 
 /// Bytes of a dead letter shown in its preview.
 pub const PREVIEW_BYTES: usize = 64;
@@ -76,7 +77,8 @@ pub fn preview(raw: &[u8]) -> (String, String) {
 #[derive(Debug, Clone)]
 pub struct DeadLetterRow {
     pub id: i64,
-    pub time: String,
+    /// When it was received.
+    pub received: When,
     pub stream: String,
     pub stream_seq: i64,
     pub subject: String,
@@ -86,12 +88,13 @@ pub struct DeadLetterRow {
     pub text: String,
 }
 
-impl From<&DeadLetterRecord> for DeadLetterRow {
-    fn from(dead: &DeadLetterRecord) -> Self {
+impl DeadLetterRow {
+    /// The row of `dead`, its time relative to `now`.
+    pub fn new(dead: &DeadLetterRecord, now: i64) -> Self {
         let (hex, text) = preview(&dead.raw);
         Self {
             id: dead.id,
-            time: fmt_time(dead.received_at),
+            received: When::new(dead.received_at, now),
             stream: dead.stream.clone(),
             stream_seq: dead.stream_seq,
             subject: dead.subject.clone(),
@@ -122,7 +125,14 @@ pub async fn page(
     Ok(render(&DeadLettersPage {
         nav: "dead",
         auth: state.monitor.auth_required(),
-        rows: listed.rows.iter().map(DeadLetterRow::from).collect(),
+        rows: {
+            let now = now_ms();
+            listed
+                .rows
+                .iter()
+                .map(|d| DeadLetterRow::new(d, now))
+                .collect()
+        },
         next_href: listed.next_href("/monitor/dead-letters", &filters),
     }))
 }

@@ -15,7 +15,9 @@ use crate::store::{EventCursor, EventFilter, EventRecord};
 use super::json_blob::JsonBlob;
 use super::live::{self, Fragment};
 use super::params::{self, encode, parse_time, Listed, Params};
-use super::views::{field, fmt_ms, fmt_time, opt, render, run_href};
+use super::runs::Linked;
+use super::views::{field, fmt_ms, fmt_time, opt, picker_value, render, run_href, When};
+use service_kit::now_ms;
 
 /// Characters of an event payload shown in a list (the run page shows it whole).
 pub const PAYLOAD_PREVIEW_CHARS: usize = 160;
@@ -109,12 +111,15 @@ async fn list(state: &AppState, query: &EventsParams) -> Result<Listed<EventReco
 pub struct EventRow {
     pub event_id: String,
     pub time: String,
+    /// The time, absolute and relative (the events list shows both).
+    pub when: When,
     /// Since the first event of the timeline (`+120 ms`).
     pub offset: String,
     pub kind: String,
     pub event_type: String,
     pub source: String,
-    pub shop: String,
+    /// The shop, linking to its runs.
+    pub shop: Linked,
     pub request_id: String,
     pub request_href: String,
     pub run_href: Option<String>,
@@ -124,7 +129,9 @@ pub struct EventRow {
 }
 
 impl EventRow {
-    pub fn new(event: &EventRecord, origin: Option<i64>, full_payload: bool) -> Self {
+    /// The row of `event`; its offset from `origin` (a timeline's first event), its
+    /// relative time from `now`.
+    pub fn new(event: &EventRecord, origin: Option<i64>, full_payload: bool, now: i64) -> Self {
         let mut payload = event.payload.clone().unwrap_or_default();
         if !full_payload && payload.chars().count() > PAYLOAD_PREVIEW_CHARS {
             payload = payload
@@ -136,13 +143,14 @@ impl EventRow {
         Self {
             event_id: event.event_id.clone(),
             time: fmt_time(event.occurred_at),
+            when: When::new(event.occurred_at, now),
             offset: origin
                 .map(|o| format!("+{}", fmt_ms(Some(event.occurred_at - o))))
                 .unwrap_or_default(),
             kind: event.kind.clone(),
             event_type: event.event_type.clone(),
             source: opt(&event.source),
-            shop: event.shop_id.clone(),
+            shop: Linked::runs("shop", &event.shop_id),
             request_id: event.request_id.clone(),
             request_href: request_href(&event.request_id),
             run_href: event.run_id.as_deref().map(run_href),
@@ -171,10 +179,11 @@ pub struct EventsRows {
 impl EventsRows {
     /// The rows of a page of events, as the events list shows them.
     pub fn new(events: &[EventRecord]) -> Self {
+        let now = now_ms();
         Self {
             rows: events
                 .iter()
-                .map(|e| EventRow::new(e, None, false))
+                .map(|e| EventRow::new(e, None, false, now))
                 .collect(),
         }
     }
@@ -204,6 +213,7 @@ pub async fn page(
 ) -> Result<Response, AppError> {
     let listed = list(&state, &query).await?;
     let filters = query.query_string();
+    let filter = query.filter()?;
     Ok(render(&EventsPage {
         nav: "events",
         auth: state.monitor.auth_required(),
@@ -211,8 +221,8 @@ pub async fn page(
         source: field(&query.source),
         shop: field(&query.shop),
         request_id: field(&query.request_id),
-        from: field(&query.from),
-        to: field(&query.to),
+        from: picker_value(filter.from),
+        to: picker_value(filter.to),
         rows: EventsRows::new(&listed.rows).rows,
         next_href: listed.next_href("/monitor/events", &filters),
         live_url: listed.live_url("/monitor/live/events", &filters),

@@ -330,6 +330,44 @@ fn static_file(content_type: &'static str, body: &'static str) -> Response {
 mod tests {
     use super::*;
 
+    /// WCAG 2 contrast ratio of two `#rrggbb` colours.
+    fn contrast(a: &str, b: &str) -> f64 {
+        let luminance = |hex: &str| {
+            let channel = |i: usize| {
+                let c = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap()) / 255.0;
+                if c <= 0.039_28 {
+                    c / 12.92
+                } else {
+                    ((c + 0.055) / 1.055).powf(2.4)
+                }
+            };
+            0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5)
+        };
+        let (la, lb) = (luminance(a), luminance(b));
+        (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
+    }
+
+    /// Every status badge's text reaches WCAG AA against its background (4.5:1), and
+    /// the stylesheet's comment gives each ratio as computed here.
+    #[test]
+    fn status_badges_reach_wcag_aa_contrast() {
+        let mut badges = 0;
+        for line in STYLESHEET.lines().filter(|l| l.starts_with(".st-")) {
+            let colour = |property: &str| {
+                let at = line.find(&format!("{property}: #")).unwrap() + property.len() + 2;
+                line[at..at + 7].to_owned()
+            };
+            let (fg, bg) = (colour("color"), colour("background"));
+            let ratio = contrast(&fg, &bg);
+            assert!(ratio >= 4.5, "{line}: {ratio:.2}:1");
+            let noted = format!("{fg} on {bg} {ratio:.2}:1");
+            let comment = STYLESHEET.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(comment.contains(&noted), "the comment should say {noted:?}");
+            badges += 1;
+        }
+        assert_eq!(badges, 5, "ok, partial/timeout, failed, running, stale");
+    }
+
     #[test]
     fn the_image_origin_joins_the_policy_only_when_plain() {
         assert_eq!(

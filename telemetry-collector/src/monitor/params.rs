@@ -85,7 +85,7 @@ pub fn parse_time(name: &str, value: &Option<String>) -> Result<Option<i64>, App
 }
 
 /// What [`parse_cursor`] refuses.
-const BAD_CURSOR: &str = "cursor must be the next_cursor of a previous page";
+pub const BAD_CURSOR: &str = "cursor must be the next_cursor of a previous page";
 
 /// `at:id` keyset cursor.
 pub fn parse_cursor(cursor: &Option<String>) -> Result<Option<(i64, String)>, AppError> {

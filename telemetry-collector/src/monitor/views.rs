@@ -17,6 +17,10 @@ use super::params::path_segment;
 const SHOWN: &[BorrowedFormatItem<'_>] =
     format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]");
 
+/// RFC 3339 in UTC with milliseconds, for `<time datetime>` and the date-time picker.
+const ISO: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
 /// `2026-11-29 13:45:07.123` (UTC). Producers' clocks are not trusted, so a time
 /// outside the years -9999 to 9999 (the database holds any `i64`) shows as unix ms.
 pub fn fmt_time(ms: i64) -> String {
@@ -24,6 +28,79 @@ pub fn fmt_time(ms: i64) -> String {
         .ok()
         .and_then(|at| at.format(SHOWN).ok())
         .unwrap_or_else(|| ms.to_string())
+}
+
+/// `2026-11-29T13:45:07.123Z`; empty outside the years -9999 to 9999.
+pub fn iso_time(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|at| at.format(ISO).ok())
+        .unwrap_or_default()
+}
+
+/// A time filter as `<input type=datetime-local>` takes it: UTC, no offset, the
+/// milliseconds only when there are some (`2026-11-29T13:45:07`); empty for none.
+/// `monitor.js` shows it in the browser's time zone unless the reader chose UTC.
+pub fn picker_value(ms: Option<i64>) -> String {
+    ms.map(iso_time)
+        .map(|iso| {
+            iso.trim_end_matches('Z')
+                .trim_end_matches(".000")
+                .to_owned()
+        })
+        .unwrap_or_default()
+}
+
+/// How long before `now` a time was, in words: `just now`, `42 s ago`, `3 min ago`,
+/// `5 h ago`, `12 d ago`; `in 3 min` for a time ahead of our clock (a producer's).
+pub fn fmt_ago(at: i64, now: i64) -> String {
+    let ahead = at > now;
+    let secs = now.abs_diff(at) / 1000;
+    let span = match secs {
+        0..=4 => return "just now".to_owned(),
+        s if s < 60 => format!("{s} s"),
+        s if s < 3600 => format!("{} min", s / 60),
+        s if s < 86_400 => format!("{} h", s / 3600),
+        s => format!("{} d", s / 86_400),
+    };
+    if ahead {
+        format!("in {span}")
+    } else {
+        format!("{span} ago")
+    }
+}
+
+/// A time as the lists show it: absolute (UTC) and relative to the page's read.
+#[derive(Debug, Clone, Default)]
+pub struct When {
+    /// `2026-11-29 13:45:07.123`.
+    pub text: String,
+    /// `2026-11-29T13:45:07.123Z` (the `<time datetime>`).
+    pub iso: String,
+    /// Unix ms (`monitor.js` keeps [`When::ago`] current from it).
+    pub ms: i64,
+    /// `3 min ago`.
+    pub ago: String,
+}
+
+impl When {
+    pub fn new(ms: i64, now: i64) -> Self {
+        Self {
+            text: fmt_time(ms),
+            iso: iso_time(ms),
+            ms,
+            ago: fmt_ago(ms, now),
+        }
+    }
+}
+
+/// The runs list filtered to one value of one filter (`shop`, `model`,
+/// `prompt_pack_version`, `error_code`, ...).
+pub fn runs_href(name: &str, value: &str) -> String {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair(name, value)
+        .finish();
+    format!("/monitor?{query}")
 }
 
 /// Renders a template, or an opaque 500 (the cause logged).
@@ -129,5 +206,23 @@ mod tests {
         assert_eq!(fmt_ms(Some(850)), "850 ms");
         assert_eq!(fmt_ms(Some(12_345)), "12.3 s");
         assert_eq!(escape("<'\"&>"), "&lt;&#39;&quot;&amp;&gt;");
+        assert_eq!(iso_time(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(picker_value(Some(1_700_000_000_000)), "2023-11-14T22:13:20");
+        assert_eq!(
+            picker_value(Some(1_700_000_000_120)),
+            "2023-11-14T22:13:20.120"
+        );
+        assert_eq!(picker_value(None), "");
+        let now = 1_700_000_000_000;
+        assert_eq!(fmt_ago(now - 2_000, now), "just now");
+        assert_eq!(fmt_ago(now - 42_000, now), "42 s ago");
+        assert_eq!(fmt_ago(now - 200_000, now), "3 min ago");
+        assert_eq!(fmt_ago(now - 5 * 3_600_000 - 1, now), "5 h ago");
+        assert_eq!(fmt_ago(now - 12 * 86_400_000, now), "12 d ago");
+        assert_eq!(fmt_ago(now + 180_000, now), "in 3 min");
+        assert_eq!(
+            runs_href("shop", "Casa Verde&x"),
+            "/monitor?shop=Casa+Verde%26x"
+        );
     }
 }

@@ -33,7 +33,9 @@ use sqlx::Pool;
 use crate::domain::{DeadLetter, Fact};
 
 pub use isolate::{write_isolating, Isolated};
-pub use monitor_reads::{EventCursor, EventFilter, RunFilter};
+pub use monitor_reads::{
+    EventCursor, EventFilter, RunFilter, RunOrder, MAX_SHOP_BRANCHES, MAX_SORTED_ERROR_VARIANTS,
+};
 pub use ops::PruneCounts;
 pub use overview::{latency_bucket, GroupStats, Overview, StatsRow, LATENCY_BUCKET_SQL};
 pub use postgres::PostgresStore;
@@ -148,7 +150,7 @@ pub struct WriteReport {
 }
 
 /// A `render_runs` row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct RunRecord {
     pub run_id: String,
     pub shop_id: String,
@@ -349,8 +351,9 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 
     // --- monitor reads ---
-    /// A filtered page of runs, newest first (the index of the filter serves it),
-    /// with their stored status (see [`RunFilter::stale_before`] for `stale`).
+    /// A filtered page of runs, newest (or longest) first (the index of the filter
+    /// serves it), with their stored status (see [`RunFilter::stale_before`] for
+    /// `stale`).
     async fn monitor_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError>;
     /// A filtered page of events, newest first.
     async fn monitor_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError>;

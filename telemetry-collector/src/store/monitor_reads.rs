@@ -7,6 +7,16 @@
 //! prompt pack filter deep in a million runs is an index range, not a scan. The queries
 //! are built with [`sqlx::QueryBuilder`], generic over the database, so both dialects
 //! share them (each with its own placeholders).
+//!
+//! Shops and models are matched without regard to ASCII case, through indexes on
+//! `lower(shop_id)` and `lower(model)` (both databases lowercase ASCII only, as
+//! [`str::to_ascii_lowercase`] does, so the parameter is lowered the same way). A shop
+//! filter is a prefix (`casa-verde` finds `Casa-Verde.myshopify.com`): the shops it
+//! matches are first found in the index ([`shops_query`], one seek per shop), then each
+//! is read as its own index range in the list's order ([`ShopMatch`]), so a prefix
+//! is as cheap as an exact shop. A prefix that matches more than
+//! [`MAX_SHOP_BRANCHES`] shops is broad: it is checked row by row in time order, where
+//! such a prefix's rows are dense.
 
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
@@ -15,10 +25,52 @@ use sqlx::{Database, Encode, FromRow, Pool, Postgres, QueryBuilder, Sqlite, Type
 use super::stale::{StaleCutoff, RUNNING, STALE};
 use super::MAX_PAGE_SIZE;
 
+/// Shops a prefix may match and still be read as one index range each; past that
+/// the prefix is broad ([`ShopMatch::Broad`]).
+pub const MAX_SHOP_BRANCHES: usize = 16;
+
+/// Variants with one error code up to which the runs filtered by it are read through
+/// the code's index and sorted; past it the list is read in its order, each run checked
+/// in that index (the code is common enough that a page is found early).
+pub const MAX_SORTED_ERROR_VARIANTS: i64 = 5_000;
+
+/// How the runs query reads what its filter asks for, decided from the data first
+/// ([`shops_query`], [`error_count_query`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RunsPlan {
+    /// What the shop filter matches; `None` without one.
+    pub shops: Option<ShopMatch>,
+    /// The error code filter's code is rare (at most [`MAX_SORTED_ERROR_VARIANTS`]
+    /// variants have it).
+    pub rare_error: bool,
+}
+
+/// The order of a runs page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RunOrder {
+    /// Newest start first; the cursor is `(started_at, run_id)`.
+    #[default]
+    Started,
+    /// Longest run first, only runs with a duration (finished); the cursor is
+    /// `(total_duration_ms, run_id)`.
+    Duration,
+}
+
+impl RunOrder {
+    /// The columns of the order (and of the cursor), most significant first.
+    pub(crate) fn columns(self) -> [&'static str; 2] {
+        match self {
+            Self::Started => ["started_at", "run_id"],
+            Self::Duration => ["total_duration_ms", "run_id"],
+        }
+    }
+}
+
 /// Filters and cursor of a runs page (`/monitor`, `/api/v1/runs`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunFilter {
-    /// Exact shop id.
+    /// A shop id's prefix, any ASCII case (`casa-verde` finds
+    /// `Casa-Verde.myshopify.com`).
     pub shop_id: Option<String>,
     /// `running`, `stale`, `complete`, `partial`, `failed`, ... With
     /// [`stale_before`](Self::stale_before) set, `stale` means stored `running` and
@@ -27,17 +79,26 @@ pub struct RunFilter {
     /// Which runs still `running` are stale now (see [`super::stale`]); `None`
     /// matches `status` as stored.
     pub stale_before: Option<StaleCutoff>,
-    /// Exact model.
+    /// A model, any ASCII case.
     pub model: Option<String>,
     /// Exact prompt pack version.
     pub prompt_pack_version: Option<String>,
+    /// Runs with a variant that ended with this error code (`provider_error`, ...).
+    pub error_code: Option<String>,
+    /// `total_duration_ms >= min_duration_ms` (runs without a duration are left out).
+    pub min_duration_ms: Option<i64>,
+    /// `total_duration_ms <= max_duration_ms` (runs without a duration are left out).
+    pub max_duration_ms: Option<i64>,
     /// `started_at >= from` (unix ms).
     pub from: Option<i64>,
     /// `started_at < to` (unix ms).
     pub to: Option<i64>,
     /// A run id or a request id, matched exactly.
     pub text: Option<String>,
-    /// Keyset cursor: rows strictly before `(started_at, run_id)`, newest first.
+    /// The page's order.
+    pub order: RunOrder,
+    /// Keyset cursor: rows strictly before it in [`RunFilter::order`]
+    /// (`(started_at, run_id)` or `(total_duration_ms, run_id)`), descending.
     pub before: Option<(i64, String)>,
     /// Page size, clamped to `1..=MAX_PAGE_SIZE`.
     pub limit: i64,
@@ -50,7 +111,7 @@ pub struct EventFilter {
     pub event_type: Option<String>,
     /// `source` column (`app_proxy`, `renderer`, ...).
     pub source: Option<String>,
-    /// Exact shop id.
+    /// A shop id's prefix, any ASCII case (as [`RunFilter::shop_id`]).
     pub shop_id: Option<String>,
     /// Exact request id.
     pub request_id: Option<String>,
@@ -119,6 +180,132 @@ impl FetchBuilt for Postgres {
     }
 }
 
+/// What a shop filter matches, found before the list is read ([`shops_query`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ShopMatch {
+    /// No shop starts with the prefix: the page is empty.
+    Nothing,
+    /// These shops (lowercase), one to [`MAX_SHOP_BRANCHES`]: each read as its own
+    /// index range in the list's order, the pages merged.
+    Shops(Vec<String>),
+    /// More shops than that start with this prefix (lowercase): it is checked row by
+    /// row, in the list's order.
+    Broad(String),
+}
+
+impl ShopMatch {
+    /// What `prefix` (lowercase) matches, from the shops [`shops_query`] found.
+    pub(crate) fn of(prefix: &str, found: Vec<String>) -> Self {
+        match found.len() {
+            0 => Self::Nothing,
+            n if n <= MAX_SHOP_BRANCHES => Self::Shops(found),
+            _ => Self::Broad(prefix.to_owned()),
+        }
+    }
+
+    /// The shop condition of each branch of the list's query (`None`: no condition).
+    fn branches(shops: Option<&Self>) -> Vec<Option<ShopCond<'_>>> {
+        match shops {
+            None => vec![None],
+            Some(Self::Nothing) => vec![Some(ShopCond::Nothing)],
+            Some(Self::Shops(shops)) => shops.iter().map(|s| Some(ShopCond::Is(s))).collect(),
+            Some(Self::Broad(prefix)) => vec![Some(ShopCond::Prefix(prefix))],
+        }
+    }
+}
+
+/// One branch's shop condition.
+#[derive(Debug, Clone, Copy)]
+enum ShopCond<'a> {
+    Nothing,
+    /// `lower(shop_id) = shop`: an index range.
+    Is(&'a str),
+    /// `lower(shop_id)` starts with it, written so that no index serves it (the list's
+    /// order does).
+    Prefix(&'a str),
+}
+
+/// The least string above every string that starts with `prefix`, in byte order (code
+/// point order, in UTF-8: both databases compare these columns so); `None` when no
+/// string is (a prefix of U+10FFFF only).
+pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let mut next = u32::from(last) + 1;
+        if (0xD800..=0xDFFF).contains(&next) {
+            next = 0xE000;
+        }
+        if let Some(next) = char::from_u32(next) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// The distinct `lower(shop_id)` of `table` that start with `prefix` (lowercase), in
+/// order, at most [`MAX_SHOP_BRANCHES`] + 1: a loose scan of the `lower(shop_id)`
+/// index, one seek per shop however many rows each has.
+pub(crate) fn shops_query<'a, DB>(
+    table: &'static str,
+    prefix: &'a str,
+    end: Option<&'a str>,
+) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+{
+    let mut query = QueryBuilder::new(format!(
+        "WITH RECURSIVE shops(shop, n) AS (SELECT (SELECT lower(shop_id) FROM {table} \
+         WHERE lower(shop_id) >= "
+    ));
+    query.push_bind(prefix);
+    let below_end = |query: &mut QueryBuilder<'a, DB>| {
+        if let Some(end) = end {
+            query.push(" AND lower(shop_id) < ").push_bind(end);
+        }
+    };
+    below_end(&mut query);
+    query.push(format_args!(
+        " ORDER BY lower(shop_id) LIMIT 1), 1 UNION ALL SELECT (SELECT lower(shop_id) \
+         FROM {table} WHERE lower(shop_id) > shops.shop"
+    ));
+    below_end(&mut query);
+    query
+        .push(
+            " ORDER BY lower(shop_id) LIMIT 1), n + 1 FROM shops \
+             WHERE shops.shop IS NOT NULL AND n <= ",
+        )
+        .push_bind(MAX_SHOP_BRANCHES as i64)
+        .push(") SELECT shop FROM shops WHERE shop IS NOT NULL");
+    query
+}
+
+/// How many variants (up to [`MAX_SORTED_ERROR_VARIANTS`] + 1) ended with `code`
+/// (lowercase), counted in the `variant_results_by_error` index.
+pub(crate) fn error_count_query<'a, DB>(code: &'a str) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+{
+    let mut query = QueryBuilder::new(format!(
+        "SELECT count(*) FROM (SELECT 1 FROM variant_results WHERE {ERROR_CODE_SET} \
+         AND error_code = "
+    ));
+    query
+        .push_bind(code)
+        .push(" LIMIT ")
+        .push_bind(MAX_SORTED_ERROR_VARIANTS + 1)
+        .push(") AS counted");
+    query
+}
+
+/// The part of `variant_results_by_error`'s predicate a query must repeat for the
+/// partial index to serve it (`error_code IS NOT NULL` follows from `error_code = ?`).
+const ERROR_CODE_SET: &str = "error_code <> 'unspecified'";
+
 /// ` AND {column} = value`, when the filter is set.
 fn eq_text<'a, DB>(query: &mut QueryBuilder<'a, DB>, column: &str, value: &'a Option<String>)
 where
@@ -129,6 +316,45 @@ where
         query
             .push(format_args!(" AND {column} = "))
             .push_bind(value.as_str());
+    }
+}
+
+/// ` AND lower({column}) = value` (lowered here), when the filter is set.
+fn eq_folded<DB>(query: &mut QueryBuilder<'_, DB>, column: &str, value: &Option<String>)
+where
+    DB: Database,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    if let Some(value) = value {
+        query
+            .push(format_args!(" AND lower({column}) = "))
+            .push_bind(value.to_ascii_lowercase());
+    }
+}
+
+/// A branch's shop condition on `column`.
+fn shop<'a, DB>(query: &mut QueryBuilder<'a, DB>, column: &str, shop: Option<ShopCond<'a>>)
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+{
+    match shop {
+        None => {}
+        Some(ShopCond::Nothing) => {
+            query.push(" AND 1 = 0");
+        }
+        Some(ShopCond::Is(shop)) => {
+            query
+                .push(format_args!(" AND lower({column}) = "))
+                .push_bind(shop);
+        }
+        Some(ShopCond::Prefix(prefix)) => {
+            // The length is ours (a count), not the user's text.
+            let chars = prefix.chars().count();
+            query
+                .push(format_args!(" AND substr(lower({column}), 1, {chars}) = "))
+                .push_bind(prefix);
+        }
     }
 }
 
@@ -153,6 +379,7 @@ pub(crate) fn range<DB>(
 }
 
 /// One value of a keyset cursor.
+#[derive(Debug, Clone, Copy)]
 enum Key<'a> {
     Int(i64),
     Text(&'a str),
@@ -181,25 +408,63 @@ fn keyset_desc<'a, DB>(
         }
         query.push(")");
     }
+    order_limit(query, order, limit);
+}
+
+/// ` ORDER BY` each column of `order` descending, ` LIMIT` one page.
+fn order_limit<DB>(query: &mut QueryBuilder<'_, DB>, order: &[&str], limit: i64)
+where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+{
     let descending: Vec<String> = order.iter().map(|c| format!("{c} DESC")).collect();
     query
         .push(format_args!(" ORDER BY {} LIMIT ", descending.join(", ")))
         .push_bind(limit.clamp(1, MAX_PAGE_SIZE));
 }
 
-/// The status filter of a runs page. With a cutoff, `stale` is stored `running` and
-/// started before it, and `running` only the runs started since: both a range of the
-/// `(status, started_at, run_id)` index, like any other status.
-fn status<'a, DB>(
-    query: &mut QueryBuilder<'a, DB>,
-    status: Option<&'a str>,
+/// The list's query: one branch per shop condition (each ordered and limited by
+/// `branch`), as it is when there is one, else their union ordered and limited again.
+fn union<'a, DB>(
+    shops: Vec<Option<ShopCond<'a>>>,
+    order: &[&str],
+    limit: i64,
+    mut branch: impl FnMut(&mut QueryBuilder<'a, DB>, Option<ShopCond<'a>>),
+) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    let mut query = QueryBuilder::new("");
+    if let [only] = shops[..] {
+        branch(&mut query, only);
+        return query;
+    }
+    for (i, shop) in shops.into_iter().enumerate() {
+        if i > 0 {
+            query.push(" UNION ALL ");
+        }
+        query.push("SELECT * FROM (");
+        branch(&mut query, shop);
+        query.push(format_args!(") AS branch{i}"));
+    }
+    order_limit(&mut query, order, limit);
+    query
+}
+
+/// The status filter of a runs page (any ASCII case). With a cutoff, `stale` is stored
+/// `running` and started before it, and `running` only the runs started since: both
+/// a range of the `(status, started_at, run_id)` index, like any other status.
+fn status<DB>(
+    query: &mut QueryBuilder<'_, DB>,
+    status: Option<&str>,
     stale_before: Option<StaleCutoff>,
 ) where
     DB: Database,
     i64: for<'q> Encode<'q, DB> + Type<DB>,
-    &'a str: Encode<'a, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
 {
-    let Some(status) = status else {
+    let Some(status) = status.map(str::to_ascii_lowercase) else {
         return;
     };
     match stale_before {
@@ -207,7 +472,7 @@ fn status<'a, DB>(
             let side = if status == STALE { "<" } else { ">=" };
             query
                 .push(" AND status = ")
-                .push_bind(RUNNING)
+                .push_bind(RUNNING.to_owned())
                 .push(format_args!(" AND started_at {side} "))
                 .push_bind(cutoff);
         }
@@ -217,60 +482,124 @@ fn status<'a, DB>(
     }
 }
 
-pub(crate) fn runs_query<DB>(filter: &RunFilter) -> QueryBuilder<'_, DB>
+/// The runs page `filter` asks for, read as `plan` says.
+pub(crate) fn runs_query<'a, DB>(filter: &'a RunFilter, plan: &'a RunsPlan) -> QueryBuilder<'a, DB>
 where
     DB: Database,
     i64: for<'q> Encode<'q, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
 {
-    let mut query = QueryBuilder::new("SELECT * FROM render_runs WHERE 1 = 1");
-    eq_text(&mut query, "shop_id", &filter.shop_id);
-    status(&mut query, filter.status.as_deref(), filter.stale_before);
-    eq_text(&mut query, "model", &filter.model);
-    eq_text(
-        &mut query,
-        "prompt_pack_version",
-        &filter.prompt_pack_version,
-    );
-    range(&mut query, "started_at", filter.from, filter.to);
-    if let Some(text) = &filter.text {
-        query
-            .push(" AND (run_id = ")
-            .push_bind(text.as_str())
-            .push(" OR request_id = ")
-            .push_bind(text.as_str())
-            .push(")");
-    }
-    let before = filter
-        .before
-        .as_ref()
-        .map(|(at, id)| vec![Key::Int(*at), Key::Text(id)]);
-    keyset_desc(&mut query, &["started_at", "run_id"], before, filter.limit);
-    query
+    let order = filter.order.columns();
+    union(
+        ShopMatch::branches(plan.shops.as_ref()),
+        &order,
+        filter.limit,
+        |query, shop_cond| {
+            query.push("SELECT * FROM render_runs WHERE 1 = 1");
+            shop(query, "shop_id", shop_cond);
+            status(query, filter.status.as_deref(), filter.stale_before);
+            eq_folded(query, "model", &filter.model);
+            eq_text(query, "prompt_pack_version", &filter.prompt_pack_version);
+            if let Some(code) = &filter.error_code {
+                // A rare code: its runs, from its index, sorted. A common one: the
+                // list in its order, each run looked up in the code's index.
+                // (A scalar subquery, not EXISTS: Postgres would turn EXISTS into a
+                // join, misjudge how many runs have the code, and sort them all.)
+                let (check, end) = if plan.rare_error {
+                    (
+                        format!(
+                            " AND run_id IN (SELECT run_id FROM variant_results WHERE \
+                             {ERROR_CODE_SET} AND error_code = "
+                        ),
+                        ")",
+                    )
+                } else {
+                    (
+                        format!(
+                            " AND (SELECT 1 FROM variant_results AS v WHERE v.run_id = \
+                             render_runs.run_id AND v.{ERROR_CODE_SET} AND v.error_code = "
+                        ),
+                        " LIMIT 1) IS NOT NULL",
+                    )
+                };
+                query
+                    .push(check)
+                    .push_bind(code.to_ascii_lowercase())
+                    .push(end);
+            }
+            let durations = filter.min_duration_ms.is_some() || filter.max_duration_ms.is_some();
+            if durations || filter.order == RunOrder::Duration {
+                // The predicate of `render_runs_by_duration`.
+                query.push(" AND total_duration_ms IS NOT NULL");
+            }
+            if let Some(min) = filter.min_duration_ms {
+                query.push(" AND total_duration_ms >= ").push_bind(min);
+            }
+            if let Some(max) = filter.max_duration_ms {
+                query.push(" AND total_duration_ms <= ").push_bind(max);
+            }
+            range(query, "started_at", filter.from, filter.to);
+            if let Some(text) = &filter.text {
+                query
+                    .push(" AND (run_id = ")
+                    .push_bind(text.as_str())
+                    .push(" OR request_id = ")
+                    .push_bind(text.as_str())
+                    .push(")");
+            }
+            let before = filter
+                .before
+                .as_ref()
+                .map(|(key, id)| vec![Key::Int(*key), Key::Text(id)]);
+            keyset_desc(query, &order, before, filter.limit);
+        },
+    )
 }
 
-pub(crate) fn events_query<DB>(filter: &EventFilter) -> QueryBuilder<'_, DB>
+/// The events page `filter` asks for, its shop filter matching `shops` (as
+/// [`runs_query`]).
+pub(crate) fn events_query<'a, DB>(
+    filter: &'a EventFilter,
+    shops: Option<&'a ShopMatch>,
+) -> QueryBuilder<'a, DB>
 where
     DB: Database,
     i64: for<'q> Encode<'q, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
 {
-    let mut query = QueryBuilder::new("SELECT * FROM monitor_events WHERE 1 = 1");
-    eq_text(&mut query, "event_type", &filter.event_type);
-    eq_text(&mut query, "source", &filter.source);
-    eq_text(&mut query, "shop_id", &filter.shop_id);
-    eq_text(&mut query, "request_id", &filter.request_id);
-    range(&mut query, "occurred_at", filter.from, filter.to);
-    let before = filter.before.as_ref().map(|c| {
-        vec![
-            Key::Int(c.occurred_at),
-            Key::Text(&c.producer),
-            Key::Int(c.producer_seq),
-            Key::Text(&c.event_id),
-        ]
-    });
-    keyset_desc(&mut query, &EVENT_ORDER, before, filter.limit);
-    query
+    union(
+        ShopMatch::branches(shops),
+        &EVENT_ORDER,
+        filter.limit,
+        |query, shop_cond| {
+            query.push("SELECT * FROM monitor_events WHERE 1 = 1");
+            // Types and sources are lowercase words; the parameter is lowered to match.
+            if let Some(event_type) = &filter.event_type {
+                query
+                    .push(" AND event_type = ")
+                    .push_bind(event_type.to_ascii_lowercase());
+            }
+            if let Some(source) = &filter.source {
+                query
+                    .push(" AND source = ")
+                    .push_bind(source.to_ascii_lowercase());
+            }
+            shop(query, "shop_id", shop_cond);
+            eq_text(query, "request_id", &filter.request_id);
+            range(query, "occurred_at", filter.from, filter.to);
+            let before = filter.before.as_ref().map(|c| {
+                vec![
+                    Key::Int(c.occurred_at),
+                    Key::Text(&c.producer),
+                    Key::Int(c.producer_seq),
+                    Key::Text(&c.event_id),
+                ]
+            });
+            keyset_desc(query, &EVENT_ORDER, before, filter.limit);
+        },
+    )
 }
 
 pub(crate) fn dead_letters_query<'a, DB>(before: Option<i64>, limit: i64) -> QueryBuilder<'a, DB>
@@ -302,7 +631,8 @@ mod tests {
             limit: 10,
             ..Default::default()
         };
-        let mut query = runs_query::<sqlx::Postgres>(&filter);
+        let plan = RunsPlan::default();
+        let mut query = runs_query::<sqlx::Postgres>(&filter, &plan);
         assert_eq!(
             query.sql(),
             "SELECT * FROM render_runs WHERE 1 = 1 AND status = $1 \
@@ -322,7 +652,9 @@ mod tests {
                 limit: 10,
                 ..Default::default()
             };
-            runs_query::<sqlx::Sqlite>(&filter).sql().to_owned()
+            runs_query::<sqlx::Sqlite>(&filter, &RunsPlan::default())
+                .sql()
+                .to_owned()
         };
         let cutoff = Some(StaleCutoff(5));
         let head = "SELECT * FROM render_runs WHERE 1 = 1 AND status = ?";
@@ -337,5 +669,110 @@ mod tests {
         );
         assert_eq!(sql("partial", cutoff), format!("{head}{tail}"));
         assert_eq!(sql("running", None), format!("{head}{tail}"));
+    }
+
+    #[test]
+    fn a_shop_prefix_ends_below_the_next_prefix() {
+        assert_eq!(prefix_end("casa").as_deref(), Some("casb"));
+        assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_end("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        assert_eq!(prefix_end("\u{10FFFF}"), None);
+        for shop in ["casa", "casa-verde.myshopify.com", "casa\u{10FFFF}x"] {
+            assert!(shop >= "casa" && shop < prefix_end("casa").unwrap().as_str());
+        }
+        assert!("casb" >= prefix_end("casa").unwrap().as_str());
+    }
+
+    #[test]
+    fn shops_are_one_index_range_each_and_a_broad_prefix_is_checked_per_row() {
+        let filter = RunFilter {
+            shop_id: Some("Casa".into()),
+            model: Some("Gemini".into()),
+            limit: 10,
+            ..Default::default()
+        };
+        let plan = |shops: ShopMatch| RunsPlan {
+            shops: Some(shops),
+            rare_error: false,
+        };
+        let one = plan(ShopMatch::of("casa", vec!["casa-verde".into()]));
+        assert_eq!(
+            runs_query::<sqlx::Sqlite>(&filter, &one).sql(),
+            "SELECT * FROM render_runs WHERE 1 = 1 AND lower(shop_id) = ? \
+             AND lower(model) = ? ORDER BY started_at DESC, run_id DESC LIMIT ?"
+        );
+        let two = plan(ShopMatch::of(
+            "casa",
+            vec!["casa-azul".into(), "casa-verde".into()],
+        ));
+        let branch = "SELECT * FROM render_runs WHERE 1 = 1 AND lower(shop_id) = $? \
+                      AND lower(model) = $? ORDER BY started_at DESC, run_id DESC LIMIT $?";
+        let sql = runs_query::<sqlx::Postgres>(&filter, &two).sql().to_owned();
+        let numbered = (1..=7).fold(sql, |sql, n| sql.replacen(&format!("${n}"), "$?", 1));
+        assert_eq!(
+            numbered,
+            format!(
+                "SELECT * FROM ({branch}) AS branch0 UNION ALL SELECT * FROM ({branch}) \
+                 AS branch1 ORDER BY started_at DESC, run_id DESC LIMIT $?"
+            )
+        );
+        let many: Vec<String> = (0..=MAX_SHOP_BRANCHES)
+            .map(|n| format!("casa{n}"))
+            .collect();
+        let broad = plan(ShopMatch::of("casa", many));
+        assert_eq!(broad.shops, Some(ShopMatch::Broad("casa".into())));
+        assert!(runs_query::<sqlx::Sqlite>(&filter, &broad)
+            .sql()
+            .contains(" AND substr(lower(shop_id), 1, 4) = ?"));
+        assert_eq!(ShopMatch::of("casa", vec![]), ShopMatch::Nothing);
+    }
+
+    #[test]
+    fn a_rare_error_code_reads_its_runs_and_a_common_one_checks_each_run() {
+        let filter = RunFilter {
+            error_code: Some("Provider_Error".into()),
+            limit: 10,
+            ..Default::default()
+        };
+        let sql = |rare_error| {
+            let plan = RunsPlan {
+                shops: None,
+                rare_error,
+            };
+            runs_query::<sqlx::Sqlite>(&filter, &plan).sql().to_owned()
+        };
+        let tail = " ORDER BY started_at DESC, run_id DESC LIMIT ?";
+        assert_eq!(
+            sql(true),
+            format!(
+                "SELECT * FROM render_runs WHERE 1 = 1 AND run_id IN (SELECT run_id FROM \
+                 variant_results WHERE error_code <> 'unspecified' AND error_code = ?){tail}"
+            )
+        );
+        assert_eq!(
+            sql(false),
+            format!(
+                "SELECT * FROM render_runs WHERE 1 = 1 AND (SELECT 1 FROM \
+                 variant_results AS v WHERE v.run_id = render_runs.run_id AND \
+                 v.error_code <> 'unspecified' AND v.error_code = ? LIMIT 1) IS NOT NULL{tail}"
+            )
+        );
+    }
+
+    #[test]
+    fn sorting_by_duration_reads_only_runs_with_one() {
+        let filter = RunFilter {
+            order: RunOrder::Duration,
+            min_duration_ms: Some(5),
+            before: Some((9, "r".into())),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(
+            runs_query::<sqlx::Sqlite>(&filter, &RunsPlan::default()).sql(),
+            "SELECT * FROM render_runs WHERE 1 = 1 AND total_duration_ms IS NOT NULL \
+             AND total_duration_ms >= ? AND (total_duration_ms, run_id) < (?, ?) \
+             ORDER BY total_duration_ms DESC, run_id DESC LIMIT ?"
+        );
     }
 }

@@ -3,9 +3,12 @@
 //! what a dialect does differently (migrate, write, ping, close, the overview) is
 //! delegated to it.
 
-use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
+use sqlx::{Encode, Executor, FromRow, IntoArguments, Pool, Type};
 
-use super::monitor_reads::{dead_letters_query, events_query, runs_query, FetchBuilt};
+use super::monitor_reads::{
+    dead_letters_query, error_count_query, events_query, prefix_end, runs_query, shops_query,
+    FetchBuilt, RunsPlan, ShopMatch, MAX_SORTED_ERROR_VARIANTS,
+};
 use super::ops::{OLD_RUNS, ORPHAN_VARIANTS};
 use super::{
     Batch, DeadLetterRecord, Dialect, EventFilter, EventRecord, HealthCounts, Overview,
@@ -30,6 +33,32 @@ impl RowsAffected for sqlx::postgres::PgQueryResult {
     }
 }
 
+/// What a shop filter (a prefix, any case) matches among the shops of `table`; `None`
+/// without one.
+async fn find_shops<DB>(
+    pool: &Pool<DB>,
+    table: &'static str,
+    prefix: Option<&str>,
+) -> Result<Option<ShopMatch>, StoreError>
+where
+    DB: FetchBuilt,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    (String,): for<'r> FromRow<'r, DB::Row>,
+{
+    let Some(prefix) = prefix else {
+        return Ok(None);
+    };
+    let prefix = prefix.to_ascii_lowercase();
+    let end = prefix_end(&prefix);
+    let found: Vec<(String,)> =
+        DB::fetch_all(pool, shops_query(table, &prefix, end.as_deref())).await?;
+    Ok(Some(ShopMatch::of(
+        &prefix,
+        found.into_iter().map(|(shop,)| shop).collect(),
+    )))
+}
+
 #[async_trait::async_trait]
 impl<D, DB> Store for D
 where
@@ -39,7 +68,9 @@ where
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     i64: for<'q> Encode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
     (i64,): for<'r> FromRow<'r, DB::Row>,
+    (String,): for<'r> FromRow<'r, DB::Row>,
     RunRecord: for<'r> FromRow<'r, DB::Row>,
     VariantRecord: for<'r> FromRow<'r, DB::Row>,
     EventRecord: for<'r> FromRow<'r, DB::Row>,
@@ -148,11 +179,30 @@ where
     // --- monitor reads ---
 
     async fn monitor_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
-        Ok(DB::fetch_all(self.reader(), runs_query(filter)).await?)
+        let reader = self.reader();
+        let shops = find_shops(reader, "render_runs", filter.shop_id.as_deref()).await?;
+        if shops == Some(ShopMatch::Nothing) {
+            return Ok(Vec::new());
+        }
+        let rare_error = match &filter.error_code {
+            None => false,
+            Some(code) => {
+                let code = code.to_ascii_lowercase();
+                let counted: Vec<(i64,)> = DB::fetch_all(reader, error_count_query(&code)).await?;
+                counted.first().map_or(0, |(n,)| *n) <= MAX_SORTED_ERROR_VARIANTS
+            }
+        };
+        let plan = RunsPlan { shops, rare_error };
+        Ok(DB::fetch_all(reader, runs_query(filter, &plan)).await?)
     }
 
     async fn monitor_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
-        Ok(DB::fetch_all(self.reader(), events_query(filter)).await?)
+        let reader = self.reader();
+        let shops = find_shops(reader, "monitor_events", filter.shop_id.as_deref()).await?;
+        if shops == Some(ShopMatch::Nothing) {
+            return Ok(Vec::new());
+        }
+        Ok(DB::fetch_all(reader, events_query(filter, shops.as_ref())).await?)
     }
 
     async fn monitor_dead_letters(

@@ -149,9 +149,14 @@ mod tests {
                 "status",
                 "model",
                 "prompt_pack_version",
+                "error_code",
+                "min_duration_ms",
+                "max_duration_ms",
+                "range",
                 "from",
                 "to",
                 "q",
+                "sort",
                 "limit",
                 "cursor"
             ]

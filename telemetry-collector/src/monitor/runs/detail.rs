@@ -14,6 +14,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+use service_kit::now_ms;
 
 use crate::http::{AppError, AppState};
 use crate::store::stale::RUNNING;
@@ -22,13 +23,50 @@ use crate::store::{RunDetail, StaleCutoff, VariantRecord};
 use super::super::events::{request_href, EventJson, EventRow};
 use super::super::live::{self, Fragment};
 use super::super::params::{self, path_segment, NoParams, Params};
-use super::super::views::{fmt_ms, fmt_time, num, opt, pretty_json, render, status_class};
-use super::{RunJson, RunRow};
+use super::super::views::{fmt_ms, fmt_time, num, opt, pretty_json, render, status_class, When};
+use super::timeline::Timeline;
+use super::{Linked, RunJson, RunRow};
 
 /// The run `id` from a path: 400 for a control character, 404 when not stored.
 async fn read(state: &AppState, id: &str) -> Result<RunDetail, AppError> {
     let id = params::run_id(id)?;
     state.store.run(id).await?.ok_or(AppError::NotFound)
+}
+
+/// Characters of a hash shown before it is opened.
+pub const HASH_SHOWN_CHARS: usize = 12;
+
+/// A hash shown folded: its first [`HASH_SHOWN_CHARS`], the whole on opening.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hash {
+    pub short: String,
+    pub full: String,
+}
+
+impl Hash {
+    pub fn new(full: &str) -> Self {
+        let short: String = full.chars().take(HASH_SHOWN_CHARS).collect();
+        let cut = if short.len() < full.len() { "…" } else { "" };
+        Self {
+            short: short + cut,
+            full: full.to_owned(),
+        }
+    }
+
+    /// Whether there is anything to show.
+    pub fn is_empty(&self) -> bool {
+        self.full.is_empty()
+    }
+}
+
+/// A value of the run's metadata.
+#[derive(Debug, Clone)]
+pub enum Meta {
+    Text(String),
+    /// A link to the list filtered to it.
+    Link(Linked),
+    /// A hash, folded; with what follows it (an image's size and format).
+    Hash(Hash, String),
 }
 
 /// A variant on the run page.
@@ -38,11 +76,12 @@ pub struct VariantRow {
     pub status: String,
     pub status_class: &'static str,
     pub latency: String,
-    pub error_code: String,
+    /// The runs that failed with this code.
+    pub error_code: Linked,
     pub error_message: String,
-    pub prompt_hash: String,
+    pub prompt_hash: Hash,
     pub image_key: String,
-    pub image_hash: String,
+    pub image_hash: Hash,
     /// `{image base}/{key}`, each key segment percent-encoded.
     pub image_url: Option<String>,
 }
@@ -57,32 +96,37 @@ impl VariantRow {
             }
             _ => None,
         };
+        // `unspecified` is the wire's "no error".
+        let error_code = variant
+            .error_code
+            .clone()
+            .filter(|code| code != "unspecified")
+            .unwrap_or_default();
         Self {
             variant_id: variant.variant_id.clone(),
             status: variant.status.clone(),
             status_class: status_class(&variant.status),
             latency: fmt_ms(variant.latency_ms),
-            // `unspecified` is the wire's "no error".
-            error_code: variant
-                .error_code
-                .clone()
-                .filter(|code| code != "unspecified")
-                .unwrap_or_default(),
+            error_code: Linked::runs("error_code", &error_code),
             error_message: opt(&variant.error_message),
-            prompt_hash: opt(&variant.final_prompt_hash),
+            prompt_hash: Hash::new(&opt(&variant.final_prompt_hash)),
             image_key: key,
-            image_hash: opt(&variant.output_image_hash),
+            image_hash: Hash::new(&opt(&variant.output_image_hash)),
             image_url,
         }
     }
 }
 
-/// A run's page: metadata, variants, timeline.
+/// A run's page: what happened first (status, counts, the variants' timeline and
+/// table), then its metadata and the events of its request.
 #[derive(Debug, Clone)]
 pub struct RunView {
     pub run: RunRow,
+    /// When it completed (`None` while it has not).
+    pub completed: Option<When>,
+    pub timeline: Timeline,
     /// Label and value of each metadata field that is set.
-    pub meta: Vec<(&'static str, String)>,
+    pub meta: Vec<(&'static str, Meta)>,
     pub facts_json: String,
     pub pack_json: String,
     pub variants: Vec<VariantRow>,
@@ -98,40 +142,60 @@ pub struct RunView {
 impl RunView {
     /// The view of `detail`, stale as of `stale`.
     pub fn new(detail: &RunDetail, image_base_url: Option<&str>, stale: StaleCutoff) -> Self {
+        let now = now_ms();
         let r = &detail.run;
-        let row = RunRow::new(r, stale);
+        let row = RunRow::new(r, stale, now);
+        let text = |value: &Option<String>| value.clone().map(Meta::Text);
+        let hash = |value: &Option<String>| {
+            value
+                .as_deref()
+                .filter(|h| !h.is_empty())
+                .map(|h| Meta::Hash(Hash::new(h), String::new()))
+        };
+        let link = |name: &str, value: &Option<String>| {
+            value
+                .as_deref()
+                .filter(|v| !v.is_empty())
+                .map(|v| Meta::Link(Linked::runs(name, v)))
+        };
         let image = |hash: &Option<String>,
                      w: Option<i64>,
                      h: Option<i64>,
                      f: &Option<String>,
                      b: Option<i64>| {
             hash.as_ref().map(|hash| {
-                format!(
-                    "{hash} ({}x{} {}, {} bytes)",
-                    num(w),
-                    num(h),
-                    opt(f),
-                    num(b)
+                Meta::Hash(
+                    Hash::new(hash),
+                    format!("{}x{} {}, {} bytes", num(w), num(h), opt(f), num(b)),
                 )
             })
         };
-        let fields: Vec<(&'static str, Option<String>)> = vec![
-            ("Run id", Some(r.run_id.clone())),
-            ("Request id", Some(r.request_id.clone())),
-            ("Shop", Some(r.shop_id.clone())),
-            ("Status", Some(row.status.clone())),
-            ("Started", Some(fmt_time(r.started_at))),
-            ("Completed", r.completed_at.map(fmt_time)),
+        let fields: Vec<(&'static str, Option<Meta>)> = vec![
+            ("Run id", Some(Meta::Text(r.run_id.clone()))),
+            (
+                "Request id",
+                Some(Meta::Link(Linked::request(&r.request_id))),
+            ),
+            ("Shop", Some(Meta::Link(Linked::runs("shop", &r.shop_id)))),
+            ("Status", Some(Meta::Text(row.status.clone()))),
+            ("Started", Some(Meta::Text(fmt_time(r.started_at)))),
+            (
+                "Completed",
+                r.completed_at.map(|at| Meta::Text(fmt_time(at))),
+            ),
             (
                 "Total duration",
-                r.total_duration_ms.map(|d| fmt_ms(Some(d))),
+                r.total_duration_ms.map(|d| Meta::Text(fmt_ms(Some(d)))),
             ),
-            ("Model", r.model.clone()),
-            ("Prompt pack version", r.prompt_pack_version.clone()),
-            ("Prompt pack hash", r.prompt_pack_hash.clone()),
-            ("Resolved facts hash", r.resolved_facts_hash.clone()),
-            ("Product asset", r.product_asset_id.clone()),
-            ("Room session", r.room_session_id.clone()),
+            ("Model", link("model", &r.model)),
+            (
+                "Prompt pack version",
+                link("prompt_pack_version", &r.prompt_pack_version),
+            ),
+            ("Prompt pack hash", hash(&r.prompt_pack_hash)),
+            ("Resolved facts hash", hash(&r.resolved_facts_hash)),
+            ("Product asset", text(&r.product_asset_id)),
+            ("Room session", text(&r.room_session_id)),
             (
                 "Product image",
                 image(
@@ -152,18 +216,24 @@ impl RunView {
                     r.room_image_bytes,
                 ),
             ),
-            ("Variants planned", r.variant_count.map(|n| n.to_string())),
+            (
+                "Variants planned",
+                r.variant_count.map(|n| Meta::Text(n.to_string())),
+            ),
         ];
         let origin = detail.events.first().map(|e| e.occurred_at);
         let unfinished = r.status == RUNNING || detail.variants.iter().any(|v| v.status == RUNNING);
         // Past the stale time nothing more is expected: a variant without its result
         // in a finished run (the result was lost) stops the listening too.
         let live = unfinished && !stale.is_stale(RUNNING, r.started_at);
+        let last = last_event_at(detail);
         let stale_since = stale
             .is_stale(&r.status, r.started_at)
-            .then(|| fmt_time(last_event_at(detail)));
+            .then(|| fmt_time(last));
         Self {
             run: row,
+            completed: r.completed_at.map(|at| When::new(at, now)),
+            timeline: Timeline::new(detail, stale, last),
             meta: fields
                 .into_iter()
                 .filter_map(|(label, value)| value.map(|v| (label, v)))
@@ -178,7 +248,7 @@ impl RunView {
             events: detail
                 .events
                 .iter()
-                .map(|e| EventRow::new(e, origin, true))
+                .map(|e| EventRow::new(e, origin, true, now))
                 .collect(),
             stale_since,
             live,

@@ -14,79 +14,246 @@
 //! skip the runs that new ones pushed off page 1 since.
 
 pub mod detail;
+pub mod timeline;
 
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use service_kit::now_ms;
 
 use crate::http::{AppError, AppState};
-use crate::store::{RunFilter, RunRecord, StaleCutoff};
+use crate::store::{RunFilter, RunOrder, RunRecord, StaleCutoff};
 
+use super::events::request_href;
 use super::json_blob::JsonBlob;
 use super::live::{self, Fragment};
-use super::params::{self, encode, parse_cursor, parse_time, Listed, Params};
-use super::views::{field, fmt_ms, fmt_time, num, opt, render, run_href, status_class};
+use super::params::{self, bad, encode, parse_cursor, parse_time, present, Listed, Params};
+use super::views::{
+    field, fmt_ms, num, opt, picker_value, render, run_href, runs_href, status_class, When,
+};
 
 /// Run statuses offered by the filter (`stale` is derived, see the module doc;
-/// `interrupted`: the producer stopped before the run finished).
-pub const RUN_STATUSES: [&str; 7] = [
+/// `interrupted`: the producer stopped before the run finished). A status the wire
+/// did not know (`unknown(n)`) is shown on its run, and can be asked for, but is not
+/// offered.
+pub const RUN_STATUSES: [&str; 6] = [
     "running",
     "stale",
     "complete",
     "partial",
     "failed",
     "interrupted",
-    "unknown(0)",
 ];
+
+/// The quick ranges of the runs list (`range=1h`: started in the last hour before
+/// `to`, or before now), with their length in ms.
+pub const RANGES: [(&str, i64); 6] = [
+    ("15m", 15 * 60_000),
+    ("1h", 3_600_000),
+    ("6h", 6 * 3_600_000),
+    ("24h", 24 * 3_600_000),
+    ("7d", 7 * 24 * 3_600_000),
+    ("30d", 30 * 24 * 3_600_000),
+];
+
+/// The orders of the runs list: `sort=started` (newest first, the default) or
+/// `sort=duration` (longest first; only runs with a duration).
+pub const SORTS: [(&str, &str); 2] = [("started", "newest first"), ("duration", "longest first")];
 
 /// Query string of the runs list (page, API and live stream); any other name is a 400
 /// ([`Params`]).
 #[derive(Debug, Default, Clone, Deserialize)]
 pub struct RunsParams {
+    /// A shop id's prefix, any case.
     pub shop: Option<String>,
+    /// Any case.
     pub status: Option<String>,
+    /// Any case.
     pub model: Option<String>,
     pub prompt_pack_version: Option<String>,
+    /// Runs with a variant that ended with this error code.
+    pub error_code: Option<String>,
+    pub min_duration_ms: Option<String>,
+    pub max_duration_ms: Option<String>,
+    /// A quick range: `15m`, `1h`, `6h`, `24h`, `7d`, `30d` before `to` (or now); with
+    /// `from` too, both bounds apply.
+    pub range: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
     /// A run id or request id.
     pub q: Option<String>,
+    /// `started` (default) or `duration`.
+    pub sort: Option<String>,
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
+/// A duration bound: whole milliseconds, 0 or more.
+fn duration(name: &str, value: &Option<String>) -> Result<Option<i64>, AppError> {
+    let Some(text) = params::text(name, value)? else {
+        return Ok(None);
+    };
+    match text.parse::<i64>() {
+        Ok(ms) if ms >= 0 => Ok(Some(ms)),
+        _ => Err(bad(format!(
+            "{name} must be a whole number of milliseconds, 0 or more"
+        ))),
+    }
+}
+
 impl RunsParams {
+    /// The page's order.
+    pub fn order(&self) -> Result<RunOrder, AppError> {
+        match present(&self.sort).as_deref() {
+            None | Some("started") => Ok(RunOrder::Started),
+            Some("duration") => Ok(RunOrder::Duration),
+            Some(_) => Err(bad("sort must be started or duration")),
+        }
+    }
+
+    /// `[from, to)` of the page: `from`/`to` as given, the quick range before `to` (or
+    /// before `now`) narrowing `from`.
+    pub fn window(&self, now: i64) -> Result<(Option<i64>, Option<i64>), AppError> {
+        let from = parse_time("from", &self.from)?;
+        let to = parse_time("to", &self.to)?;
+        let Some(range) = params::text("range", &self.range)? else {
+            return Ok((from, to));
+        };
+        let span = RANGES
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(&range))
+            .map(|(_, span)| *span)
+            .ok_or_else(|| bad("range must be one of 15m, 1h, 6h, 24h, 7d, 30d"))?;
+        let start = to.unwrap_or(now).saturating_sub(span);
+        Ok((Some(from.map_or(start, |from| from.max(start))), to))
+    }
+
     /// The store's filter, runs still `running` before `stale` being stale.
     pub fn filter(&self, stale: StaleCutoff) -> Result<RunFilter, AppError> {
+        let order = self.order()?;
+        let (from, to) = self.window(now_ms())?;
+        let min_duration_ms = duration("min_duration_ms", &self.min_duration_ms)?;
+        let max_duration_ms = duration("max_duration_ms", &self.max_duration_ms)?;
+        if let (Some(min), Some(max)) = (min_duration_ms, max_duration_ms) {
+            if min > max {
+                return Err(bad("min_duration_ms must not be above max_duration_ms"));
+            }
+        }
+        let before = match order {
+            RunOrder::Started => parse_cursor(&self.cursor)?,
+            // `d{duration}:{run_id}`: a cursor of the other order is refused.
+            RunOrder::Duration => match params::text("cursor", &self.cursor)? {
+                None => None,
+                Some(cursor) => parse_cursor(&Some(
+                    cursor
+                        .strip_prefix('d')
+                        .ok_or_else(|| bad(params::BAD_CURSOR))?
+                        .to_owned(),
+                ))?,
+            },
+        };
         Ok(RunFilter {
             shop_id: params::text("shop", &self.shop)?,
             status: params::text("status", &self.status)?,
             stale_before: Some(stale),
             model: params::text("model", &self.model)?,
             prompt_pack_version: params::text("prompt_pack_version", &self.prompt_pack_version)?,
-            from: parse_time("from", &self.from)?,
-            to: parse_time("to", &self.to)?,
+            error_code: params::text("error_code", &self.error_code)?,
+            min_duration_ms,
+            max_duration_ms,
+            from,
+            to,
             text: params::text("q", &self.q)?,
-            before: parse_cursor(&self.cursor)?,
+            order,
+            before,
             limit: params::limit(&self.limit)?,
         })
     }
 
     /// The filters (not the cursor) as a query string.
     pub fn query_string(&self) -> String {
-        encode(&[
+        encode(&self.pairs(true))
+    }
+
+    /// Every parameter but the cursor; without the time ones unless `times`.
+    fn pairs(&self, times: bool) -> Vec<(&'static str, &Option<String>)> {
+        let mut pairs = vec![
             ("shop", &self.shop),
             ("status", &self.status),
             ("model", &self.model),
             ("prompt_pack_version", &self.prompt_pack_version),
-            ("from", &self.from),
-            ("to", &self.to),
-            ("q", &self.q),
-            ("limit", &self.limit),
-        ])
+            ("error_code", &self.error_code),
+            ("min_duration_ms", &self.min_duration_ms),
+            ("max_duration_ms", &self.max_duration_ms),
+        ];
+        if times {
+            pairs.extend([
+                ("range", &self.range),
+                ("from", &self.from),
+                ("to", &self.to),
+            ]);
+        }
+        pairs.extend([("q", &self.q), ("sort", &self.sort), ("limit", &self.limit)]);
+        pairs
+    }
+
+    /// No filter is set (the order and page size aside): the whole history.
+    pub fn unfiltered(&self) -> bool {
+        self.pairs(true)
+            .iter()
+            .filter(|(name, _)| !matches!(*name, "sort" | "limit"))
+            .all(|(_, value)| present(value).is_none())
+    }
+
+    /// The quick ranges as links keeping the other filters (`any`: no time filter),
+    /// each with whether it is the one shown.
+    pub fn range_links(&self) -> Vec<QuickRange> {
+        let others = encode(&self.pairs(false));
+        let chosen = present(&self.range).map(|r| r.to_ascii_lowercase());
+        let unbounded =
+            chosen.is_none() && present(&self.from).is_none() && present(&self.to).is_none();
+        let link = |range: Option<&str>| {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            if let Some(range) = range {
+                query.append_pair("range", range);
+            }
+            let range = query.finish();
+            match (others.as_str(), range.as_str()) {
+                ("", "") => "/monitor".to_owned(),
+                (q, "") | ("", q) => format!("/monitor?{q}"),
+                (others, range) => format!("/monitor?{others}&{range}"),
+            }
+        };
+        let mut links = vec![QuickRange {
+            label: "any time",
+            href: link(None),
+            current: unbounded,
+        }];
+        links.extend(RANGES.iter().map(|(name, _)| QuickRange {
+            label: name,
+            href: link(Some(name)),
+            current: chosen.as_deref() == Some(*name),
+        }));
+        links
+    }
+}
+
+/// A quick range link above the runs list.
+#[derive(Debug, Clone)]
+pub struct QuickRange {
+    pub label: &'static str,
+    pub href: String,
+    pub current: bool,
+}
+
+/// A runs page's cursor of a row, in the page's order.
+fn cursor_of(order: RunOrder) -> impl Fn(&RunRecord) -> String {
+    move |r| match order {
+        RunOrder::Started => format!("{}:{}", r.started_at, r.run_id),
+        RunOrder::Duration => format!("d{}:{}", r.total_duration_ms.unwrap_or(0), r.run_id),
     }
 }
 
@@ -97,8 +264,34 @@ async fn list(state: &AppState, filter: &RunFilter) -> Result<Listed<RunRecord>,
         runs,
         filter.limit,
         filter.before.is_none(),
-        |r| format!("{}:{}", r.started_at, r.run_id),
+        cursor_of(filter.order),
     ))
+}
+
+/// A value shown as a link to the runs (or events) list filtered to it; no link
+/// when empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Linked {
+    pub text: String,
+    pub href: Option<String>,
+}
+
+impl Linked {
+    /// `value` linking to the runs list with `name={value}`.
+    pub fn runs(name: &str, value: &str) -> Self {
+        Self {
+            text: value.to_owned(),
+            href: (!value.is_empty()).then(|| runs_href(name, value)),
+        }
+    }
+
+    /// A request id linking to its events.
+    pub fn request(request_id: &str) -> Self {
+        Self {
+            text: request_id.to_owned(),
+            href: (!request_id.is_empty()).then(|| request_href(request_id)),
+        }
+    }
 }
 
 /// A run in the list (and the head of its own page).
@@ -106,13 +299,13 @@ async fn list(state: &AppState, filter: &RunFilter) -> Result<Listed<RunRecord>,
 pub struct RunRow {
     pub run_id: String,
     pub href: String,
-    pub time: String,
-    pub shop: String,
-    pub request_id: String,
+    pub started: When,
+    pub shop: Linked,
+    pub request: Linked,
     pub status: String,
     pub status_class: &'static str,
-    pub model: String,
-    pub pack: String,
+    pub model: Linked,
+    pub pack: Linked,
     pub success: String,
     pub failed: String,
     pub timeout: String,
@@ -120,19 +313,19 @@ pub struct RunRow {
 }
 
 impl RunRow {
-    /// The row of `run`, its status as shown at `stale`.
-    pub fn new(run: &RunRecord, stale: StaleCutoff) -> Self {
+    /// The row of `run`, its status as shown at `stale`, its time relative to `now`.
+    pub fn new(run: &RunRecord, stale: StaleCutoff, now: i64) -> Self {
         let status = stale.shown(&run.status, run.started_at);
         Self {
             run_id: run.run_id.clone(),
             href: run_href(&run.run_id),
-            time: fmt_time(run.started_at),
-            shop: run.shop_id.clone(),
-            request_id: run.request_id.clone(),
+            started: When::new(run.started_at, now),
+            shop: Linked::runs("shop", &run.shop_id),
+            request: Linked::request(&run.request_id),
             status: status.to_owned(),
             status_class: status_class(status),
-            model: opt(&run.model),
-            pack: opt(&run.prompt_pack_version),
+            model: Linked::runs("model", &opt(&run.model)),
+            pack: Linked::runs("prompt_pack_version", &opt(&run.prompt_pack_version)),
             success: num(run.success_count),
             failed: num(run.fail_count),
             timeout: num(run.timeout_count),
@@ -148,17 +341,40 @@ pub struct RunsTable {
     pub rows: Vec<RunRow>,
     /// The next page, from the last row shown; `None` on the last page.
     pub next_href: Option<String>,
+    /// "Older runs" or "Shorter runs".
+    pub next_label: &'static str,
+    /// Nothing stored yet: the page says how to send the first render.
+    pub first_render_help: bool,
 }
 
 impl RunsTable {
-    /// The table of a page of runs read with `filters` (a query string).
-    pub fn new(listed: &Listed<RunRecord>, filters: &str, stale: StaleCutoff) -> Self {
+    /// The table of a page of runs read with `query`.
+    pub fn new(
+        listed: &Listed<RunRecord>,
+        query: &RunsParams,
+        stale: StaleCutoff,
+        now: i64,
+    ) -> Self {
+        let duration = query.order().ok() == Some(RunOrder::Duration);
         Self {
-            rows: listed.rows.iter().map(|r| RunRow::new(r, stale)).collect(),
-            next_href: listed.next_href("/monitor", filters),
+            rows: listed
+                .rows
+                .iter()
+                .map(|r| RunRow::new(r, stale, now))
+                .collect(),
+            next_href: listed.next_href("/monitor", &query.query_string()),
+            next_label: if duration {
+                "Shorter runs →"
+            } else {
+                "Older runs →"
+            },
+            first_render_help: listed.rows.is_empty() && listed.first && query.unfiltered(),
         }
     }
 }
+
+/// A choice of a `<select>`: value, label, chosen.
+pub type Choice = (&'static str, &'static str, bool);
 
 #[derive(Template)]
 #[template(path = "runs.html")]
@@ -166,16 +382,26 @@ pub struct RunsPage {
     pub nav: &'static str,
     pub auth: bool,
     pub shop: String,
-    pub status: String,
     /// Each status and whether it is the one chosen.
     pub statuses: Vec<(&'static str, bool)>,
     pub model: String,
     pub pack: String,
+    pub error_code: String,
+    pub min_duration_ms: String,
+    pub max_duration_ms: String,
+    /// The quick range shown (`1h`), empty when none.
+    pub range: String,
+    pub ranges: Vec<QuickRange>,
+    /// `from` / `to` as the date-time picker shows them (UTC, `2026-11-29T13:45:07`).
     pub from: String,
     pub to: String,
     pub q: String,
+    pub sorts: Vec<Choice>,
+    /// The table's ([`RunsTable`]'s fields, which `runs_live.html` reads).
     pub rows: Vec<RunRow>,
     pub next_href: Option<String>,
+    pub next_label: &'static str,
+    pub first_render_help: bool,
     /// SSE URL, on the first page only.
     pub live_url: Option<String>,
 }
@@ -186,25 +412,49 @@ pub async fn page(
     Params(query): Params<RunsParams>,
 ) -> Result<Response, AppError> {
     let stale = state.monitor.stale_cutoff();
-    let listed = list(&state, &query.filter(stale)?).await?;
+    let filter = query.filter(stale)?;
+    let listed = list(&state, &filter).await?;
     let filters = query.query_string();
-    let table = RunsTable::new(&listed, &filters, stale);
+    let status = present(&query.status).map(|s| s.to_ascii_lowercase());
+    let range = present(&query.range)
+        .map(|r| r.to_ascii_lowercase())
+        .unwrap_or_default();
+    // A quick range's start moves with the clock: the picker shows only a chosen one.
+    let from = parse_time("from", &query.from)?;
+    let table = RunsTable::new(&listed, &query, stale, now_ms());
     Ok(render(&RunsPage {
         nav: "runs",
         auth: state.monitor.auth_required(),
         shop: field(&query.shop),
-        status: field(&query.status),
         statuses: RUN_STATUSES
             .iter()
-            .map(|s| (*s, query.status.as_deref() == Some(*s)))
+            .map(|s| (*s, status.as_deref() == Some(*s)))
             .collect(),
         model: field(&query.model),
         pack: field(&query.prompt_pack_version),
-        from: field(&query.from),
-        to: field(&query.to),
+        error_code: field(&query.error_code),
+        min_duration_ms: field(&query.min_duration_ms),
+        max_duration_ms: field(&query.max_duration_ms),
+        ranges: query.range_links(),
+        range,
+        from: picker_value(from),
+        to: picker_value(filter.to),
         q: field(&query.q),
+        sorts: SORTS
+            .iter()
+            .map(|(value, label)| {
+                let duration = *value == "duration";
+                (
+                    *value,
+                    *label,
+                    duration == (filter.order == RunOrder::Duration),
+                )
+            })
+            .collect(),
         rows: table.rows,
         next_href: table.next_href,
+        next_label: table.next_label,
+        first_render_help: table.first_render_help,
         live_url: listed.live_url("/monitor/live/runs", &filters),
     }))
 }
@@ -328,7 +578,7 @@ impl Fragment for LiveRuns {
         let mut filter = self.0.filter(stale)?;
         filter.before = None;
         let listed = list(state, &filter).await?;
-        let table = RunsTable::new(&listed, &self.0.query_string(), stale);
+        let table = RunsTable::new(&listed, &self.0, stale, now_ms());
         Ok(table.render().ok().map(|html| (html, true)))
     }
 }
