@@ -328,7 +328,11 @@ async fn measure(
             "shop in another case, 90% deep".into(),
             Some(ms(50)),
             Box::new({
-                let cursor = format!("{}%3Arun-{}", T0 + deep * SPACING_MS, deep + 1_000_000_000);
+                let cursor = format!(
+                    "{}%3Arun-{}",
+                    t0() + deep * SPACING_MS,
+                    deep + 1_000_000_000
+                );
                 move |i| {
                     format!(
                         "/monitor?shop=SHOP-{}.MyShopify.com&cursor={cursor}",
