@@ -15,6 +15,7 @@
 mod fault;
 pub mod isolate;
 pub(crate) mod monitor_reads;
+pub mod normalise;
 pub(crate) mod ops;
 pub(crate) mod overview;
 mod postgres;
