@@ -572,16 +572,42 @@ async fn the_overview_counts_outcomes_and_reads_percentiles(backend: Backend) {
             assert_eq!(g["success"], count("success"));
             assert_eq!(g["failed"], count("failed"));
             assert_eq!(g["timeout"], count("timeout"));
-            let mut buckets: Vec<i64> = variants
-                .iter()
-                .map(|v| latency_bucket(v.latency_ms as i64))
-                .collect();
-            buckets.sort();
-            let rank =
-                |p: f64| buckets[((p / 100.0 * buckets.len() as f64).ceil() as usize).max(1) - 1];
-            assert_eq!(g["p50_ms"], rank(50.0), "{group} {key}");
-            assert_eq!(g["p95_ms"], rank(95.0), "{group} {key}");
-            assert_eq!(g["p99_ms"], rank(99.0), "{group} {key}");
+            // Percentiles of each outcome apart: successes, failures, timeouts.
+            let rank = |status: &str, p: f64| {
+                let mut buckets: Vec<i64> = variants
+                    .iter()
+                    .filter(|v| v.status == status)
+                    .map(|v| latency_bucket(v.latency_ms as i64))
+                    .collect();
+                buckets.sort();
+                // None (null) when the group has no such outcome.
+                buckets
+                    .get(((p / 100.0 * buckets.len() as f64).ceil() as usize).max(1) - 1)
+                    .copied()
+            };
+            assert_eq!(g["p50_ms"].as_i64(), rank("success", 50.0), "{group} {key}");
+            assert_eq!(g["p95_ms"].as_i64(), rank("success", 95.0), "{group} {key}");
+            assert_eq!(g["p99_ms"].as_i64(), rank("success", 99.0), "{group} {key}");
+            assert_eq!(
+                g["failed_p50_ms"].as_i64(),
+                rank("failed", 50.0),
+                "{group} {key}"
+            );
+            assert_eq!(
+                g["failed_p95_ms"].as_i64(),
+                rank("failed", 95.0),
+                "{group} {key}"
+            );
+            assert_eq!(
+                g["timeout_p50_ms"].as_i64(),
+                rank("timeout", 50.0),
+                "{group} {key}"
+            );
+            assert_eq!(
+                g["timeout_p95_ms"].as_i64(),
+                rank("timeout", 95.0),
+                "{group} {key}"
+            );
         }
     }
     let page = get(&app, &format!("/monitor/overview?from={from}&to={to}"), &[]).await;

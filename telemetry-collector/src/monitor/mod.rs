@@ -17,7 +17,7 @@
 //! - [`events`]: the events list (its rows are also a run's timeline).
 //! - [`dead_letters`]: dead letters with byte previews.
 //! - [`producers`]: the producers' loss ledger.
-//! - [`overview`]: rates and latency per model and prompt pack, with [`charts`].
+//! - [`overview`]: rates and latency per model, prompt pack and both, with [`charts`].
 //!
 //! Shared by them: [`auth`] (bearer header or login cookie, login and logout) and
 //! [`sessions`] (random ids, expiring, revocable); [`params`] (query-string parsing,

@@ -36,7 +36,9 @@ use crate::domain::{DeadLetter, Fact};
 pub use isolate::{write_isolating, Isolated};
 pub use monitor_reads::{EventCursor, EventFilter, RunFilter};
 pub use ops::PruneCounts;
-pub use overview::{latency_bucket, GroupStats, Overview, StatsRow, LATENCY_BUCKET_SQL};
+pub use overview::{
+    latency_bucket, CellStats, GroupStats, Overview, OverviewFilter, StatsRow, LATENCY_BUCKET_SQL,
+};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use stale::StaleCutoff;
@@ -302,8 +304,7 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// See [`Store::monitor_stats`]: each database aggregates its own way.
     async fn overview(
         &self,
-        from: i64,
-        to: i64,
+        filter: &OverviewFilter,
         stale: StaleCutoff,
     ) -> Result<Overview, StoreError>;
 }
@@ -343,13 +344,12 @@ pub trait Store: Send + Sync + 'static {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<DeadLetterRecord>, StoreError>;
-    /// Rates and latency percentiles per model and prompt pack over runs started in
-    /// `[from, to)`; variants without a result in runs started before `stale` count
-    /// as stale.
+    /// Rates and latency percentiles per model, prompt pack and pair over runs started
+    /// in the filter's window (of its model when set); variants without a result in
+    /// runs started before `stale` count as stale.
     async fn monitor_stats(
         &self,
-        from: i64,
-        to: i64,
+        filter: &OverviewFilter,
         stale: StaleCutoff,
     ) -> Result<Overview, StoreError>;
 

@@ -8,9 +8,9 @@ use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
 use super::monitor_reads::{dead_letters_query, events_query, runs_query, FetchBuilt};
 use super::ops::{OLD_RUNS, ORPHAN_VARIANTS};
 use super::{
-    Batch, DeadLetterRecord, Dialect, EventFilter, EventRecord, Overview, ProducerRecord,
-    PruneCounts, RunDetail, RunFilter, RunRecord, StaleCutoff, Store, StoreError, VariantRecord,
-    WriteReport, MAX_RUN_EVENTS,
+    Batch, DeadLetterRecord, Dialect, EventFilter, EventRecord, Overview, OverviewFilter,
+    ProducerRecord, PruneCounts, RunDetail, RunFilter, RunRecord, StaleCutoff, Store, StoreError,
+    VariantRecord, WriteReport, MAX_RUN_EVENTS,
 };
 
 /// The rows a statement changed, from either driver's result (sqlx has no trait for it).
@@ -138,11 +138,10 @@ where
 
     async fn monitor_stats(
         &self,
-        from: i64,
-        to: i64,
+        filter: &OverviewFilter,
         stale: StaleCutoff,
     ) -> Result<Overview, StoreError> {
-        self.overview(from, to, stale).await
+        self.overview(filter, stale).await
     }
 
     // --- operations (see `store::ops`) ---

@@ -8,7 +8,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use super::{
-    overview, Batch, Dialect, Overview, StaleCutoff, StoreError, StoreOptions, WriteReport,
+    overview, Batch, Dialect, Overview, OverviewFilter, StaleCutoff, StoreError, StoreOptions,
+    WriteReport,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -114,10 +115,9 @@ impl Dialect for SqliteStore {
 
     async fn overview(
         &self,
-        from: i64,
-        to: i64,
+        filter: &OverviewFilter,
         stale: StaleCutoff,
     ) -> Result<Overview, StoreError> {
-        overview::sqlite(&self.reader, from, to, stale).await
+        overview::sqlite(&self.reader, filter, stale).await
     }
 }

@@ -170,7 +170,7 @@ mod tests {
             ]
         );
         assert_eq!(accepted::<DeadLettersParams>(), ["limit", "cursor"]);
-        assert_eq!(accepted::<StatsParams>(), ["window", "from", "to"]);
+        assert_eq!(accepted::<StatsParams>(), ["window", "from", "to", "model"]);
         assert_eq!(accepted::<LoginQuery>(), ["next"]);
         assert!(accepted::<NoParams>().is_empty());
     }
