@@ -12,6 +12,7 @@
 //! ([`projection`]), the loss ledger in `producers`, and dead letters. Only rows that
 //! were new count as stored, so a redelivered batch changes nothing.
 
+pub mod error_groups;
 mod fault;
 pub mod isolate;
 pub(crate) mod monitor_reads;
@@ -33,6 +34,7 @@ use sqlx::Pool;
 
 use crate::domain::{DeadLetter, Fact};
 
+pub use error_groups::{ErrorFilter, ErrorGroup, ErrorGroups, ErrorSample, ErrorSampleFilter};
 pub use isolate::{write_isolating, Isolated};
 pub use monitor_reads::{EventCursor, EventFilter, RunFilter};
 pub use ops::PruneCounts;
@@ -202,6 +204,9 @@ pub struct VariantRecord {
     pub output_image_hash: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// `error_message` normalised ([`normalise`]) when the result failed or timed
+    /// out: what error groups group by.
+    pub error_group: Option<String>,
     pub finished_at: Option<i64>,
     pub result_event_id: Option<String>,
 }
@@ -307,6 +312,16 @@ pub(crate) trait Dialect: Send + Sync + 'static {
         filter: &OverviewFilter,
         stale: StaleCutoff,
     ) -> Result<Overview, StoreError>;
+    /// See [`Store::monitor_error_groups`] ([`error_groups`]).
+    async fn error_groups(&self, filter: &ErrorFilter) -> Result<ErrorGroups, StoreError>;
+    /// See [`Store::monitor_error_samples`].
+    async fn error_samples(
+        &self,
+        filter: &ErrorSampleFilter,
+    ) -> Result<Vec<ErrorSample>, StoreError>;
+    /// Fills `error_group` on rows stored before it; returns how many
+    /// ([`error_groups::backfill_sqlite`]).
+    async fn backfill_error_groups(&self) -> Result<u64, StoreError>;
 }
 
 /// One dialect's store.
@@ -314,7 +329,8 @@ pub(crate) trait Dialect: Send + Sync + 'static {
 pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn dialect(&self) -> &'static str;
-    /// Applies the embedded migrations.
+    /// Applies the embedded migrations, then fills what a migration cannot compute
+    /// in SQL: the error groups of variants stored before them (a no-op once done).
     async fn migrate(&self) -> Result<(), StoreError>;
     /// Writes a batch in one transaction.
     async fn write(&self, batch: &Batch) -> Result<WriteReport, StoreError>;
@@ -352,6 +368,14 @@ pub trait Store: Send + Sync + 'static {
         filter: &OverviewFilter,
         stale: StaleCutoff,
     ) -> Result<Overview, StoreError>;
+    /// Failed and timed-out variants of runs started in the filter's window, grouped
+    /// by model, error code and normalised message ([`error_groups`]).
+    async fn monitor_error_groups(&self, filter: &ErrorFilter) -> Result<ErrorGroups, StoreError>;
+    /// One error group's latest variants, with their runs.
+    async fn monitor_error_samples(
+        &self,
+        filter: &ErrorSampleFilter,
+    ) -> Result<Vec<ErrorSample>, StoreError>;
 
     // --- operations ---
     /// Rows a prune with this cutoff (unix ms, exclusive) would delete, per table

@@ -15,7 +15,8 @@ use super::projection::Prepared;
 use super::schema::{self, Table, Value};
 use super::writer::WriterConn;
 use super::{
-    overview, Batch, Dialect, Overview, OverviewFilter, StaleCutoff, StoreError, StoreOptions,
+    error_groups, overview, Batch, Dialect, ErrorFilter, ErrorGroups, ErrorSample,
+    ErrorSampleFilter, Overview, OverviewFilter, StaleCutoff, StoreError, StoreOptions,
     WriteReport,
 };
 
@@ -261,5 +262,20 @@ impl Dialect for PostgresStore {
         stale: StaleCutoff,
     ) -> Result<Overview, StoreError> {
         overview::postgres(&self.reader, filter, stale).await
+    }
+
+    async fn error_groups(&self, filter: &ErrorFilter) -> Result<ErrorGroups, StoreError> {
+        error_groups::postgres(&self.reader, filter).await
+    }
+
+    async fn error_samples(
+        &self,
+        filter: &ErrorSampleFilter,
+    ) -> Result<Vec<ErrorSample>, StoreError> {
+        error_groups::samples_postgres(&self.reader, filter).await
+    }
+
+    async fn backfill_error_groups(&self) -> Result<u64, StoreError> {
+        error_groups::backfill_postgres(&self.reader).await
     }
 }
