@@ -14,9 +14,10 @@ use telemetry_collector::config::MonitorSettings;
 use telemetry_collector::store::{latency_bucket, RunFilter};
 use tokio_util::sync::CancellationToken;
 
-const PAGES: [&str; 6] = [
+const PAGES: [&str; 7] = [
     "/monitor",
     "/monitor/overview?window=30d&to=1700100000000",
+    "/monitor/errors?window=30d&to=1700100000000",
     "/monitor/events",
     "/monitor/dead-letters",
     "/monitor/producers",
@@ -149,6 +150,16 @@ async fn untrusted_strings_are_inert_on_every_page(backend: Backend) {
     paths.push(format!("/monitor?shop={}", enc(HOSTILE)));
     paths.push(format!("/monitor?q={}", enc(HOSTILE)));
     paths.push(format!("/monitor/events?request_id={}", enc(HOSTILE)));
+    // One error group's runs, by the errors page's own link: the model, the code and
+    // the message are all theirs.
+    let errors = get(&app, "/monitor/errors?from=0&to=1800000000000", &[]).await;
+    let link = errors
+        .body
+        .find("href=\"/monitor/errors?")
+        .map(|at| &errors.body[at + 6..])
+        .map(|rest| &rest[..rest.find('"').unwrap()])
+        .unwrap_or_else(|| panic!("no link to the error group's runs: {}", errors.body));
+    paths.push(link.replace("&amp;", "&").replace("&#38;", "&"));
     for path in &paths {
         let page = get(&app, path, &[]).await;
         assert_eq!(page.status, 200, "{path}: {}", page.body);

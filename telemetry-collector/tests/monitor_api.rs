@@ -139,6 +139,17 @@ const FIGURE_KEYS: &[&str] = &[
     "timeout_p95_ms",
 ];
 
+const ERROR_GROUP_KEYS: &[&str] = &[
+    "model",
+    "error_code",
+    "error_group",
+    "count",
+    "share",
+    "first_seen",
+    "last_seen",
+    "slices",
+];
+
 /// Asserts that `value` is an object whose keys are exactly `expected`.
 #[track_caller]
 fn assert_keys(value: &Value, expected: &[&str], what: &str) {
@@ -232,6 +243,16 @@ async fn every_api_resource_keeps_its_field_names(backend: Backend) {
         &cell_keys,
         "prompt pack × model",
     );
+
+    let errors = json("/api/v1/error-groups?from=0&to=1800000000000".into()).await;
+    assert_keys(
+        &errors,
+        &[
+            "from", "to", "model", "slice_ms", "total", "left_off", "groups",
+        ],
+        "error groups",
+    );
+    assert_keys(first(&errors, "groups"), ERROR_GROUP_KEYS, "error group");
 }
 on_both_backends!(every_api_resource_keeps_its_field_names);
 

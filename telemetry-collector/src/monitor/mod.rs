@@ -18,6 +18,8 @@
 //! - [`dead_letters`]: dead letters with byte previews.
 //! - [`producers`]: the producers' loss ledger.
 //! - [`overview`]: rates and latency per model, prompt pack and both, with [`charts`].
+//! - [`errors`]: failed and timed-out variants grouped by model, error code and
+//!   normalised message, with sparklines and each group's runs.
 //!
 //! Shared by them: [`auth`] (bearer header or login cookie, login and logout) and
 //! [`sessions`] (random ids, expiring, revocable); [`params`] (query-string parsing,
@@ -30,6 +32,7 @@
 pub mod auth;
 pub mod charts;
 pub mod dead_letters;
+pub mod errors;
 pub mod events;
 pub mod json_blob;
 pub mod live;
@@ -228,6 +231,7 @@ fn api_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/v1/dead-letters", get(dead_letters::api)),
         ("/api/v1/producers", get(producers::api)),
         ("/api/v1/stats", get(overview::api)),
+        ("/api/v1/error-groups", get(errors::api)),
         ("/api/v1/openapi.json", get(openapi::document)),
     ]
 }
@@ -247,6 +251,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/monitor/dead-letters", get(dead_letters::page))
         .route("/monitor/producers", get(producers::page))
         .route("/monitor/overview", get(overview::page))
+        .route("/monitor/errors", get(errors::page))
         .route("/monitor/live/runs", get(runs::live))
         .route("/monitor/live/runs/{id}", get(runs::detail::live))
         .route("/monitor/live/events", get(events::live))

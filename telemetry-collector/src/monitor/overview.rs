@@ -2,7 +2,7 @@
 //! per prompt pack × model over a window of run start times, of one model when asked
 //! (`/monitor/overview` with charts, `/api/v1/stats`). Both read the window the same
 //! way (`read`) and queue for one of the few overview query slots
-//! ([`Monitor::aggregate`]). Variants still without a
+//! ([`Monitor::aggregate`], which the error groups share). Variants still without a
 //! result in runs that are stale now (`COLLECTOR_STALE_RUN_AFTER` after their start)
 //! are counted as `stale`, apart from the ones still running.
 //!
@@ -279,6 +279,8 @@ pub struct OverviewPage {
     pub matrix: Matrix,
     /// The runs list for the window (and model).
     pub runs_href: String,
+    /// The error groups of the window (and model).
+    pub errors_href: String,
     /// Server-drawn SVG (labels escaped in [`charts`]).
     pub model_rates: String,
     pub model_latency: String,
@@ -294,6 +296,11 @@ pub async fn page(
     let (stats, window) = read(&state, &query).await?;
     let (from, to) = (stats.from, stats.to);
     let model = stats.model.as_deref();
+    let errors_query = params::encode(&[
+        ("from", &Some(from.to_string())),
+        ("to", &Some(to.to_string())),
+        ("model", &stats.model),
+    ]);
     Ok(render(&OverviewPage {
         nav: "overview",
         auth: state.monitor.auth_required(),
@@ -314,6 +321,7 @@ pub async fn page(
             .collect(),
         matrix: Matrix::new(&stats),
         runs_href: runs_href(model, None, from, to).unwrap_or_else(|| "/monitor".to_owned()),
+        errors_href: format!("/monitor/errors?{errors_query}"),
         model_rates: charts::rates(&stats.by_model, "Outcomes per model"),
         model_latency: charts::latency(&stats.by_model, "Success latency per model"),
         pack_rates: charts::rates(&stats.by_prompt_pack, "Outcomes per prompt pack"),
