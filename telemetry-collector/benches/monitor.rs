@@ -12,19 +12,26 @@
 //!   shops), sort by duration (all runs, the last 24 h), an error code, a duration
 //!   filter,
 //! - a run page (`/monitor/runs/{id}`, a different run each time),
-//! - the overview over the last 24 hours (`/monitor/overview?window=24h`), 7 and 30 days,
+//! - the overview over the last 24 hours (`/monitor/overview?window=24h`), 7 and 30
+//!   days, and of one model,
+//! - the error groups of the last 24 hours (`/monitor/errors?window=24h`), and one
+//!   group's runs,
 //! - the health strip (`/monitor/health`; the newest run starts at the bench's start).
 //!
 //! p50 and p95 over `MONITOR_BENCH_REPEAT` (default 40) requests each, after two warm-up
 //! requests. Runs are 2.6 s apart (1,000,000 runs span 30 days; 24 h holds ~33,000
 //! runs and ~133,000 variants), 200 shops, 3 models, 6 prompt packs, 85% complete,
-//! 10% partial, 5% failed.
+//! 10% partial, 5% failed. A failed run's variants fail twice and time out twice, a
+//! partial run's last variant times out (~10,000 errors a day), with messages holding
+//! request ids, hashes and numbers as providers write them (about a dozen groups).
 //!
 //! Seeding generates rows inside the database (`INSERT .. SELECT` over a recursive CTE
 //! on SQLite, `generate_series` on Postgres, 50,000 runs per statement) after the
 //! collector's migrations, so every index the collector has is maintained; then
 //! `ANALYZE` (and `VACUUM` on Postgres, for index-only scans), as an operator's
-//! database would have. Needs Postgres on 127.0.0.1:5432 (see `test-support`).
+//! database would have. The seed leaves `error_group` empty, as on a database from
+//! before error groups: the store's start-up backfill fills it (timed and printed).
+//! Needs Postgres on 127.0.0.1:5432 (see `test-support`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +42,7 @@ use telemetry_collector::config::MonitorSettings;
 use telemetry_collector::http::{router, AppState};
 use telemetry_collector::metrics::Metrics;
 use telemetry_collector::monitor::Monitor;
+use telemetry_collector::store::normalise::normalise;
 use telemetry_collector::store::{self, Store, StoreOptions};
 use test_support::PgDatabase;
 use tokio_util::sync::CancellationToken;
@@ -88,6 +96,14 @@ impl Dialect {
             }
         }
     }
+
+    /// `expr` (an integer) in hex digits.
+    fn hex(self, expr: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("printf('%x', {expr})"),
+            Dialect::Postgres => format!("to_hex({expr})"),
+        }
+    }
 }
 
 const KS4: &str = "(SELECT 0 AS k UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3) AS ks";
@@ -128,15 +144,29 @@ fn seed_statements(dialect: Dialect, lo: i64, hi: i64) -> [String; 3] {
     let variant_status =
         "(CASE WHEN n.i % 20 = 0 THEN (CASE WHEN ks.k < 2 THEN 'failed' ELSE 'timeout' END) \
          WHEN n.i % 10 = 1 AND ks.k = 3 THEN 'timeout' ELSE 'success' END)";
+    // What providers and the renderer write: ids, hashes and numbers in the text.
+    let request = dialect.hex("n.i * 2654435761 + ks.k");
+    let error_code = format!(
+        "CASE WHEN {variant_status} = 'success' THEN NULL \
+         WHEN {variant_status} = 'timeout' THEN 'timeout' \
+         WHEN n.i % 7 = 0 THEN 'storage_error' ELSE 'provider_error' END"
+    );
+    let error_message = format!(
+        "CASE WHEN {variant_status} = 'success' THEN NULL \
+         WHEN {variant_status} = 'timeout' THEN 'variant did not finish within 60000 ms' \
+         WHEN n.i % 7 = 0 THEN 'storing renders/' || {rid} || '/v' || ks.k || \
+         '.png failed: connection reset after ' || (n.i % 900) || ' ms' \
+         WHEN n.i % 3 = 0 THEN 'provider returned HTTP 429: quota exceeded for project ' || (n.i % 97) \
+         ELSE 'provider returned HTTP 503: model overloaded (request ' || {request} || \
+         ', after ' || (n.i % 1000 + ks.k) || ' ms)' END"
+    );
     let variants = format!(
         "INSERT INTO variant_results (run_id, variant_id, shop_id, request_id, started_at, \
          started_event_id, status, final_prompt_hash, latency_ms, output_image_key, \
          output_image_hash, error_code, error_message, finished_at, result_event_id) \
          SELECT {rid}, 'v' || ks.k, {shop}, 'req-' || n.i, {at} + 5, 'vs', {variant_status}, \
          'fp' || ks.k, 800 + (n.i * 2654435761 + ks.k * 40503) % 19000, \
-         'renders/' || {rid} || '/v' || ks.k || '.png', 'oh', \
-         CASE WHEN {variant_status} = 'success' THEN NULL ELSE 'provider_error' END, \
-         CASE WHEN {variant_status} = 'success' THEN NULL ELSE 'upstream said no' END, \
+         'renders/' || {rid} || '/v' || ks.k || '.png', 'oh', {error_code}, {error_message}, \
          {at} + 19000, 'vr' FROM {n} CROSS JOIN {KS4}"
     );
     let events = format!(
@@ -391,6 +421,23 @@ async fn measure(
             Some(ms(200)),
             Box::new(move |_| format!("/monitor/overview?window=24h&to={end}")),
         ),
+        (
+            "overview, last 24 h, one model".into(),
+            Some(ms(200)),
+            Box::new(move |_| {
+                format!("/monitor/overview?window=24h&to={end}&model=gemini-3-pro-image")
+            }),
+        ),
+        (
+            "error groups, last 24 h (/monitor/errors)".into(),
+            Some(ms(200)),
+            Box::new(move |_| format!("/monitor/errors?window=24h&to={end}")),
+        ),
+        (
+            "one error group's runs, last 24 h".into(),
+            Some(ms(200)),
+            Box::new(move |_| group_runs_path(end)),
+        ),
         // The longer windows an operator can pick: their cost grows with the runs
         // inside (7 d ≈ 230,000 runs here, 30 d ≈ all of them).
         (
@@ -403,6 +450,11 @@ async fn measure(
             None,
             Box::new(move |_| format!("/monitor/overview?window=30d&to={end}")),
         ),
+        (
+            "error groups, last 7 d".into(),
+            None,
+            Box::new(move |_| format!("/monitor/errors?window=7d&to={end}")),
+        ),
         // Every page loads it; its 24-hour failure rate is the overview's query, read
         // at most once a minute (the warm-up requests read it), so this is what the
         // other requests of that minute cost.
@@ -412,6 +464,7 @@ async fn measure(
             Box::new(|_| "/monitor/health".to_owned()),
         ),
     ];
+    check_error_groups(&app, end).await;
     for (what, target, path) in cases {
         let (p50, p95) = time_requests(&app, repeat, path).await;
         eprintln!("  {backend}: {what}: p50 {p50:?} p95 {p95:?}");
@@ -424,6 +477,69 @@ async fn measure(
         });
     }
     out
+}
+
+/// One error group's runs over the last 24 h: the provider outage of one model.
+fn group_runs_path(end: i64) -> String {
+    let group = normalise(
+        "provider returned HTTP 503: model overloaded (request 1f2e3d4c5b6a, after 12 ms)",
+    );
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("window", "24h")
+        .append_pair("to", &end.to_string())
+        .append_pair("model", "gemini-3-pro-image")
+        .append_pair("error_code", "provider_error")
+        .append_pair("error_group", &group)
+        .finish();
+    format!("/monitor/errors?{query}")
+}
+
+/// The error groups of the seeded day are filled and grouped: a handful of groups,
+/// none without its normalised message, and the group the bench opens among them.
+async fn check_error_groups(app: &axum::Router, end: i64) {
+    let request = Request::get(format!("/api/v1/error-groups?window=24h&to={end}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024 * 1024)
+        .await
+        .unwrap();
+    let groups: serde_json::Value = serde_json::from_slice(&body).expect("error groups JSON");
+    let list = groups["groups"].as_array().expect("groups");
+    assert!(
+        groups["total"].as_i64().unwrap_or(0) > 0 && list.len() < 50,
+        "{groups}"
+    );
+    assert!(
+        list.iter().all(|g| g["error_group"].is_string()),
+        "{groups}"
+    );
+    eprintln!(
+        "  error groups of the last 24 h: {} groups of {} failed and timed-out variants",
+        list.len(),
+        groups["total"]
+    );
+    let request = Request::get(group_runs_path(end))
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024 * 1024)
+        .await
+        .unwrap();
+    let page = String::from_utf8_lossy(&body);
+    assert!(
+        page.matches("href=\"/monitor/runs/").count() >= 10,
+        "the group's runs are listed: {page}"
+    );
+}
+
+/// Opens the store and migrates it: the start-up backfill fills the error groups of
+/// the seeded variants. Returns the store and how long the migration took.
+async fn open_and_backfill(url: &str, options: &StoreOptions) -> (Arc<dyn Store>, Duration) {
+    let store = store::connect(url, options).await.expect("open the store");
+    let started = Instant::now();
+    store.migrate().await.expect("migrate (backfill)");
+    (store, started.elapsed())
 }
 
 async fn bench() {
@@ -454,9 +570,8 @@ async fn bench() {
     let started = Instant::now();
     seed_sqlite(&url, runs).await;
     let sqlite_seed = started.elapsed();
-    let store = store::connect(&url, &options)
-        .await
-        .expect("open sqlite store");
+    let (store, sqlite_backfill) = open_and_backfill(&url, &options).await;
+    eprintln!("SQLite: error groups backfilled in {sqlite_backfill:?}");
     results.extend(measure("SQLite", store.clone(), runs, repeat).await);
     store.close().await;
 
@@ -476,9 +591,8 @@ async fn bench() {
     let started = Instant::now();
     seed_postgres(&pg.url, runs).await;
     let pg_seed = started.elapsed();
-    let store = store::connect(&pg.url, &options)
-        .await
-        .expect("open postgres store");
+    let (store, pg_backfill) = open_and_backfill(&pg.url, &options).await;
+    eprintln!("Postgres: error groups backfilled in {pg_backfill:?}");
     results.extend(measure("Postgres", store.clone(), runs, repeat).await);
     store.close().await;
 
@@ -489,6 +603,13 @@ async fn bench() {
         runs * 6,
         sqlite_seed.as_secs_f64(),
         pg_seed.as_secs_f64()
+    );
+    let errors = runs / 20 * 4 + runs / 10;
+    println!(
+        "Start-up backfill of the error groups of ~{errors} failed and timed-out variants: \
+         {:.1} s (SQLite), {:.1} s (Postgres)",
+        sqlite_backfill.as_secs_f64(),
+        pg_backfill.as_secs_f64()
     );
     println!();
     println!("| backend | request | p50 ms | p95 ms | target p95 | met |");

@@ -14,9 +14,10 @@ use telemetry_collector::config::MonitorSettings;
 use telemetry_collector::store::{latency_bucket, RunFilter};
 use tokio_util::sync::CancellationToken;
 
-const PAGES: [&str; 6] = [
+const PAGES: [&str; 7] = [
     "/monitor",
     "/monitor/overview?window=30d&to=1700100000000",
+    "/monitor/errors?window=30d&to=1700100000000",
     "/monitor/events",
     "/monitor/dead-letters",
     "/monitor/producers",
@@ -149,6 +150,16 @@ async fn untrusted_strings_are_inert_on_every_page(backend: Backend) {
     paths.push(format!("/monitor?shop={}", enc(HOSTILE)));
     paths.push(format!("/monitor?q={}", enc(HOSTILE)));
     paths.push(format!("/monitor/events?request_id={}", enc(HOSTILE)));
+    // One error group's runs, by the errors page's own link: the model, the code and
+    // the message are all theirs.
+    let errors = get(&app, "/monitor/errors?from=0&to=1800000000000", &[]).await;
+    let link = errors
+        .body
+        .find("href=\"/monitor/errors?")
+        .map(|at| &errors.body[at + 6..])
+        .map(|rest| &rest[..rest.find('"').unwrap()])
+        .unwrap_or_else(|| panic!("no link to the error group's runs: {}", errors.body));
+    paths.push(link.replace("&amp;", "&").replace("&#38;", "&"));
     for path in &paths {
         let page = get(&app, path, &[]).await;
         assert_eq!(page.status, 200, "{path}: {}", page.body);
@@ -572,16 +583,42 @@ async fn the_overview_counts_outcomes_and_reads_percentiles(backend: Backend) {
             assert_eq!(g["success"], count("success"));
             assert_eq!(g["failed"], count("failed"));
             assert_eq!(g["timeout"], count("timeout"));
-            let mut buckets: Vec<i64> = variants
-                .iter()
-                .map(|v| latency_bucket(v.latency_ms as i64))
-                .collect();
-            buckets.sort();
-            let rank =
-                |p: f64| buckets[((p / 100.0 * buckets.len() as f64).ceil() as usize).max(1) - 1];
-            assert_eq!(g["p50_ms"], rank(50.0), "{group} {key}");
-            assert_eq!(g["p95_ms"], rank(95.0), "{group} {key}");
-            assert_eq!(g["p99_ms"], rank(99.0), "{group} {key}");
+            // Percentiles of each outcome apart: successes, failures, timeouts.
+            let rank = |status: &str, p: f64| {
+                let mut buckets: Vec<i64> = variants
+                    .iter()
+                    .filter(|v| v.status == status)
+                    .map(|v| latency_bucket(v.latency_ms as i64))
+                    .collect();
+                buckets.sort();
+                // None (null) when the group has no such outcome.
+                buckets
+                    .get(((p / 100.0 * buckets.len() as f64).ceil() as usize).max(1) - 1)
+                    .copied()
+            };
+            assert_eq!(g["p50_ms"].as_i64(), rank("success", 50.0), "{group} {key}");
+            assert_eq!(g["p95_ms"].as_i64(), rank("success", 95.0), "{group} {key}");
+            assert_eq!(g["p99_ms"].as_i64(), rank("success", 99.0), "{group} {key}");
+            assert_eq!(
+                g["failed_p50_ms"].as_i64(),
+                rank("failed", 50.0),
+                "{group} {key}"
+            );
+            assert_eq!(
+                g["failed_p95_ms"].as_i64(),
+                rank("failed", 95.0),
+                "{group} {key}"
+            );
+            assert_eq!(
+                g["timeout_p50_ms"].as_i64(),
+                rank("timeout", 50.0),
+                "{group} {key}"
+            );
+            assert_eq!(
+                g["timeout_p95_ms"].as_i64(),
+                rank("timeout", 95.0),
+                "{group} {key}"
+            );
         }
     }
     let page = get(&app, &format!("/monitor/overview?from={from}&to={to}"), &[]).await;

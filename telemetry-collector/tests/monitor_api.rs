@@ -122,8 +122,32 @@ const PRODUCER_KEYS: &[&str] = &[
     "note",
 ];
 
-const GROUP_KEYS: &[&str] = &[
-    "key", "total", "success", "failed", "timeout", "stale", "other", "p50_ms", "p95_ms", "p99_ms",
+/// The figures of a model, a prompt pack or a pair.
+const FIGURE_KEYS: &[&str] = &[
+    "total",
+    "success",
+    "failed",
+    "timeout",
+    "stale",
+    "other",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "failed_p50_ms",
+    "failed_p95_ms",
+    "timeout_p50_ms",
+    "timeout_p95_ms",
+];
+
+const ERROR_GROUP_KEYS: &[&str] = &[
+    "model",
+    "error_code",
+    "error_group",
+    "count",
+    "share",
+    "first_seen",
+    "last_seen",
+    "slices",
 ];
 
 /// Asserts that `value` is an object whose keys are exactly `expected`.
@@ -196,11 +220,39 @@ async fn every_api_resource_keeps_its_field_names(backend: Backend) {
     let stats = json("/api/v1/stats?from=0&to=1800000000000".into()).await;
     assert_keys(
         &stats,
-        &["from", "to", "by_model", "by_prompt_pack"],
+        &[
+            "from",
+            "to",
+            "model",
+            "by_model",
+            "by_prompt_pack",
+            "by_prompt_pack_and_model",
+        ],
         "stats",
     );
-    assert_keys(first(&stats, "by_model"), GROUP_KEYS, "group by model");
-    assert_keys(first(&stats, "by_prompt_pack"), GROUP_KEYS, "group by pack");
+    let group_keys = [&["key"], FIGURE_KEYS].concat();
+    assert_keys(first(&stats, "by_model"), &group_keys, "group by model");
+    assert_keys(
+        first(&stats, "by_prompt_pack"),
+        &group_keys,
+        "group by pack",
+    );
+    let cell_keys = [&["prompt_pack_version", "model"], FIGURE_KEYS].concat();
+    assert_keys(
+        first(&stats, "by_prompt_pack_and_model"),
+        &cell_keys,
+        "prompt pack × model",
+    );
+
+    let errors = json("/api/v1/error-groups?from=0&to=1800000000000".into()).await;
+    assert_keys(
+        &errors,
+        &[
+            "from", "to", "model", "slice_ms", "total", "left_off", "groups",
+        ],
+        "error groups",
+    );
+    assert_keys(first(&errors, "groups"), ERROR_GROUP_KEYS, "error group");
 }
 on_both_backends!(every_api_resource_keeps_its_field_names);
 

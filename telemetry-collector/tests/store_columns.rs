@@ -73,7 +73,7 @@ impl Sent {
                 output_image_key: "out/key.png".into(),
                 output_image_hash: "out-hash".into(),
                 error_code: v1::ErrorCode::ProviderError as i32,
-                error_message: "provider said no".into(),
+                error_message: "provider said no after 345 ms".into(),
             }),
             Body::RunCompleted(v1::RunCompleted {
                 run_id: run_id.clone(),
@@ -211,7 +211,8 @@ impl Sent {
             ("output_image_key", json!("out/key.png")),
             ("output_image_hash", json!("out-hash")),
             ("error_code", json!("provider_error")),
-            ("error_message", json!("provider said no")),
+            ("error_message", json!("provider said no after 345 ms")),
+            ("error_group", json!("provider said no after <n> ms")),
             ("finished_at", self.time(result)),
             ("result_event_id", self.id(result)),
         ]);

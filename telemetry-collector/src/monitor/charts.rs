@@ -1,6 +1,7 @@
-//! The overview's charts, drawn on the server as SVG (no chart library, no script):
-//! one horizontal bar per group, split into success / failed / timeout / stale / other; and
-//! p50 / p95 / p99 latency bars per group on a shared scale. Labels are escaped.
+//! The monitor's charts, drawn on the server as SVG (no chart library, no script):
+//! one horizontal bar per group, split into success / failed / timeout / stale / other;
+//! p50 / p95 / p99 latency bars per group on a shared scale (the overview); and a
+//! sparkline of counts over a window (an error group). Labels are escaped.
 
 use std::fmt::Write as _;
 
@@ -117,4 +118,68 @@ pub fn latency(groups: &[GroupStats], title: &str) -> String {
         fmt_ms(Some(max as i64))
     );
     out
+}
+
+/// Width and height of a [`sparkline`].
+const SPARK_WIDTH: f64 = 96.0;
+const SPARK_HEIGHT: f64 = 20.0;
+
+/// Counts over consecutive slices of a window (oldest first) as small bars on one
+/// scale (the largest count), each with its count as a tooltip; `what` says what a
+/// slice is (`per hour`) for the accessible name.
+pub fn sparkline(counts: &[i64], what: &str) -> String {
+    let max = counts.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let total: i64 = counts.iter().sum();
+    let step = SPARK_WIDTH / counts.len().max(1) as f64;
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="spark" viewBox="0 0 {SPARK_WIDTH} {SPARK_HEIGHT}" width="{SPARK_WIDTH}" height="{SPARK_HEIGHT}" role="img" aria-label="{}">"#,
+        escape(&format!(
+            "{total} in the window, at most {} {what}",
+            max as i64 * i64::from(total > 0)
+        ))
+    );
+    for (i, count) in counts.iter().enumerate() {
+        // Every non-zero slice shows at least a sliver.
+        let h = if *count > 0 {
+            (SPARK_HEIGHT * *count as f64 / max).max(1.5)
+        } else {
+            0.0
+        };
+        let _ = write!(
+            out,
+            r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" class="bar-failed"><title>{count}</title></rect>"#,
+            i as f64 * step,
+            SPARK_HEIGHT - h,
+            (step - 1.0).max(0.5),
+        );
+    }
+    out.push_str("</svg>");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sparkline_has_one_bar_per_slice_on_one_scale() {
+        let svg = sparkline(&[0, 2, 4, 1], "per hour");
+        assert_eq!(svg.matches("<rect").count(), 4);
+        assert!(
+            svg.contains(r#"aria-label="7 in the window, at most 4 per hour""#),
+            "{svg}"
+        );
+        // The largest count fills the height; an empty slice has no height.
+        assert!(
+            svg.contains(r#"y="0.0" width="23.0" height="20.0""#),
+            "{svg}"
+        );
+        assert!(
+            svg.contains(r#"height="0.0" class="bar-failed"><title>0</title>"#),
+            "{svg}"
+        );
+        assert!(sparkline(&[], "<x>").contains("at most 0 &lt;x&gt;"));
+    }
 }

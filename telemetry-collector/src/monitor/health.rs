@@ -31,7 +31,7 @@ use serde::Serialize;
 use service_kit::now_ms;
 
 use crate::http::{AppError, AppState};
-use crate::store::Overview;
+use crate::store::{Overview, OverviewFilter};
 
 use super::params::{NoParams, Params};
 use super::views::{fmt_age, render};
@@ -172,7 +172,16 @@ impl BaselineCache {
             return Ok(rates);
         }
         let from = now - BASELINE.as_millis() as i64;
-        let overview = state.monitor.stats(state.store.as_ref(), from, now).await?;
+        let filter = OverviewFilter {
+            from,
+            to: now,
+            model: None,
+        };
+        let stale = state.monitor.stale_cutoff();
+        let overview = state
+            .monitor
+            .aggregate(state.store.monitor_stats(&filter, stale))
+            .await?;
         let rates = Rates::of(&overview);
         *self.kept.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), rates));
         Ok(rates)
@@ -194,7 +203,14 @@ pub async fn read(state: &AppState) -> Result<Health, AppError> {
     let recent = Rates::of(
         &state
             .store
-            .monitor_stats(recent_from, now, state.monitor.stale_cutoff())
+            .monitor_stats(
+                &OverviewFilter {
+                    from: recent_from,
+                    to: now,
+                    model: None,
+                },
+                state.monitor.stale_cutoff(),
+            )
             .await?,
     );
     let baseline = state.monitor.health_baseline().rates(state, now).await?;

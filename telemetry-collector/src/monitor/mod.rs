@@ -17,7 +17,9 @@
 //! - [`events`]: the events list (its rows are also a run's timeline).
 //! - [`dead_letters`]: dead letters with byte previews.
 //! - [`producers`]: the producers' loss ledger.
-//! - [`overview`]: rates and latency per model and prompt pack, with [`charts`].
+//! - [`overview`]: rates and latency per model, prompt pack and both, with [`charts`].
+//! - [`errors`]: failed and timed-out variants grouped by model, error code and
+//!   normalised message, with sparklines and each group's runs.
 //!
 //! Shared by them: [`auth`] (bearer header or login cookie, login and logout) and
 //! [`sessions`] (random ids, expiring, revocable); [`params`] (query-string parsing,
@@ -30,6 +32,7 @@
 pub mod auth;
 pub mod charts;
 pub mod dead_letters;
+pub mod errors;
 pub mod events;
 pub mod health;
 pub mod json_blob;
@@ -238,6 +241,7 @@ fn api_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/v1/producers", get(producers::api)),
         ("/api/v1/stats", get(overview::api)),
         ("/api/v1/health", get(health::api)),
+        ("/api/v1/error-groups", get(errors::api)),
         ("/api/v1/openapi.json", get(openapi::document)),
     ]
 }
@@ -258,6 +262,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/monitor/producers", get(producers::page))
         .route("/monitor/overview", get(overview::page))
         .route("/monitor/health", get(health::fragment))
+        .route("/monitor/errors", get(errors::page))
         .route("/monitor/live/runs", get(runs::live))
         .route("/monitor/live/runs/{id}", get(runs::detail::live))
         .route("/monitor/live/events", get(events::live))

@@ -12,9 +12,11 @@
 //! ([`projection`]), the loss ledger in `producers`, and dead letters. Only rows that
 //! were new count as stored, so a redelivered batch changes nothing.
 
+pub mod error_groups;
 mod fault;
 pub mod isolate;
 pub(crate) mod monitor_reads;
+pub mod normalise;
 pub(crate) mod ops;
 pub(crate) mod overview;
 mod postgres;
@@ -32,12 +34,15 @@ use sqlx::Pool;
 
 use crate::domain::{DeadLetter, Fact};
 
+pub use error_groups::{ErrorFilter, ErrorGroup, ErrorGroups, ErrorSample, ErrorSampleFilter};
 pub use isolate::{write_isolating, Isolated};
 pub use monitor_reads::{
     EventCursor, EventFilter, RunFilter, RunOrder, MAX_SHOP_BRANCHES, MAX_SORTED_ERROR_VARIANTS,
 };
 pub use ops::PruneCounts;
-pub use overview::{latency_bucket, GroupStats, Overview, StatsRow, LATENCY_BUCKET_SQL};
+pub use overview::{
+    latency_bucket, CellStats, GroupStats, Overview, OverviewFilter, StatsRow, LATENCY_BUCKET_SQL,
+};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use stale::StaleCutoff;
@@ -201,6 +206,9 @@ pub struct VariantRecord {
     pub output_image_hash: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// `error_message` normalised ([`normalise`]) when the result failed or timed
+    /// out: what error groups group by.
+    pub error_group: Option<String>,
     pub finished_at: Option<i64>,
     pub result_event_id: Option<String>,
 }
@@ -303,10 +311,19 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// See [`Store::monitor_stats`]: each database aggregates its own way.
     async fn overview(
         &self,
-        from: i64,
-        to: i64,
+        filter: &OverviewFilter,
         stale: StaleCutoff,
     ) -> Result<Overview, StoreError>;
+    /// See [`Store::monitor_error_groups`] ([`error_groups`]).
+    async fn error_groups(&self, filter: &ErrorFilter) -> Result<ErrorGroups, StoreError>;
+    /// See [`Store::monitor_error_samples`].
+    async fn error_samples(
+        &self,
+        filter: &ErrorSampleFilter,
+    ) -> Result<Vec<ErrorSample>, StoreError>;
+    /// Fills `error_group` on rows stored before it; returns how many
+    /// ([`error_groups::backfill_sqlite`]).
+    async fn backfill_error_groups(&self) -> Result<u64, StoreError>;
 }
 
 /// What the health strip reads from the database ([`Store::health_counts`]).
@@ -325,7 +342,8 @@ pub struct HealthCounts {
 pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn dialect(&self) -> &'static str;
-    /// Applies the embedded migrations.
+    /// Applies the embedded migrations, then fills what a migration cannot compute
+    /// in SQL: the error groups of variants stored before them (a no-op once done).
     async fn migrate(&self) -> Result<(), StoreError>;
     /// Writes a batch in one transaction.
     async fn write(&self, batch: &Batch) -> Result<WriteReport, StoreError>;
@@ -363,15 +381,22 @@ pub trait Store: Send + Sync + 'static {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<DeadLetterRecord>, StoreError>;
-    /// Rates and latency percentiles per model and prompt pack over runs started in
-    /// `[from, to)`; variants without a result in runs started before `stale` count
-    /// as stale.
+    /// Rates and latency percentiles per model, prompt pack and pair over runs started
+    /// in the filter's window (of its model when set); variants without a result in
+    /// runs started before `stale` count as stale.
     async fn monitor_stats(
         &self,
-        from: i64,
-        to: i64,
+        filter: &OverviewFilter,
         stale: StaleCutoff,
     ) -> Result<Overview, StoreError>;
+    /// Failed and timed-out variants of runs started in the filter's window, grouped
+    /// by model, error code and normalised message ([`error_groups`]).
+    async fn monitor_error_groups(&self, filter: &ErrorFilter) -> Result<ErrorGroups, StoreError>;
+    /// One error group's latest variants, with their runs.
+    async fn monitor_error_samples(
+        &self,
+        filter: &ErrorSampleFilter,
+    ) -> Result<Vec<ErrorSample>, StoreError>;
 
     // --- operations ---
     /// Rows a prune with this cutoff (unix ms, exclusive) would delete, per table

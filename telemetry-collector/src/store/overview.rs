@@ -1,5 +1,11 @@
 //! The overview's figures: success / failure / timeout counts and latency p50 / p95 /
-//! p99 per model and per prompt pack version over a window of run start times.
+//! p99 per model, per prompt pack version and per (prompt pack, model) pair over a
+//! window of run start times, of one model when asked.
+//!
+//! Latency percentiles are over successes only: a model failing fast (503s in 100 ms)
+//! must not look faster than a healthy one. Failures and timeouts have their own p50
+//! and p95 beside them. All three come from the same rows, which are grouped by status
+//! anyway: splitting them costs the query nothing.
 //!
 //! Latencies go into buckets ([`LATENCY_BUCKET_SQL`]: exact below 100 ms, 1% of the
 //! value from 1 s to 100 s) and percentiles are read off the buckets ([`summarize`]).
@@ -50,10 +56,15 @@ pub struct GroupStats {
     pub stale: i64,
     /// Still running (and not stale), or any other status.
     pub other: i64,
-    /// Latency percentiles (ms, lower edge of the bucket) over finished variants.
+    /// Latency percentiles (ms, lower edge of the bucket) over successful variants.
     pub p50_ms: Option<i64>,
     pub p95_ms: Option<i64>,
     pub p99_ms: Option<i64>,
+    /// The same over failed variants, and over timed-out ones.
+    pub failed_p50_ms: Option<i64>,
+    pub failed_p95_ms: Option<i64>,
+    pub timeout_p50_ms: Option<i64>,
+    pub timeout_p95_ms: Option<i64>,
 }
 
 impl GroupStats {
@@ -67,13 +78,37 @@ impl GroupStats {
     }
 }
 
+/// The figures of one prompt pack version with one model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellStats {
+    /// The prompt pack version (`(none)` when the run start is missing).
+    pub prompt_pack: String,
+    /// The model (likewise).
+    pub model: String,
+    /// Its figures; `key` is the prompt pack.
+    pub stats: GroupStats,
+}
+
 /// The overview over `[from, to)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Overview {
     pub from: i64,
     pub to: i64,
+    /// Only this model's runs, when set.
+    pub model: Option<String>,
     pub by_model: Vec<GroupStats>,
     pub by_prompt_pack: Vec<GroupStats>,
+    /// Every (prompt pack, model) pair with variants, by prompt pack then model.
+    pub by_pack_and_model: Vec<CellStats>,
+}
+
+/// Which runs the overview counts: started in `[from, to)`, of one model when set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OverviewFilter {
+    pub from: i64,
+    pub to: i64,
+    /// Exact model.
+    pub model: Option<String>,
 }
 
 /// The latency bucket expression: 1 ms below 100 ms, 10 ms below 1 s, 100 ms below
@@ -102,7 +137,7 @@ pub fn latency_bucket(latency_ms: i64) -> i64 {
 /// covering index (`LATERAL .. OFFSET 0` keeps the planner from turning it into a hash
 /// join over the whole `variant_results` table, which it chose otherwise and which
 /// grows with history, not with the window); the few hundred groups are hashed.
-pub(crate) fn stats_sql(from: i64, to: i64, stale: StaleCutoff) -> QueryBuilder<'static, Postgres> {
+pub(crate) fn stats_sql(filter: &OverviewFilter, stale: StaleCutoff) -> QueryBuilder<'_, Postgres> {
     // Stale is a group key of its own (a boolean), not a CASE over the status: a
     // CASE hides the status's statistics from the planner, which then expects a group
     // per row and sorts instead of hashing (measured: the 24 h overview at 300,000
@@ -118,7 +153,15 @@ pub(crate) fn stats_sql(from: i64, to: i64, stale: StaleCutoff) -> QueryBuilder<
          (SELECT status, latency_ms FROM variant_results v WHERE v.run_id = r.run_id OFFSET 0) v \
          WHERE 1 = 1",
     );
-    range(&mut query, "r.started_at", Some(from), Some(to));
+    range(
+        &mut query,
+        "r.started_at",
+        Some(filter.from),
+        Some(filter.to),
+    );
+    if let Some(model) = &filter.model {
+        query.push(" AND r.model = ").push_bind(model.as_str());
+    }
     query.push(" GROUP BY 1, 2, 3, 4, 5");
     query
 }
@@ -134,14 +177,14 @@ struct PgStatsRow {
     n: i64,
 }
 
-/// The overview on Postgres ([`stats_sql`]).
+/// The overview on Postgres ([`stats_sql`]), on the reader pool, whose connections
+/// run without JIT ([`super::postgres`]: compiling took 186–282 ms of this query).
 pub(crate) async fn postgres(
     pool: &PgPool,
-    from: i64,
-    to: i64,
+    filter: &OverviewFilter,
     stale: StaleCutoff,
 ) -> Result<Overview, StoreError> {
-    let rows: Vec<PgStatsRow> = stats_sql(from, to, stale)
+    let rows: Vec<PgStatsRow> = stats_sql(filter, stale)
         .build_query_as()
         .fetch_all(pool)
         .await?;
@@ -155,7 +198,7 @@ pub(crate) async fn postgres(
             n: r.n,
         })
         .collect();
-    Ok(summarize(from, to, &rows))
+    Ok(summarize(filter, &rows))
 }
 
 /// The overview's query for SQLite: one JSON array of `[model, prompt pack, variants,
@@ -168,10 +211,9 @@ pub(crate) async fn postgres(
 /// in time order, each run's variants from another, and [`fold_packed`] counts the
 /// buckets. `INDEXED BY` keeps the covering index whether or not `ANALYZE` ran.
 pub(crate) fn stats_packed_sql(
-    from: i64,
-    to: i64,
+    filter: &OverviewFilter,
     stale: StaleCutoff,
-) -> QueryBuilder<'static, Sqlite> {
+) -> QueryBuilder<'_, Sqlite> {
     let mut query = QueryBuilder::new(
         "SELECT json_group_array(json_array(r.model, r.prompt_pack_version, \
          (SELECT group_concat(substr(v.status, 1, 1) || ifnull(v.latency_ms, -1)) \
@@ -181,22 +223,29 @@ pub(crate) fn stats_packed_sql(
         ")) AS runs \
          FROM render_runs r INDEXED BY render_runs_overview WHERE 1 = 1",
     );
-    range(&mut query, "r.started_at", Some(from), Some(to));
+    range(
+        &mut query,
+        "r.started_at",
+        Some(filter.from),
+        Some(filter.to),
+    );
+    if let Some(model) = &filter.model {
+        query.push(" AND r.model = ").push_bind(model.as_str());
+    }
     query
 }
 
 /// The overview on SQLite ([`stats_packed_sql`], counted by [`fold_packed`]).
 pub(crate) async fn sqlite(
     pool: &SqlitePool,
-    from: i64,
-    to: i64,
+    filter: &OverviewFilter,
     stale: StaleCutoff,
 ) -> Result<Overview, StoreError> {
-    let packed: PackedRuns = stats_packed_sql(from, to, stale)
+    let packed: PackedRuns = stats_packed_sql(filter, stale)
         .build_query_as()
         .fetch_one(pool)
         .await?;
-    Ok(summarize(from, to, &fold_packed(&packed)))
+    Ok(summarize(filter, &fold_packed(&packed)))
 }
 
 /// The row of [`stats_packed_sql`].
@@ -256,12 +305,14 @@ pub fn fold_packed(packed: &PackedRuns) -> Vec<StatsRow> {
         .collect()
 }
 
-/// Folds the bucketed rows into per-model and per-prompt-pack statistics, sorted by key.
-pub fn summarize(from: i64, to: i64, rows: &[StatsRow]) -> Overview {
+/// Folds the bucketed rows into per-model, per-prompt-pack and per-pair statistics,
+/// sorted by key.
+pub fn summarize(filter: &OverviewFilter, rows: &[StatsRow]) -> Overview {
+    const NONE: &str = "(none)";
     let by = |key: fn(&StatsRow) -> Option<&str>| {
         let mut groups: BTreeMap<String, Vec<&StatsRow>> = BTreeMap::new();
         for row in rows {
-            let name = key(row).unwrap_or("(none)").to_owned();
+            let name = key(row).unwrap_or(NONE).to_owned();
             groups.entry(name).or_default().push(row);
         }
         groups
@@ -269,11 +320,53 @@ pub fn summarize(from: i64, to: i64, rows: &[StatsRow]) -> Overview {
             .map(|(key, rows)| group(key, &rows))
             .collect()
     };
+    let mut pairs: BTreeMap<(&str, &str), Vec<&StatsRow>> = BTreeMap::new();
+    for row in rows {
+        let pack = row.prompt_pack_version.as_deref().unwrap_or(NONE);
+        let model = row.model.as_deref().unwrap_or(NONE);
+        pairs.entry((pack, model)).or_default().push(row);
+    }
     Overview {
-        from,
-        to,
+        from: filter.from,
+        to: filter.to,
+        model: filter.model.clone(),
         by_model: by(|r| r.model.as_deref()),
         by_prompt_pack: by(|r| r.prompt_pack_version.as_deref()),
+        by_pack_and_model: pairs
+            .into_iter()
+            .map(|((pack, model), rows)| CellStats {
+                prompt_pack: pack.to_owned(),
+                model: model.to_owned(),
+                stats: group(pack.to_owned(), &rows),
+            })
+            .collect(),
+    }
+}
+
+/// Nearest-rank percentiles over the latency buckets of the rows with `status`.
+struct Percentiles(BTreeMap<i64, i64>);
+
+impl Percentiles {
+    fn of(rows: &[&StatsRow], status: &str) -> Self {
+        let mut buckets: BTreeMap<i64, i64> = BTreeMap::new();
+        for row in rows.iter().filter(|r| r.bucket >= 0 && r.status == status) {
+            *buckets.entry(row.bucket).or_default() += row.n;
+        }
+        Self(buckets)
+    }
+
+    /// The smallest bucket with at least `p`% of the values at or below it.
+    fn at(&self, p: f64) -> Option<i64> {
+        let timed: i64 = self.0.values().sum();
+        if timed == 0 {
+            return None;
+        }
+        let rank = ((p / 100.0) * timed as f64).ceil().max(1.0) as i64;
+        let mut seen = 0;
+        self.0.iter().find_map(|(bucket, n)| {
+            seen += n;
+            (seen >= rank).then_some(*bucket)
+        })
     }
 }
 
@@ -287,23 +380,9 @@ fn group(key: String, rows: &[&StatsRow]) -> GroupStats {
     let total: i64 = rows.iter().map(|r| r.n).sum();
     let (success, failed, timeout) = (count("success"), count("failed"), count("timeout"));
     let stale = count(STALE);
-    let mut buckets: BTreeMap<i64, i64> = BTreeMap::new();
-    for row in rows.iter().filter(|r| r.bucket >= 0) {
-        *buckets.entry(row.bucket).or_default() += row.n;
-    }
-    let timed: i64 = buckets.values().sum();
-    let percentile = |p: f64| {
-        if timed == 0 {
-            return None;
-        }
-        // Nearest rank: the smallest value with at least p% of the values at or below it.
-        let rank = ((p / 100.0) * timed as f64).ceil().max(1.0) as i64;
-        let mut seen = 0;
-        buckets.iter().find_map(|(bucket, n)| {
-            seen += n;
-            (seen >= rank).then_some(*bucket)
-        })
-    };
+    let ok = Percentiles::of(rows, "success");
+    let failures = Percentiles::of(rows, "failed");
+    let timeouts = Percentiles::of(rows, "timeout");
     GroupStats {
         key,
         total,
@@ -312,9 +391,13 @@ fn group(key: String, rows: &[&StatsRow]) -> GroupStats {
         timeout,
         stale,
         other: total - success - failed - timeout - stale,
-        p50_ms: percentile(50.0),
-        p95_ms: percentile(95.0),
-        p99_ms: percentile(99.0),
+        p50_ms: ok.at(50.0),
+        p95_ms: ok.at(95.0),
+        p99_ms: ok.at(99.0),
+        failed_p50_ms: failures.at(50.0),
+        failed_p95_ms: failures.at(95.0),
+        timeout_p50_ms: timeouts.at(50.0),
+        timeout_p95_ms: timeouts.at(95.0),
     }
 }
 
@@ -334,20 +417,41 @@ mod tests {
         let rows = [
             row("success", 100, 50),
             row("success", 200, 45),
+            row("success", 900, 5),
             row("timeout", 30_000, 5),
+            row("failed", 40, 9),
+            row("failed", 60, 1),
             row("running", -1, 3),
             row("stale", -1, 2),
         ];
-        let stats = summarize(0, 1, &rows);
+        let filter = OverviewFilter {
+            from: 0,
+            to: 1,
+            model: None,
+        };
+        let stats = summarize(&filter, &rows);
         let m = &stats.by_model[0];
         assert_eq!(
-            (m.total, m.success, m.timeout, m.stale, m.other),
-            (105, 95, 5, 2, 3)
+            (m.total, m.success, m.failed, m.timeout, m.stale, m.other),
+            (120, 100, 10, 5, 2, 3)
         );
-        assert_eq!(m.p50_ms, Some(100));
-        assert_eq!(m.p95_ms, Some(200));
-        assert_eq!(m.p99_ms, Some(30_000));
+        // Successes only: the fast failures and the slow timeouts are apart.
+        assert_eq!(
+            (m.p50_ms, m.p95_ms, m.p99_ms),
+            (Some(100), Some(200), Some(900))
+        );
+        assert_eq!((m.failed_p50_ms, m.failed_p95_ms), (Some(40), Some(60)));
+        assert_eq!(
+            (m.timeout_p50_ms, m.timeout_p95_ms),
+            (Some(30_000), Some(30_000))
+        );
         assert_eq!(stats.by_prompt_pack[0].key, "(none)");
+        let cell = &stats.by_pack_and_model[0];
+        assert_eq!(
+            (cell.prompt_pack.as_str(), cell.model.as_str()),
+            ("(none)", "m")
+        );
+        assert_eq!(cell.stats.total, 120);
         assert_eq!(latency_bucket(1234), 1200);
         let packed = PackedRuns {
             runs: Some(

@@ -15,7 +15,9 @@ use super::projection::Prepared;
 use super::schema::{self, Table, Value};
 use super::writer::WriterConn;
 use super::{
-    overview, Batch, Dialect, Overview, StaleCutoff, StoreError, StoreOptions, WriteReport,
+    error_groups, overview, Batch, Dialect, ErrorFilter, ErrorGroups, ErrorSample,
+    ErrorSampleFilter, Overview, OverviewFilter, StaleCutoff, StoreError, StoreOptions,
+    WriteReport,
 };
 
 /// The Postgres store.
@@ -254,10 +256,24 @@ impl Dialect for PostgresStore {
 
     async fn overview(
         &self,
-        from: i64,
-        to: i64,
+        filter: &OverviewFilter,
         stale: StaleCutoff,
     ) -> Result<Overview, StoreError> {
-        overview::postgres(&self.reader, from, to, stale).await
+        overview::postgres(&self.reader, filter, stale).await
+    }
+
+    async fn error_groups(&self, filter: &ErrorFilter) -> Result<ErrorGroups, StoreError> {
+        error_groups::postgres(&self.reader, filter).await
+    }
+
+    async fn error_samples(
+        &self,
+        filter: &ErrorSampleFilter,
+    ) -> Result<Vec<ErrorSample>, StoreError> {
+        error_groups::samples_postgres(&self.reader, filter).await
+    }
+
+    async fn backfill_error_groups(&self) -> Result<u64, StoreError> {
+        error_groups::backfill_postgres(&self.reader).await
     }
 }

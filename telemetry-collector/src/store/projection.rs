@@ -125,6 +125,9 @@ pub(crate) struct VariantUpsert<'a> {
     pub variant_id: &'a str,
     pub start: Option<Ident<'a>>,
     pub result: Option<(Ident<'a>, &'a VariantOutcome)>,
+    /// The winning result's message normalised ([`super::normalise`]) when it
+    /// failed or timed out: what groups it with others.
+    pub error_group: Option<String>,
 }
 
 impl<'a> VariantUpsert<'a> {
@@ -147,6 +150,23 @@ impl<'a> VariantUpsert<'a> {
     pub fn outcome(&self) -> Option<&'a VariantOutcome> {
         self.result.as_ref().map(|(_, result)| *result)
     }
+
+    /// The group of the winning result's error, once the batch is folded: from the
+    /// winning result alone, like every column of the end half.
+    fn group_error(&mut self) {
+        self.error_group = self
+            .outcome()
+            .filter(|r| is_error_status(&r.status))
+            .map(|r| super::normalise::normalise(&r.error_message));
+    }
+}
+
+/// The variant statuses error groups count: a result that failed or timed out.
+pub const ERROR_STATUSES: [&str; 2] = ["failed", "timeout"];
+
+/// Whether a variant status is one of [`ERROR_STATUSES`].
+pub fn is_error_status(status: &str) -> bool {
+    ERROR_STATUSES.contains(&status)
 }
 
 /// The winning `ProducerStats` of a producer in a batch.
@@ -386,10 +406,14 @@ impl<'a> Prepared<'a> {
         for (fact, rejection) in &refused {
             dead.push(dead_letter(&fact.origin, &fact.raw, rejection.to_string()));
         }
+        let mut variants: Vec<VariantUpsert<'a>> = variants.into_values().collect();
+        for variant in &mut variants {
+            variant.group_error();
+        }
         Self {
             events,
             runs: runs.into_values().collect(),
-            variants: variants.into_values().collect(),
+            variants,
             producers,
             dead,
             refused,
@@ -479,5 +503,6 @@ fn variant_entry<'m, 'a>(
             variant_id,
             start: None,
             result: None,
+            error_group: None,
         })
 }

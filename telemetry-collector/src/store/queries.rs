@@ -11,9 +11,10 @@ use super::monitor_reads::{
 };
 use super::ops::{OLD_RUNS, ORPHAN_VARIANTS};
 use super::{
-    Batch, DeadLetterRecord, Dialect, EventFilter, EventRecord, HealthCounts, Overview,
-    ProducerRecord, PruneCounts, RunDetail, RunFilter, RunRecord, StaleCutoff, Store, StoreError,
-    VariantRecord, WriteReport, MAX_RUN_EVENTS,
+    Batch, DeadLetterRecord, Dialect, ErrorFilter, ErrorGroups, ErrorSample, ErrorSampleFilter,
+    EventFilter, EventRecord, HealthCounts, Overview, OverviewFilter, ProducerRecord, PruneCounts,
+    RunDetail, RunFilter, RunRecord, StaleCutoff, Store, StoreError, VariantRecord, WriteReport,
+    MAX_RUN_EVENTS,
 };
 
 /// The rows a statement changed, from either driver's result (sqlx has no trait for it).
@@ -83,7 +84,15 @@ where
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        Dialect::migrate(self).await
+        Dialect::migrate(self).await?;
+        let filled = self.backfill_error_groups().await?;
+        if filled > 0 {
+            tracing::info!(
+                variants = filled,
+                "error groups filled for variants stored before them"
+            );
+        }
+        Ok(())
     }
 
     async fn write(&self, batch: &Batch) -> Result<WriteReport, StoreError> {
@@ -215,11 +224,21 @@ where
 
     async fn monitor_stats(
         &self,
-        from: i64,
-        to: i64,
+        filter: &OverviewFilter,
         stale: StaleCutoff,
     ) -> Result<Overview, StoreError> {
-        self.overview(from, to, stale).await
+        self.overview(filter, stale).await
+    }
+
+    async fn monitor_error_groups(&self, filter: &ErrorFilter) -> Result<ErrorGroups, StoreError> {
+        self.error_groups(filter).await
+    }
+
+    async fn monitor_error_samples(
+        &self,
+        filter: &ErrorSampleFilter,
+    ) -> Result<Vec<ErrorSample>, StoreError> {
+        self.error_samples(filter).await
     }
 
     // --- operations (see `store::ops`) ---

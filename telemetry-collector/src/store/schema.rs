@@ -381,6 +381,7 @@ pub(crate) fn variants<'a>() -> Table<VariantUpsert<'a>> {
             text("error_message", End, |v| {
                 v.outcome().map(|r| r.error_message.as_str())
             }),
+            text("error_group", End, |v| v.error_group.as_deref()),
             int("finished_at", End, |v| {
                 v.result.as_ref().map(|(i, _)| i.occurred_at)
             }),

@@ -8,7 +8,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use super::{
-    overview, Batch, Dialect, Overview, StaleCutoff, StoreError, StoreOptions, WriteReport,
+    error_groups, overview, Batch, Dialect, ErrorFilter, ErrorGroups, ErrorSample,
+    ErrorSampleFilter, Overview, OverviewFilter, StaleCutoff, StoreError, StoreOptions,
+    WriteReport,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -114,10 +116,24 @@ impl Dialect for SqliteStore {
 
     async fn overview(
         &self,
-        from: i64,
-        to: i64,
+        filter: &OverviewFilter,
         stale: StaleCutoff,
     ) -> Result<Overview, StoreError> {
-        overview::sqlite(&self.reader, from, to, stale).await
+        overview::sqlite(&self.reader, filter, stale).await
+    }
+
+    async fn error_groups(&self, filter: &ErrorFilter) -> Result<ErrorGroups, StoreError> {
+        error_groups::sqlite(&self.reader, filter).await
+    }
+
+    async fn error_samples(
+        &self,
+        filter: &ErrorSampleFilter,
+    ) -> Result<Vec<ErrorSample>, StoreError> {
+        error_groups::samples_sqlite(&self.reader, filter).await
+    }
+
+    async fn backfill_error_groups(&self) -> Result<u64, StoreError> {
+        error_groups::backfill_sqlite(&self.writer).await
     }
 }

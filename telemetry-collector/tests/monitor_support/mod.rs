@@ -91,6 +91,11 @@ impl RunSpec {
         }
     }
 
+    /// When the result of `variant` is dated (its `occurred_at` in [`Self::envelopes`]).
+    pub fn result_at(&self, variant: &VariantSpec) -> i64 {
+        self.started_at + 10 + variant.latency_ms as i64
+    }
+
     /// The envelopes a renderer would send for this run.
     pub fn envelopes(&self) -> Vec<v1::Envelope> {
         let mut seq = 0u64;
@@ -161,14 +166,15 @@ impl RunSpec {
                     latency_ms: v.latency_ms,
                     output_image_key: v.image_key.clone(),
                     output_image_hash: "ff".into(),
-                    error_code: if v.status == "success" {
-                        0
-                    } else {
-                        v1::ErrorCode::ProviderError as i32
+                    // As the renderer sends them.
+                    error_code: match v.status {
+                        "success" => 0,
+                        "timeout" => v1::ErrorCode::Timeout as i32,
+                        _ => v1::ErrorCode::ProviderError as i32,
                     },
                     error_message: v.error_message.clone(),
                 }),
-                10 + v.latency_ms as i64,
+                self.result_at(v) - self.started_at,
             ));
         }
         if self.completed {

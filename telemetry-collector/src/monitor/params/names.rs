@@ -132,6 +132,7 @@ mod tests {
     use super::*;
     use crate::monitor::auth::LoginQuery;
     use crate::monitor::dead_letters::DeadLettersParams;
+    use crate::monitor::errors::{ErrorGroupsParams, ErrorsPageParams};
     use crate::monitor::events::EventsParams;
     use crate::monitor::overview::StatsParams;
     use crate::monitor::runs::RunsParams;
@@ -175,7 +176,15 @@ mod tests {
             ]
         );
         assert_eq!(accepted::<DeadLettersParams>(), ["limit", "cursor"]);
-        assert_eq!(accepted::<StatsParams>(), ["window", "from", "to"]);
+        assert_eq!(accepted::<StatsParams>(), ["window", "from", "to", "model"]);
+        assert_eq!(
+            accepted::<ErrorGroupsParams>(),
+            ["window", "from", "to", "model"]
+        );
+        assert_eq!(
+            accepted::<ErrorsPageParams>(),
+            ["window", "from", "to", "model", "error_code", "error_group"]
+        );
         assert_eq!(accepted::<LoginQuery>(), ["next"]);
         assert!(accepted::<NoParams>().is_empty());
     }

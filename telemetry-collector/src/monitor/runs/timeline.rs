@@ -171,6 +171,7 @@ mod tests {
             error_message: None,
             finished_at: end,
             result_event_id: None,
+            error_group: None,
         }
     }
 
