@@ -332,6 +332,9 @@ async fn error_codes_find_the_runs_that_failed_with_them(backend: Backend) {
     seed(&store, &envelopes, &[]).await;
     let app = monitor(store.clone());
     let failing = |s: &RunSpec| s.variants.iter().any(|v| v.status != "success");
+    // Timeouts carry ERROR_CODE_TIMEOUT, as the renderer sends them; failures the
+    // provider's error.
+    let provider_failed = |s: &RunSpec| s.variants.iter().any(|v| v.status == "failed");
     let index = |s: &RunSpec| specs.iter().position(|x| x.run_id == s.run_id).unwrap();
     let cases: Vec<(&str, Vec<String>)> = vec![
         (
@@ -340,12 +343,12 @@ async fn error_codes_find_the_runs_that_failed_with_them(backend: Backend) {
         ),
         (
             "error_code=PROVIDER_ERROR",
-            newest_first(&specs, |s| failing(s) && !storage(index(s))),
+            newest_first(&specs, |s| provider_failed(s) && !storage(index(s))),
         ),
         (
             "error_code=provider_error&status=failed",
             newest_first(&specs, |s| {
-                failing(s) && !storage(index(s)) && s.run_status() == "failed"
+                provider_failed(s) && !storage(index(s)) && s.run_status() == "failed"
             }),
         ),
         ("error_code=unspecified", vec![]),
