@@ -326,6 +326,11 @@ async fn the_overview_crosses_packs_with_models_and_filters_by_model(backend: Ba
         .map(|c| c["model"].as_str().unwrap())
         .collect();
     assert_eq!(models_of_cells, BTreeSet::from(["model-1"]));
+    // In any case, as the runs list's model filter.
+    let shouted = get(&app, &format!("/api/v1/stats?{window}&model=MODEL-1"), &[])
+        .await
+        .json();
+    assert_eq!(shouted["by_model"], only["by_model"], "{shouted}");
     let page = get(
         &app,
         &format!("/monitor/overview?{window}&model=model-1"),

@@ -46,7 +46,7 @@ const ERRORS: &str = "v.status IN ('failed', 'timeout')";
 pub struct ErrorFilter {
     pub from: i64,
     pub to: i64,
-    /// Exact model.
+    /// The model, in any ASCII case.
     pub model: Option<String>,
 }
 
@@ -200,9 +200,7 @@ pub(crate) fn groups_sql_postgres(
           WHERE v.run_id = r.run_id AND {ERRORS} OFFSET 0) v WHERE 1 = 1"
     ));
     range(&mut query, "r.started_at", Some(from), Some(filter.to));
-    if let Some(model) = &filter.model {
-        query.push(" AND r.model = ").push_bind(model.as_str());
-    }
+    super::monitor_reads::run_model_is(&mut query, filter.model.as_deref());
     query.push(" GROUP BY 1, 2, 3, 4");
     query
 }
@@ -220,9 +218,7 @@ pub(crate) fn groups_sql_sqlite(
          WHERE v.run_id = r.run_id AND {ERRORS}"
     ));
     range(&mut query, "r.started_at", Some(from), Some(filter.to));
-    if let Some(model) = &filter.model {
-        query.push(" AND r.model = ").push_bind(model.as_str());
-    }
+    super::monitor_reads::run_model_is(&mut query, filter.model.as_deref());
     query.push(" GROUP BY 1, 2, 3, 4");
     query
 }
@@ -298,6 +294,7 @@ fn samples_sql<'a, DB: sqlx::Database>(
 where
     i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    String: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     let mut query = QueryBuilder::new(
         "SELECT r.run_id AS run_id, r.started_at AS started_at, r.shop_id AS shop_id, \
@@ -333,9 +330,7 @@ where
         Some(filter.from),
         Some(filter.to),
     );
-    if let Some(model) = &filter.model {
-        query.push(" AND r.model = ").push_bind(model.as_str());
-    }
+    super::monitor_reads::run_model_is(&mut query, filter.model.as_deref());
     query
         .push(" ORDER BY r.started_at DESC, r.run_id DESC LIMIT ")
         .push_bind(filter.limit.clamp(1, super::MAX_PAGE_SIZE));

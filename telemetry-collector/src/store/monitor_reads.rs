@@ -378,6 +378,21 @@ pub(crate) fn range<DB>(
     }
 }
 
+/// `AND lower(r.model) = <model, lowercased>` when a model is given: the overview's and
+/// the error groups' model filter, in any case like the runs list's (both databases
+/// lowercase ASCII only, as the runs list's index does).
+pub(crate) fn run_model_is<DB>(query: &mut QueryBuilder<'_, DB>, model: Option<&str>)
+where
+    DB: Database,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    if let Some(model) = model {
+        query
+            .push(" AND lower(r.model) = ")
+            .push_bind(model.to_ascii_lowercase());
+    }
+}
+
 /// One value of a keyset cursor.
 #[derive(Debug, Clone, Copy)]
 enum Key<'a> {

@@ -107,7 +107,7 @@ pub struct Overview {
 pub struct OverviewFilter {
     pub from: i64,
     pub to: i64,
-    /// Exact model.
+    /// The model, in any ASCII case.
     pub model: Option<String>,
 }
 
@@ -159,9 +159,7 @@ pub(crate) fn stats_sql(filter: &OverviewFilter, stale: StaleCutoff) -> QueryBui
         Some(filter.from),
         Some(filter.to),
     );
-    if let Some(model) = &filter.model {
-        query.push(" AND r.model = ").push_bind(model.as_str());
-    }
+    super::monitor_reads::run_model_is(&mut query, filter.model.as_deref());
     query.push(" GROUP BY 1, 2, 3, 4, 5");
     query
 }
@@ -229,9 +227,7 @@ pub(crate) fn stats_packed_sql(
         Some(filter.from),
         Some(filter.to),
     );
-    if let Some(model) = &filter.model {
-        query.push(" AND r.model = ").push_bind(model.as_str());
-    }
+    super::monitor_reads::run_model_is(&mut query, filter.model.as_deref());
     query
 }
 
