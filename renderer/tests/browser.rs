@@ -10,6 +10,7 @@
 //! the browser's time zone or UTC. Screenshots land in `target/` (paths printed).
 
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,7 +30,9 @@ const VARIANTS: [&str; 4] = ["w", "x", "y", "z"];
 /// How long the page may take to show what the test waits for.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// chromedriver on a free port, killed when dropped.
+/// chromedriver on a free port in a process group of its own, which Chromium joins:
+/// the whole group is killed when dropped, so a failing test leaves no browser behind
+/// (killing only chromedriver orphaned Chromium's processes).
 struct ChromeDriver {
     child: Child,
     port: u16,
@@ -52,6 +55,7 @@ impl ChromeDriver {
         }
         let port = test_support::free_port();
         let child = Command::new(CHROMEDRIVER)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .envs(env.iter().copied())
             .stdout(Stdio::null())
@@ -90,6 +94,10 @@ impl ChromeDriver {
 
 impl Drop for ChromeDriver {
     fn drop(&mut self) {
+        // The group's id is chromedriver's pid (`process_group(0)`).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
