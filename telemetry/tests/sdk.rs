@@ -107,18 +107,10 @@ fn variant_result(i: usize) -> VariantResultRecord {
 }
 
 async fn wait_until_settled(telemetry: &Telemetry, within: Duration) {
-    let started = Instant::now();
-    loop {
-        let stats = telemetry.stats();
-        if stats.queue_depth == 0 {
-            return;
-        }
-        assert!(
-            started.elapsed() < within,
-            "events still queued after {within:?}: {stats:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_stats(telemetry, within, "every event settled", |s| {
+        s.queue_depth == 0
+    })
+    .await;
 }
 
 #[tokio::test]
