@@ -189,11 +189,7 @@ impl JetStreamHealth {
     pub fn failed(&self, reason: String) {
         let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         match &mut *failing {
-            Some((last_reason, _)) => {
-                if *last_reason != reason {
-                    *last_reason = reason;
-                }
-            }
+            Some((last_reason, _)) => *last_reason = reason,
             None => *failing = Some((reason, Instant::now())),
         }
         self.is_failing.store(true, Relaxed);
