@@ -66,7 +66,11 @@ impl NatsCluster {
     pub async fn wait_for_jetstream(&self, timeout: Duration) {
         let started = Instant::now();
         for i in (0..NODES).filter(|&i| self.is_running(i)) {
-            let client = async_nats::connect(self.url(i))
+            // A node just (re)started can take longer than one connect attempt's
+            // timeout on a busy machine (seen in CI): keep trying within `timeout`.
+            let client = async_nats::ConnectOptions::new()
+                .retry_on_initial_connect()
+                .connect(self.url(i))
                 .await
                 .expect("connect to a cluster node");
             loop {
