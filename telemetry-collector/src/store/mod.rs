@@ -22,6 +22,7 @@ pub(crate) mod overview;
 mod postgres;
 pub(crate) mod projection;
 mod queries;
+pub mod rollups;
 pub mod schema;
 mod sqlite;
 pub mod stale;
@@ -113,6 +114,10 @@ pub struct StoreOptions {
     /// power loss cannot drop a batch that was acked. No setting turns it off; only
     /// the ingest bench does, to print what durability costs.
     pub durable_commits: bool,
+    /// Ingest keeps the time-series rollups ([`rollups`]). No setting turns it off
+    /// either: only the ingest bench does, to print what they cost. Off, the rollups
+    /// go stale and the overview is wrong.
+    pub rollups: bool,
 }
 
 impl Default for StoreOptions {
@@ -123,6 +128,7 @@ impl Default for StoreOptions {
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
             durable_commits: true,
+            rollups: true,
         }
     }
 }
@@ -308,12 +314,15 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
     /// See [`Store::close`].
     async fn close(&self);
-    /// See [`Store::monitor_stats`]: each database aggregates its own way.
-    async fn overview(
+    /// The overview's rows read from `render_runs` and `variant_results` (fine latency
+    /// buckets): each database aggregates its own way. [`Store::monitor_stats`] reads
+    /// only a window's sub-minute edges so; whole minutes and hours come from the
+    /// rollups ([`rollups::Plan`]).
+    async fn overview_rows(
         &self,
         filter: &OverviewFilter,
         stale: StaleCutoff,
-    ) -> Result<Overview, StoreError>;
+    ) -> Result<Vec<StatsRow>, StoreError>;
     /// See [`Store::monitor_error_groups`] ([`error_groups`]).
     async fn error_groups(&self, filter: &ErrorFilter) -> Result<ErrorGroups, StoreError>;
     /// See [`Store::monitor_error_samples`].
@@ -324,6 +333,21 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// Fills `error_group` on rows stored before it; returns how many
     /// ([`error_groups::backfill_sqlite`]).
     async fn backfill_error_groups(&self) -> Result<u64, StoreError>;
+    /// Deletes at most `limit` runs started before `cutoff` with their variants, in
+    /// the caller's transaction, subtracting them from the rollups; returns (runs,
+    /// variants) deleted.
+    async fn prune_runs(
+        &self,
+        conn: &mut <Self::Db as sqlx::Database>::Connection,
+        cutoff: i64,
+        limit: i64,
+    ) -> Result<(u64, u64), StoreError>;
+    /// In the caller's transaction, keeps batches from adding to the rollups until it
+    /// ends (the recount replaces them).
+    async fn lock_rollups(
+        &self,
+        conn: &mut <Self::Db as sqlx::Database>::Connection,
+    ) -> Result<(), StoreError>;
 }
 
 /// What the health strip reads from the database ([`Store::health_counts`]).
@@ -389,6 +413,13 @@ pub trait Store: Send + Sync + 'static {
         filter: &OverviewFilter,
         stale: StaleCutoff,
     ) -> Result<Overview, StoreError>;
+    /// Runs and variants by status, and each model's failure rate and success-only
+    /// latency, per step of the filter's window, from the rollups ([`rollups`]).
+    async fn monitor_series(
+        &self,
+        filter: &rollups::SeriesFilter,
+        stale: StaleCutoff,
+    ) -> Result<rollups::TimeSeries, StoreError>;
     /// Failed and timed-out variants of runs started in the filter's window, grouped
     /// by model, error code and normalised message ([`error_groups`]).
     async fn monitor_error_groups(&self, filter: &ErrorFilter) -> Result<ErrorGroups, StoreError>;
@@ -404,6 +435,13 @@ pub trait Store: Send + Sync + 'static {
     async fn prune_counts(&self, cutoff: i64) -> Result<PruneCounts, StoreError>;
     /// Deletes at most `limit` old rows per table in one short transaction.
     async fn prune_step(&self, cutoff: i64, limit: i64) -> Result<PruneCounts, StoreError>;
+    /// Replaces the rollups with a recount of the stored runs and variants, in one
+    /// transaction; returns the rows written. Start-up does it once, on a database
+    /// whose rows predate the rollups.
+    async fn recount_rollups(&self) -> Result<u64, StoreError>;
+    /// Where the rollups differ from a recount (empty when they agree): what the
+    /// property tests check, and what an operator can ask of a suspect database.
+    async fn rollup_drift(&self) -> Result<rollups::Drift, StoreError>;
     /// One dead letter.
     async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetterRecord>, StoreError>;
     /// Dead letters with `id > after_id`, oldest first (keyset paging).

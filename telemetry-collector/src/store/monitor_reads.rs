@@ -386,9 +386,21 @@ where
     DB: Database,
     String: for<'q> Encode<'q, DB> + Type<DB>,
 {
+    run_model_is_column(query, "r.model", model);
+}
+
+/// [`run_model_is`] over another column (the rollups' `model`).
+pub(crate) fn run_model_is_column<DB>(
+    query: &mut QueryBuilder<'_, DB>,
+    column: &str,
+    model: Option<&str>,
+) where
+    DB: Database,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
+{
     if let Some(model) = model {
         query
-            .push(" AND lower(r.model) = ")
+            .push(format_args!(" AND lower({column}) = "))
             .push_bind(model.to_ascii_lowercase());
     }
 }

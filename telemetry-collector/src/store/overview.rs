@@ -175,13 +175,14 @@ struct PgStatsRow {
     n: i64,
 }
 
-/// The overview on Postgres ([`stats_sql`]), on the reader pool, whose connections
-/// run without JIT ([`super::postgres`]: compiling took 186–282 ms of this query).
+/// The overview's rows on Postgres ([`stats_sql`]), on the reader pool, whose
+/// connections run without JIT ([`super::postgres`]: compiling took 186–282 ms of this
+/// query).
 pub(crate) async fn postgres(
     pool: &PgPool,
     filter: &OverviewFilter,
     stale: StaleCutoff,
-) -> Result<Overview, StoreError> {
+) -> Result<Vec<StatsRow>, StoreError> {
     let rows: Vec<PgStatsRow> = stats_sql(filter, stale)
         .build_query_as()
         .fetch_all(pool)
@@ -196,7 +197,7 @@ pub(crate) async fn postgres(
             n: r.n,
         })
         .collect();
-    Ok(summarize(filter, &rows))
+    Ok(rows)
 }
 
 /// The overview's query for SQLite: one JSON array of `[model, prompt pack, variants,
@@ -231,17 +232,17 @@ pub(crate) fn stats_packed_sql(
     query
 }
 
-/// The overview on SQLite ([`stats_packed_sql`], counted by [`fold_packed`]).
+/// The overview's rows on SQLite ([`stats_packed_sql`], counted by [`fold_packed`]).
 pub(crate) async fn sqlite(
     pool: &SqlitePool,
     filter: &OverviewFilter,
     stale: StaleCutoff,
-) -> Result<Overview, StoreError> {
+) -> Result<Vec<StatsRow>, StoreError> {
     let packed: PackedRuns = stats_packed_sql(filter, stale)
         .build_query_as()
         .fetch_one(pool)
         .await?;
-    Ok(summarize(filter, &fold_packed(&packed)))
+    Ok(fold_packed(&packed))
 }
 
 /// The row of [`stats_packed_sql`].
@@ -339,8 +340,8 @@ pub fn summarize(filter: &OverviewFilter, rows: &[StatsRow]) -> Overview {
     }
 }
 
-/// Nearest-rank percentiles over the latency buckets of the rows with `status`.
-struct Percentiles(BTreeMap<i64, i64>);
+/// Nearest-rank percentiles over latency buckets (bucket → count).
+pub(crate) struct Percentiles(pub BTreeMap<i64, i64>);
 
 impl Percentiles {
     fn of(rows: &[&StatsRow], status: &str) -> Self {
@@ -352,7 +353,7 @@ impl Percentiles {
     }
 
     /// The smallest bucket with at least `p`% of the values at or below it.
-    fn at(&self, p: f64) -> Option<i64> {
+    pub(crate) fn at(&self, p: f64) -> Option<i64> {
         let timed: i64 = self.0.values().sum();
         if timed == 0 {
             return None;

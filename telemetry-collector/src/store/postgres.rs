@@ -12,11 +12,12 @@ use sqlx::{Connection as _, Postgres};
 use telemetry_proto::BodyKind;
 
 use super::projection::Prepared;
+use super::rollups::{self, Contribution, Delta, Grain};
 use super::schema::{self, Table, Value};
 use super::writer::WriterConn;
 use super::{
     error_groups, overview, Batch, Dialect, ErrorFilter, ErrorGroups, ErrorSample,
-    ErrorSampleFilter, Overview, OverviewFilter, StaleCutoff, StoreError, StoreOptions,
+    ErrorSampleFilter, OverviewFilter, StaleCutoff, StatsRow, StoreError, StoreOptions,
     WriteReport,
 };
 
@@ -74,7 +75,7 @@ impl PostgresStore {
             reader,
             connect,
             acquire_timeout: options.acquire_timeout,
-            statements: std::sync::Arc::new(Statements::new()),
+            statements: std::sync::Arc::new(Statements::new(options.rollups)),
         })
     }
 
@@ -109,11 +110,30 @@ struct Statements {
     variants: String,
     producers: String,
     dead_letters: String,
+    /// The rollup contributions of an array of runs ([`rollups::touched_sql`]).
+    touched: String,
+    /// Per [`Grain`]: adds arrays of rows to the table.
+    add_rollups: [String; 2],
+    /// Whether ingest keeps the rollups ([`super::StoreOptions::rollups`]).
+    rollups: bool,
 }
 
 impl Statements {
-    fn new() -> Self {
+    fn new(rollups: bool) -> Self {
+        let add = |grain: Grain| {
+            let table = grain.table();
+            format!(
+                "INSERT INTO {table} (bucket, kind, model, prompt_pack, status, latency, n) \
+                 SELECT * FROM UNNEST($1::bigint[], $2::smallint[], $3::text[], $4::text[], \
+                 $5::text[], $6::bigint[], $7::bigint[]) \
+                 ON CONFLICT (bucket, kind, model, prompt_pack, status, latency) \
+                 DO UPDATE SET n = {table}.n + excluded.n"
+            )
+        };
         Self {
+            touched: rollups::touched_sql("= ANY($1)"),
+            add_rollups: [add(Grain::Minute), add(Grain::Hour)],
+            rollups,
             events: format!(
                 "WITH ins AS ({} RETURNING producer, kind) \
                  SELECT producer, kind = '{}' AS stats, count(*) FROM ins GROUP BY 1, 2",
@@ -126,6 +146,62 @@ impl Statements {
             dead_letters: schema::dead_letters().unnest_upsert(),
         }
     }
+}
+
+/// Takes the transaction-scoped advisory lock of each run of `ids`, in
+/// [`rollups::lock_keys`] order: a concurrent batch or prune touching one of them waits
+/// until this transaction ends, so its "before" reads what this one committed.
+async fn lock_runs(conn: &mut sqlx::PgConnection, ids: &[&str]) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k")
+        .bind(rollups::lock_keys(ids.iter().copied()))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The rollup contributions of the runs `ids` ([`rollups`]).
+async fn contributions(
+    conn: &mut sqlx::PgConnection,
+    statements: &Statements,
+    ids: &[&str],
+) -> Result<Vec<Contribution>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query_as(&statements.touched)
+        .bind(ids)
+        .fetch_all(&mut *conn)
+        .await?)
+}
+
+/// Adds `delta` to the rollup tables, rows in key order (one lock order for every
+/// writer).
+async fn add_rollups(
+    conn: &mut sqlx::PgConnection,
+    statements: &Statements,
+    delta: &Delta,
+) -> Result<(), StoreError> {
+    for (grain, sql) in Grain::ALL.iter().zip(&statements.add_rollups) {
+        let counts = delta.of(*grain);
+        if counts.is_empty() {
+            continue;
+        }
+        let keys = || counts.keys();
+        sqlx::query(sql)
+            .bind(keys().map(|k| k.bucket).collect::<Vec<_>>())
+            .bind(keys().map(|k| k.kind as i16).collect::<Vec<_>>())
+            .bind(keys().map(|k| k.model.as_str()).collect::<Vec<_>>())
+            .bind(keys().map(|k| k.prompt_pack.as_str()).collect::<Vec<_>>())
+            .bind(keys().map(|k| k.status.as_str()).collect::<Vec<_>>())
+            .bind(keys().map(|k| k.latency).collect::<Vec<_>>())
+            .bind(counts.values().copied().collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Binds `rows` as one array per column of `table`, in the table's order.
@@ -175,6 +251,13 @@ impl Dialect for PostgresStore {
         };
         let mut tx = conn.begin().await?;
         let statements = &self.statements;
+        // First, before this transaction holds anything else (module doc of `rollups`).
+        let touched = if statements.rollups {
+            prepared.touched_runs()
+        } else {
+            Vec::new()
+        };
+        lock_runs(&mut tx, &touched).await?;
 
         if !prepared.events.is_empty() {
             let table = schema::events();
@@ -206,6 +289,13 @@ impl Dialect for PostgresStore {
             }
         }
         report.refused = prepared.refused_report();
+        // The refold of a conflict only drops envelopes: its runs are among those locked.
+        let touched = if statements.rollups {
+            prepared.touched_runs()
+        } else {
+            Vec::new()
+        };
+        let before = contributions(&mut tx, statements, &touched).await?;
         if !prepared.runs.is_empty() {
             bind_columns(&statements.runs, &schema::runs(), &prepared.runs)
                 .execute(&mut *tx)
@@ -219,6 +309,10 @@ impl Dialect for PostgresStore {
             )
             .execute(&mut *tx)
             .await?;
+        }
+        if !touched.is_empty() {
+            let after = contributions(&mut tx, statements, &touched).await?;
+            add_rollups(&mut tx, statements, &Delta::between(&before, &after)).await?;
         }
         let producers = prepared.take_producers();
         if !producers.is_empty() {
@@ -254,11 +348,11 @@ impl Dialect for PostgresStore {
         self.reader.close().await;
     }
 
-    async fn overview(
+    async fn overview_rows(
         &self,
         filter: &OverviewFilter,
         stale: StaleCutoff,
-    ) -> Result<Overview, StoreError> {
+    ) -> Result<Vec<StatsRow>, StoreError> {
         overview::postgres(&self.reader, filter, stale).await
     }
 
@@ -271,6 +365,60 @@ impl Dialect for PostgresStore {
         filter: &ErrorSampleFilter,
     ) -> Result<Vec<ErrorSample>, StoreError> {
         error_groups::samples_postgres(&self.reader, filter).await
+    }
+
+    async fn prune_runs(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        cutoff: i64,
+        limit: i64,
+    ) -> Result<(u64, u64), StoreError> {
+        let statements = &self.statements;
+        let ids: Vec<String> = sqlx::query_scalar(super::ops::OLD_RUNS)
+            .bind(cutoff)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?;
+        if ids.is_empty() {
+            return Ok((0, 0));
+        }
+        let mut ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let still_old: Vec<String>;
+        if statements.rollups {
+            // A batch touching one of these runs commits before or after, not across;
+            // one that committed meanwhile may have moved a run's start (its start
+            // arrived after its completion): only those still old go.
+            lock_runs(conn, &ids).await?;
+            still_old = sqlx::query_scalar(
+                "SELECT run_id FROM render_runs WHERE run_id = ANY($1) AND started_at < $2",
+            )
+            .bind(&ids)
+            .bind(cutoff)
+            .fetch_all(&mut *conn)
+            .await?;
+            ids = still_old.iter().map(String::as_str).collect();
+            let before = contributions(conn, statements, &ids).await?;
+            add_rollups(conn, statements, &Delta::between(&before, &[])).await?;
+        }
+        let variants = sqlx::query("DELETE FROM variant_results WHERE run_id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        let runs = sqlx::query("DELETE FROM render_runs WHERE run_id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        Ok((runs, variants))
+    }
+
+    async fn lock_rollups(&self, conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+        // Batches' additions wait for the recount; their reads do not.
+        sqlx::query("LOCK TABLE rollup_minutes, rollup_hours IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
     }
 
     async fn backfill_error_groups(&self) -> Result<u64, StoreError> {

@@ -470,6 +470,20 @@ impl<'a> Prepared<'a> {
         }
     }
 
+    /// The runs whose rollup contributions the batch may change ([`super::rollups`]):
+    /// those of its run and variant rows, sorted, each once.
+    pub fn touched_runs(&self) -> Vec<&'a str> {
+        let mut ids: Vec<&'a str> = self
+            .runs
+            .iter()
+            .map(|r| r.run_id)
+            .chain(self.variants.iter().map(|v| v.run_id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     /// [`Self::refused`] as the write report gives it.
     pub fn refused_report(&self) -> Vec<(Origin, String)> {
         self.refused

@@ -9,12 +9,13 @@ use super::monitor_reads::{
     dead_letters_query, error_count_query, events_query, prefix_end, runs_query, shops_query,
     FetchBuilt, RunsPlan, ShopMatch, MAX_SORTED_ERROR_VARIANTS,
 };
-use super::ops::{OLD_RUNS, ORPHAN_VARIANTS};
+use super::ops::ORPHAN_VARIANTS;
+use super::rollups;
 use super::{
     Batch, DeadLetterRecord, Dialect, ErrorFilter, ErrorGroups, ErrorSample, ErrorSampleFilter,
     EventFilter, EventRecord, HealthCounts, Overview, OverviewFilter, ProducerRecord, PruneCounts,
-    RunDetail, RunFilter, RunRecord, StaleCutoff, Store, StoreError, VariantRecord, WriteReport,
-    MAX_RUN_EVENTS,
+    RunDetail, RunFilter, RunRecord, StaleCutoff, StatsRow, Store, StoreError, VariantRecord,
+    WriteReport, MAX_RUN_EVENTS,
 };
 
 /// The rows a statement changed, from either driver's result (sqlx has no trait for it).
@@ -72,6 +73,9 @@ where
     String: for<'q> Encode<'q, DB> + Type<DB>,
     (i64,): for<'r> FromRow<'r, DB::Row>,
     (String,): for<'r> FromRow<'r, DB::Row>,
+    rollups::Row: for<'r> FromRow<'r, DB::Row>,
+    rollups::SeriesRow: for<'r> FromRow<'r, DB::Row>,
+    StatsRow: for<'r> FromRow<'r, DB::Row>,
     RunRecord: for<'r> FromRow<'r, DB::Row>,
     VariantRecord: for<'r> FromRow<'r, DB::Row>,
     EventRecord: for<'r> FromRow<'r, DB::Row>,
@@ -85,6 +89,18 @@ where
 
     async fn migrate(&self) -> Result<(), StoreError> {
         Dialect::migrate(self).await?;
+        let counted: Option<(i64,)> = sqlx::query_as("SELECT counted_at FROM rollup_state")
+            .fetch_optional(self.operator())
+            .await?;
+        if counted.is_none() {
+            let started = std::time::Instant::now();
+            let rows = self.recount_rollups().await?;
+            tracing::info!(
+                rows,
+                took_ms = started.elapsed().as_millis() as u64,
+                "rollups counted from the stored runs"
+            );
+        }
         let filled = self.backfill_error_groups().await?;
         if filled > 0 {
             tracing::info!(
@@ -227,7 +243,34 @@ where
         filter: &OverviewFilter,
         stale: StaleCutoff,
     ) -> Result<Overview, StoreError> {
-        self.overview(filter, stale).await
+        let plan = rollups::Plan::of(filter.from, filter.to, stale.0);
+        let mut rows = Vec::new();
+        for (grain, from, to, before_cutoff) in plan.rollups {
+            let query = rollups::overview_sql(grain, from, to, filter.model.as_deref());
+            let found: Vec<StatsRow> = DB::fetch_all(self.reader(), query).await?;
+            rows.extend(rollups::stale_rows(found, before_cutoff));
+        }
+        for (from, to) in plan.raw {
+            let edge = OverviewFilter {
+                from,
+                to,
+                model: filter.model.clone(),
+            };
+            rows.extend(rollups::coarse_rows(
+                self.overview_rows(&edge, stale).await?,
+            ));
+        }
+        Ok(super::overview::summarize(filter, &rows))
+    }
+
+    async fn monitor_series(
+        &self,
+        filter: &rollups::SeriesFilter,
+        stale: StaleCutoff,
+    ) -> Result<rollups::TimeSeries, StoreError> {
+        let (query, from, to, step) = rollups::series_sql(filter);
+        let rows: Vec<rollups::SeriesRow> = DB::fetch_all(self.reader(), query).await?;
+        Ok(rollups::series(&rows, (from, to, step), stale))
     }
 
     async fn monitor_error_groups(&self, filter: &ErrorFilter) -> Result<ErrorGroups, StoreError> {
@@ -273,23 +316,7 @@ where
     async fn prune_step(&self, cutoff: i64, limit: i64) -> Result<PruneCounts, StoreError> {
         let mut done = PruneCounts::default();
         let mut tx = self.operator().begin().await?;
-        // Variants first, while their runs still say which ones are old.
-        done.variants = sqlx::query(&format!(
-            "DELETE FROM variant_results WHERE run_id IN ({OLD_RUNS})"
-        ))
-        .bind(cutoff)
-        .bind(limit)
-        .execute(&mut *tx)
-        .await?
-        .rows();
-        done.runs = sqlx::query(&format!(
-            "DELETE FROM render_runs WHERE run_id IN ({OLD_RUNS})"
-        ))
-        .bind(cutoff)
-        .bind(limit)
-        .execute(&mut *tx)
-        .await?
-        .rows();
+        (done.runs, done.variants) = self.prune_runs(&mut tx, cutoff, limit).await?;
         if (done.runs as i64) < limit {
             // Old runs are gone: now the (rare) variants that never had a run row.
             // Scanned only here, not on every step.
@@ -324,6 +351,55 @@ where
         .rows();
         tx.commit().await?;
         Ok(done)
+    }
+
+    async fn recount_rollups(&self) -> Result<u64, StoreError> {
+        let mut tx = self.operator().begin().await?;
+        self.lock_rollups(&mut tx).await?;
+        let mut written = 0;
+        for grain in rollups::Grain::ALL {
+            let table = grain.table();
+            sqlx::query(&format!("DELETE FROM {table}"))
+                .execute(&mut *tx)
+                .await?;
+            written += sqlx::query(&format!(
+                "INSERT INTO {table} (bucket, kind, model, prompt_pack, status, latency, n) \
+                 SELECT * FROM ({}) AS recount",
+                rollups::recount_sql(grain)
+            ))
+            .execute(&mut *tx)
+            .await?
+            .rows();
+        }
+        sqlx::query(
+            "INSERT INTO rollup_state (id, counted_at) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET counted_at = excluded.counted_at",
+        )
+        .bind(service_kit::clock::now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    async fn rollup_drift(&self) -> Result<rollups::Drift, StoreError> {
+        let mut drift = rollups::Drift::new();
+        for grain in rollups::Grain::ALL {
+            // One transaction, so both reads see the same rows.
+            let mut tx = self.operator().begin().await?;
+            let stored: Vec<rollups::Row> = sqlx::query_as(&rollups::stored_sql(grain))
+                .fetch_all(&mut *tx)
+                .await?;
+            let recounted: Vec<rollups::Row> = sqlx::query_as(&rollups::recount_sql(grain))
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            drift.extend(rollups::drift(
+                &rollups::counts(stored),
+                &rollups::counts(recounted),
+            ));
+        }
+        Ok(drift)
     }
 
     async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetterRecord>, StoreError> {

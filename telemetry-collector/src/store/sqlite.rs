@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::{
     error_groups, overview, Batch, Dialect, ErrorFilter, ErrorGroups, ErrorSample,
-    ErrorSampleFilter, Overview, OverviewFilter, StaleCutoff, StoreError, StoreOptions,
+    ErrorSampleFilter, OverviewFilter, StaleCutoff, StatsRow, StoreError, StoreOptions,
     WriteReport,
 };
 use sqlx::sqlite::{
@@ -71,7 +71,7 @@ impl SqliteStore {
         Ok(Self {
             writer,
             reader,
-            statements: Arc::new(write::Statements::new()),
+            statements: Arc::new(write::Statements::new(options.rollups)),
         })
     }
 }
@@ -114,11 +114,11 @@ impl Dialect for SqliteStore {
         self.reader.close().await;
     }
 
-    async fn overview(
+    async fn overview_rows(
         &self,
         filter: &OverviewFilter,
         stale: StaleCutoff,
-    ) -> Result<Overview, StoreError> {
+    ) -> Result<Vec<StatsRow>, StoreError> {
         overview::sqlite(&self.reader, filter, stale).await
     }
 
@@ -135,5 +135,19 @@ impl Dialect for SqliteStore {
 
     async fn backfill_error_groups(&self) -> Result<u64, StoreError> {
         error_groups::backfill_sqlite(&self.writer).await
+    }
+
+    async fn prune_runs(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        cutoff: i64,
+        limit: i64,
+    ) -> Result<(u64, u64), StoreError> {
+        write::prune_runs(conn, &self.statements, cutoff, limit).await
+    }
+
+    async fn lock_rollups(&self, _conn: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+        // The operator pool is the single writer: no batch can commit meanwhile.
+        Ok(())
     }
 }

@@ -18,6 +18,7 @@ use sqlx::Sqlite;
 use telemetry_proto::BodyKind;
 
 use crate::store::projection::{EventInsert, Prepared};
+use crate::store::rollups::{self, Contribution, Delta, Grain};
 use crate::store::schema::{self, Syntax, Table, Value};
 use crate::store::writer::WriterConn;
 use crate::store::{Batch, StoreError, WriteReport};
@@ -70,11 +71,33 @@ pub(crate) struct Statements {
     variants: Shapes,
     producers: Shapes,
     dead_letters: Shapes,
+    /// The rollup contributions of the runs in a JSON list ([`rollups::touched_sql`]).
+    touched: String,
+    /// Per [`Grain`]: adds a JSON list of `[bucket, kind, model, prompt_pack, status,
+    /// latency, n]` rows to the table.
+    add_rollups: [String; 2],
+    /// Whether ingest keeps the rollups ([`crate::store::StoreOptions::rollups`]).
+    rollups: bool,
 }
 
 impl Statements {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(rollups: bool) -> Self {
+        let add = |grain: Grain| {
+            format!(
+                "INSERT INTO {} (bucket, kind, model, prompt_pack, status, latency, n) \
+                 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
+                 json_extract(value, '$[2]'), json_extract(value, '$[3]'), \
+                 json_extract(value, '$[4]'), json_extract(value, '$[5]'), \
+                 json_extract(value, '$[6]') FROM json_each(?) WHERE true \
+                 ON CONFLICT (bucket, kind, model, prompt_pack, status, latency) \
+                 DO UPDATE SET n = n + excluded.n",
+                grain.table()
+            )
+        };
         Self {
+            touched: rollups::touched_sql("IN (SELECT value FROM json_each(?))"),
+            add_rollups: [add(Grain::Minute), add(Grain::Hour)],
+            rollups,
             events: Shapes::of(&schema::events()),
             runs: Shapes::of(&schema::runs()),
             variants: Shapes::of(&schema::variants()),
@@ -136,6 +159,90 @@ fn group<'a>(event: &EventInsert<'a>) -> (&'a str, bool) {
     (event.fact.meta.producer.as_str(), stats)
 }
 
+/// The rollup contributions of the runs `ids` ([`rollups`]).
+pub(crate) async fn contributions(
+    conn: &mut sqlx::SqliteConnection,
+    statements: &Statements,
+    ids: &[&str],
+) -> Result<Vec<Contribution>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = serde_json::to_string(ids).expect("ids serialize");
+    Ok(sqlx::query_as(&statements.touched)
+        .bind(ids)
+        .fetch_all(&mut *conn)
+        .await?)
+}
+
+/// Adds `delta` to the rollup tables.
+pub(crate) async fn add_rollups(
+    conn: &mut sqlx::SqliteConnection,
+    statements: &Statements,
+    delta: &Delta,
+) -> Result<(), StoreError> {
+    for (grain, sql) in Grain::ALL.iter().zip(&statements.add_rollups) {
+        let counts = delta.of(*grain);
+        if counts.is_empty() {
+            continue;
+        }
+        let rows: Vec<serde_json::Value> = counts
+            .iter()
+            .map(|(k, n)| {
+                serde_json::json!([
+                    k.bucket,
+                    k.kind,
+                    k.model,
+                    k.prompt_pack,
+                    k.status,
+                    k.latency,
+                    n
+                ])
+            })
+            .collect();
+        let rows = serde_json::to_string(&rows).expect("rows serialize");
+        sqlx::query(sql).bind(rows).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Deletes at most `limit` runs started before `cutoff`, oldest first, with their
+/// variants, subtracting them from the rollups; returns (runs, variants) deleted.
+pub(crate) async fn prune_runs(
+    conn: &mut sqlx::SqliteConnection,
+    statements: &Statements,
+    cutoff: i64,
+    limit: i64,
+) -> Result<(u64, u64), StoreError> {
+    let ids: Vec<String> = sqlx::query_scalar(crate::store::ops::OLD_RUNS)
+        .bind(cutoff)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+    if ids.is_empty() {
+        return Ok((0, 0));
+    }
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    if statements.rollups {
+        let before = contributions(conn, statements, &ids).await?;
+        add_rollups(conn, statements, &Delta::between(&before, &[])).await?;
+    }
+    let json = serde_json::to_string(&ids).expect("ids serialize");
+    let variants =
+        sqlx::query("DELETE FROM variant_results WHERE run_id IN (SELECT value FROM json_each(?))")
+            .bind(&json)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    let runs =
+        sqlx::query("DELETE FROM render_runs WHERE run_id IN (SELECT value FROM json_each(?))")
+            .bind(&json)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    Ok((runs, variants))
+}
+
 /// Writes `batch` in one transaction.
 pub(crate) async fn write(
     pool: &SqlitePool,
@@ -182,10 +289,22 @@ pub(crate) async fn write(
     }
     report.refused = prepared.refused_report();
 
+    // The rollups: the touched runs' contributions before and after (module doc of
+    // `rollups`); SQLite has one writer, so nothing changes them in between.
+    let touched = if statements.rollups {
+        prepared.touched_runs()
+    } else {
+        Vec::new()
+    };
+    let before = contributions(&mut tx, statements, &touched).await?;
     let runs = schema::runs();
     insert_rows(&mut tx, &statements.runs, &runs, &prepared.runs).await?;
     let variants = schema::variants();
     insert_rows(&mut tx, &statements.variants, &variants, &prepared.variants).await?;
+    if !touched.is_empty() {
+        let after = contributions(&mut tx, statements, &touched).await?;
+        add_rollups(&mut tx, statements, &Delta::between(&before, &after)).await?;
+    }
     let producers = prepared.take_producers();
     let table = schema::producers();
     insert_rows(&mut tx, &statements.producers, &table, &producers).await?;

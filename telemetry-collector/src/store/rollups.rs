@@ -1,0 +1,766 @@
+//! Time-series rollups: counts of runs and variants per minute and per hour of their
+//! run's start, by model, prompt pack, status and latency bucket (`rollup_minutes`,
+//! `rollup_hours`). The overview and its charts read them instead of every run of a
+//! long window: 30 days are 720 hours of a few dozen rows each, not a million runs.
+//!
+//! **Kept exact, in the write transaction.** The projection is order-free: a batch may
+//! change a run's start time (its start arrives after its completion), its model, its
+//! status, a variant's status and latency. Instead of deriving increments from the
+//! envelopes, which would have to know every older row, the write path reads the
+//! *contributions* of the runs a batch touches (each run row, and each of its variants
+//! joined to it) before and after its upserts, in the same transaction, and adds the
+//! difference ([`Delta`]). Whatever the order, duplicates and replays, the rollups are
+//! then the sum of the stored rows' contributions, that is a recount ([`recount_sql`]);
+//! a redelivered batch changes no row and adds nothing. Retention subtracts the
+//! contributions of the runs it deletes in its own transaction.
+//!
+//! On Postgres two batches may be written at once; each takes a transaction-scoped
+//! advisory lock per touched run ([`lock_keys`], in one sorted order, so two writers
+//! never deadlock on them) before it reads, so the second reads the first's committed
+//! rows and adds only its own change. SQLite has one writer.
+//!
+//! A variant counts under its run's start minute (the overview's window is one of run
+//! starts), so a variant whose run row has not arrived yet counts nowhere until it
+//! does, as in the overview's join.
+//!
+//! **Latency buckets** are coarser than the raw overview's ([`latency_bucket`]): the E12
+//! series, twelve per decade (1, 1.2, 1.5, 1.8, 2.2, 2.7, 3.3, 3.9, 4.7, 5.6, 6.8, 8.2
+//! times a power of ten, exact below 10 ms), so a percentile is the lower edge of a
+//! bucket at most ~20% wide. Finer buckets multiply the rows of an hour by the
+//! latencies seen in it (the 1%-wide ones made 30 days ~430,000 rows, too many to read
+//! in 200 ms). Every E12 edge is an edge of [`latency_bucket`], so a raw row's bucket
+//! maps to the same coarse one as its latency ([`coarse_latency`]).
+//!
+//! [`latency_bucket`]: super::overview::latency_bucket
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use sha2::{Digest as _, Sha256};
+use sqlx::{Database, Encode, QueryBuilder, Type};
+
+use super::monitor_reads::{range, run_model_is_column};
+use super::overview::{Percentiles, StatsRow};
+use super::stale::{StaleCutoff, RUNNING, STALE};
+
+/// A minute, ms.
+pub const MINUTE_MS: i64 = 60_000;
+/// An hour, ms.
+pub const HOUR_MS: i64 = 3_600_000;
+
+/// `kind` of a run's row.
+pub const KIND_RUN: i64 = 0;
+/// `kind` of a variant's row.
+pub const KIND_VARIANT: i64 = 1;
+
+/// The E12 series: lower edges within a decade, ×10^k.
+const E12: [i64; 12] = [10, 12, 15, 18, 22, 27, 33, 39, 47, 56, 68, 82];
+/// Decades the SQL bucket expression spells out (10 ms to 10^12 ms): a latency above
+/// falls in the last bucket, as it does here.
+const SQL_DECADES: u32 = 11;
+
+/// The rollup tables, finest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grain {
+    Minute,
+    Hour,
+}
+
+impl Grain {
+    /// Both grains.
+    pub const ALL: [Grain; 2] = [Grain::Minute, Grain::Hour];
+
+    /// The table.
+    pub fn table(self) -> &'static str {
+        match self {
+            Grain::Minute => "rollup_minutes",
+            Grain::Hour => "rollup_hours",
+        }
+    }
+
+    /// Bucket width, ms.
+    pub fn ms(self) -> i64 {
+        match self {
+            Grain::Minute => MINUTE_MS,
+            Grain::Hour => HOUR_MS,
+        }
+    }
+
+    /// The bucket holding `at`.
+    pub fn floor(self, at: i64) -> i64 {
+        floor_to(at, self.ms())
+    }
+
+    /// The first bucket starting at or after `at`.
+    pub fn ceil(self, at: i64) -> i64 {
+        let floor = self.floor(at);
+        if floor == at {
+            at
+        } else {
+            floor.saturating_add(self.ms())
+        }
+    }
+}
+
+/// `at` rounded down to a multiple of `step` (also below zero).
+pub fn floor_to(at: i64, step: i64) -> i64 {
+    at - at.rem_euclid(step)
+}
+
+/// The SQL of [`floor_to`] for a column (both dialects truncate `%` towards zero).
+fn floor_sql(column: &str, step: i64) -> String {
+    format!("({column} - ((({column}) % {step}) + {step}) % {step})")
+}
+
+/// The lower edge of `latency_ms`'s E12 bucket (see the module doc); below 0 is 0.
+pub fn coarse_latency(latency_ms: i64) -> i64 {
+    if latency_ms < 10 {
+        return latency_ms.max(0);
+    }
+    let (mut value, mut scale) = (latency_ms, 1);
+    while value >= 100 {
+        value /= 10;
+        scale *= 10;
+    }
+    let edge = E12.iter().rev().find(|edge| **edge <= value).unwrap_or(&10);
+    edge * scale
+}
+
+/// [`coarse_latency`] in SQL over `column` (-1 when it is NULL), built once.
+pub fn coarse_latency_sql(column: &str) -> String {
+    static EDGES: LazyLock<Vec<i64>> = LazyLock::new(|| {
+        let mut edges = Vec::new();
+        let mut scale = 1;
+        for _ in 0..SQL_DECADES {
+            edges.extend(E12.iter().map(|e| e * scale));
+            scale *= 10;
+        }
+        edges
+    });
+    let mut sql = format!(
+        "CASE WHEN {column} IS NULL THEN -1 WHEN {column} < 0 THEN 0 \
+         WHEN {column} < 10 THEN {column}"
+    );
+    for pair in EDGES.windows(2) {
+        sql.push_str(&format!(" WHEN {column} < {} THEN {}", pair[1], pair[0]));
+    }
+    sql.push_str(&format!(" ELSE {} END", EDGES[EDGES.len() - 1]));
+    sql
+}
+
+/// One rollup row's key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    /// Start of the minute or hour (unix ms) of the run's start.
+    pub bucket: i64,
+    /// [`KIND_RUN`] or [`KIND_VARIANT`].
+    pub kind: i64,
+    /// `''` while the run's start has not arrived.
+    pub model: String,
+    pub prompt_pack: String,
+    pub status: String,
+    /// [`coarse_latency`], or -1 (runs; variants without a latency).
+    pub latency: i64,
+}
+
+/// A row as stored: its key and count.
+pub type Counts = BTreeMap<Key, i64>;
+
+/// One row of [`touched_sql`]: a run joined to one of its variants (or to none).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct Contribution {
+    pub run_id: String,
+    pub started_at: i64,
+    pub model: Option<String>,
+    pub prompt_pack_version: Option<String>,
+    pub status: String,
+    pub variant_status: Option<String>,
+    pub latency_ms: Option<i64>,
+}
+
+/// The contributions of some runs, by `run_id IN <ids>` where `ids` is the dialect's
+/// list (`json_each(?)` on SQLite, `ANY($1)` on Postgres).
+pub(crate) fn touched_sql(ids: &str) -> String {
+    format!(
+        "SELECT r.run_id, r.started_at, r.model, r.prompt_pack_version, r.status, \
+         v.status AS variant_status, v.latency_ms \
+         FROM render_runs r LEFT JOIN variant_results v ON v.run_id = r.run_id \
+         WHERE r.run_id {ids}"
+    )
+}
+
+/// Adds `sign` × the contributions in `rows` to `counts`, bucketed by `grain`.
+fn add(counts: &mut Counts, rows: &[Contribution], grain: Grain, sign: i64) {
+    for row in rows {
+        let bucket = grain.floor(row.started_at);
+        let model = row.model.clone().unwrap_or_default();
+        let prompt_pack = row.prompt_pack_version.clone().unwrap_or_default();
+        if let Some(status) = &row.variant_status {
+            *counts
+                .entry(Key {
+                    bucket,
+                    kind: KIND_VARIANT,
+                    model: model.clone(),
+                    prompt_pack: prompt_pack.clone(),
+                    status: status.clone(),
+                    latency: row.latency_ms.map_or(-1, coarse_latency),
+                })
+                .or_default() += sign;
+        }
+    }
+    // The join repeats a run once per variant: each run counts once, by id.
+    let mut runs: BTreeMap<&str, &Contribution> = BTreeMap::new();
+    for row in rows {
+        runs.entry(&row.run_id).or_insert(row);
+    }
+    for row in runs.values() {
+        *counts
+            .entry(Key {
+                bucket: grain.floor(row.started_at),
+                kind: KIND_RUN,
+                model: row.model.clone().unwrap_or_default(),
+                prompt_pack: row.prompt_pack_version.clone().unwrap_or_default(),
+                status: row.status.clone(),
+                latency: -1,
+            })
+            .or_default() += sign;
+    }
+}
+
+/// What one transaction adds to the rollups: the touched runs' contributions after
+/// minus before, per grain, without the keys that did not change.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Delta {
+    pub minutes: Counts,
+    pub hours: Counts,
+}
+
+impl Delta {
+    /// `after - before`.
+    pub(crate) fn between(before: &[Contribution], after: &[Contribution]) -> Self {
+        let of = |grain| {
+            let mut counts = Counts::new();
+            add(&mut counts, after, grain, 1);
+            add(&mut counts, before, grain, -1);
+            counts.retain(|_, n| *n != 0);
+            counts
+        };
+        Self {
+            minutes: of(Grain::Minute),
+            hours: of(Grain::Hour),
+        }
+    }
+
+    /// Whether nothing changes.
+    pub fn is_empty(&self) -> bool {
+        self.minutes.is_empty() && self.hours.is_empty()
+    }
+
+    /// The counts of `grain`.
+    pub fn of(&self, grain: Grain) -> &Counts {
+        match grain {
+            Grain::Minute => &self.minutes,
+            Grain::Hour => &self.hours,
+        }
+    }
+}
+
+/// The transaction-scoped advisory lock keys of `run_ids` on Postgres: the first 8
+/// bytes of each id's SHA-256, sorted and without repeats (one order for every
+/// writer; two runs sharing a key only wait for each other).
+pub(crate) fn lock_keys<'a>(run_ids: impl IntoIterator<Item = &'a str>) -> Vec<i64> {
+    let mut keys: Vec<i64> = run_ids
+        .into_iter()
+        .map(|id| {
+            let digest = Sha256::digest(id.as_bytes());
+            let mut key = [0; 8];
+            key.copy_from_slice(&digest[..8]);
+            i64::from_be_bytes(key)
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// The recount of `grain`'s rollups from `render_runs` and `variant_results`: what
+/// the table must hold (without zero rows). Columns as the table's, `n` last.
+pub fn recount_sql(grain: Grain) -> String {
+    let bucket = floor_sql("r.started_at", grain.ms());
+    let latency = coarse_latency_sql("v.latency_ms");
+    format!(
+        "SELECT {bucket} AS bucket, CAST({KIND_RUN} AS BIGINT) AS kind, \
+         COALESCE(r.model, '') AS model, COALESCE(r.prompt_pack_version, '') AS prompt_pack, \
+         r.status AS status, CAST(-1 AS BIGINT) AS latency, count(*) AS n \
+         FROM render_runs r GROUP BY 1, 2, 3, 4, 5, 6 \
+         UNION ALL \
+         SELECT {bucket}, CAST({KIND_VARIANT} AS BIGINT), COALESCE(r.model, ''), \
+         COALESCE(r.prompt_pack_version, ''), v.status, {latency}, count(*) \
+         FROM render_runs r JOIN variant_results v ON v.run_id = r.run_id \
+         GROUP BY 1, 2, 3, 4, 5, 6"
+    )
+}
+
+/// A rollup table's rows (without zero rows), as [`recount_sql`] returns them.
+pub fn stored_sql(grain: Grain) -> String {
+    format!(
+        "SELECT bucket, CAST(kind AS BIGINT) AS kind, model, prompt_pack, status, latency, n \
+         FROM {} WHERE n <> 0",
+        grain.table()
+    )
+}
+
+/// A row of [`recount_sql`] or [`stored_sql`].
+pub type Row = (i64, i64, String, String, String, i64, i64);
+
+/// Rows into [`Counts`].
+pub fn counts(rows: Vec<Row>) -> Counts {
+    rows.into_iter()
+        .map(|(bucket, kind, model, prompt_pack, status, latency, n)| {
+            (
+                Key {
+                    bucket,
+                    kind,
+                    model,
+                    prompt_pack,
+                    status,
+                    latency,
+                },
+                n,
+            )
+        })
+        .collect()
+}
+
+/// Where the stored rollups differ from a recount: (key, stored, recounted).
+pub type Drift = Vec<(Key, i64, i64)>;
+
+/// The keys on which `stored` and `recounted` differ.
+pub fn drift(stored: &Counts, recounted: &Counts) -> Drift {
+    let mut out = Drift::new();
+    for (key, n) in stored {
+        let want = recounted.get(key).copied().unwrap_or(0);
+        if *n != want {
+            out.push((key.clone(), *n, want));
+        }
+    }
+    for (key, n) in recounted {
+        if !stored.contains_key(key) {
+            out.push((key.clone(), 0, *n));
+        }
+    }
+    out
+}
+
+/// Where a window's figures come from: whole hours and minutes from the rollups, the
+/// sub-minute edges from the rows themselves, each piece before or after the stale
+/// cutoff (a `running` variant counts as stale before it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// `(grain, from, to, before the stale cutoff)`, aligned to the grain.
+    pub rollups: Vec<(Grain, i64, i64, bool)>,
+    /// `(from, to)` read from `render_runs` and `variant_results`, under a minute each.
+    pub raw: Vec<(i64, i64)>,
+}
+
+impl Plan {
+    /// The plan of `[from, to)` with the stale cutoff `stale`.
+    pub fn of(from: i64, to: i64, stale: i64) -> Self {
+        let mut plan = Plan::default();
+        if from >= to {
+            return plan;
+        }
+        if stale > from && stale < to {
+            plan.piece(from, stale, true);
+            plan.piece(stale, to, false);
+        } else {
+            plan.piece(from, to, to <= stale);
+        }
+        plan
+    }
+
+    fn piece(&mut self, from: i64, to: i64, before: bool) {
+        let (m_from, m_to) = (Grain::Minute.ceil(from), Grain::Minute.floor(to));
+        if m_from >= m_to {
+            self.raw.push((from, to));
+            return;
+        }
+        if from < m_from {
+            self.raw.push((from, m_from));
+        }
+        let (h_from, h_to) = (Grain::Hour.ceil(m_from), Grain::Hour.floor(m_to));
+        if h_from < h_to {
+            if m_from < h_from {
+                self.rollups.push((Grain::Minute, m_from, h_from, before));
+            }
+            self.rollups.push((Grain::Hour, h_from, h_to, before));
+            if h_to < m_to {
+                self.rollups.push((Grain::Minute, h_to, m_to, before));
+            }
+        } else {
+            self.rollups.push((Grain::Minute, m_from, m_to, before));
+        }
+        if m_to < to {
+            self.raw.push((m_to, to));
+        }
+    }
+}
+
+/// The overview's rows of one aligned range of a rollup table ([`Plan::rollups`]):
+/// variants grouped by model, prompt pack, status and latency bucket, as
+/// [`super::overview::stats_sql`] returns them from the runs.
+pub(crate) fn overview_sql<DB>(
+    grain: Grain,
+    from: i64,
+    to: i64,
+    model: Option<&str>,
+) -> QueryBuilder<'static, DB>
+where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    let mut query = QueryBuilder::new(format!(
+        "SELECT NULLIF(model, '') AS model, NULLIF(prompt_pack, '') AS prompt_pack_version, \
+         status, latency AS bucket, CAST(sum(n) AS BIGINT) AS n FROM {} WHERE kind = {KIND_VARIANT}",
+        grain.table()
+    ));
+    range(&mut query, "bucket", Some(from), Some(to));
+    run_model_is_column(&mut query, "model", model);
+    query.push(" GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0");
+    query
+}
+
+/// Rows of [`overview_sql`] with `running` read as stale when the range is before the
+/// stale cutoff.
+pub(crate) fn stale_rows(mut rows: Vec<StatsRow>, before_cutoff: bool) -> Vec<StatsRow> {
+    if before_cutoff {
+        for row in &mut rows {
+            if row.status == RUNNING {
+                row.status = STALE.to_owned();
+            }
+        }
+    }
+    rows
+}
+
+/// Rows read from the runs themselves, their fine latency buckets made coarse.
+pub(crate) fn coarse_rows(mut rows: Vec<StatsRow>) -> Vec<StatsRow> {
+    for row in &mut rows {
+        if row.bucket >= 0 {
+            row.bucket = coarse_latency(row.bucket);
+        }
+    }
+    rows
+}
+
+/// Which runs a time series counts, and how finely.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesFilter {
+    /// Run starts in `[from, to)`, widened to whole steps.
+    pub from: i64,
+    pub to: i64,
+    /// Only this model's runs (any ASCII case).
+    pub model: Option<String>,
+    /// Width of a point, a whole number of minutes (of hours from an hour on).
+    pub step: i64,
+}
+
+/// Most points one series has (a step too fine for its window is widened).
+pub const MAX_POINTS: i64 = 400;
+
+impl SeriesFilter {
+    /// The table read: hours for steps of whole hours, else minutes.
+    pub fn grain(&self) -> Grain {
+        if self.step % HOUR_MS == 0 {
+            Grain::Hour
+        } else {
+            Grain::Minute
+        }
+    }
+
+    /// The step, at least a minute, whole minutes or hours, and few enough points.
+    fn step(&self) -> i64 {
+        let span = (self.to - self.from).max(1);
+        let mut step = self.step.max(MINUTE_MS);
+        step = floor_to(step, MINUTE_MS);
+        while span / step > MAX_POINTS {
+            step *= 2;
+        }
+        if step > HOUR_MS {
+            step = floor_to(step, HOUR_MS);
+        }
+        step
+    }
+}
+
+/// One model in one point of a series.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelPoint {
+    /// Variants with a result (success, failed, timeout).
+    pub finished: i64,
+    /// Of those, failed or timed out.
+    pub errors: i64,
+    /// Success-only latency percentiles (ms, lower edge of the bucket).
+    pub p50_ms: Option<i64>,
+    pub p95_ms: Option<i64>,
+}
+
+impl ModelPoint {
+    /// Share of errors among finished variants, as a percentage (`None`: none finished).
+    pub fn failure_rate(&self) -> Option<f64> {
+        (self.finished > 0).then(|| self.errors as f64 * 100.0 / self.finished as f64)
+    }
+}
+
+/// One step of a series: runs started in `[at, at + step)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeriesPoint {
+    pub at: i64,
+    /// Runs by status (`stale` for those still running in a step before the cutoff).
+    pub runs: BTreeMap<String, i64>,
+    /// Variants by status (likewise).
+    pub variants: BTreeMap<String, i64>,
+    /// Per model (`(none)` while the run's start is missing).
+    pub models: BTreeMap<String, ModelPoint>,
+}
+
+/// Counts and latencies per step over a window, from the rollups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimeSeries {
+    /// Start of the first point and end of the last (whole steps).
+    pub from: i64,
+    pub to: i64,
+    pub step: i64,
+    /// Every step of the window, oldest first, empty ones included.
+    pub points: Vec<SeriesPoint>,
+}
+
+/// A row of [`series_sql`]: (step start, kind, model, status, latency, n).
+pub type SeriesRow = (i64, i64, String, String, i64, i64);
+
+/// The rows of a time series: rollups of the filter's grain summed per step.
+pub(crate) fn series_sql<DB>(filter: &SeriesFilter) -> (QueryBuilder<'static, DB>, i64, i64, i64)
+where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    let step = filter.step();
+    let grain = if step % HOUR_MS == 0 {
+        Grain::Hour
+    } else {
+        Grain::Minute
+    };
+    let (from, to) = (floor_to(filter.from, step), {
+        let end = floor_to(filter.to, step);
+        if end < filter.to {
+            end + step
+        } else {
+            end
+        }
+    });
+    let mut query = QueryBuilder::new("SELECT bucket - ((bucket % ");
+    query
+        .push_bind(step)
+        .push(" + ")
+        .push_bind(step)
+        .push(") % ")
+        .push_bind(step)
+        .push(format!(
+            ") AS at, CAST(kind AS BIGINT) AS kind, model, status, latency, \
+             CAST(sum(n) AS BIGINT) AS n FROM {} WHERE 1 = 1",
+            grain.table()
+        ));
+    range(&mut query, "bucket", Some(from), Some(to));
+    run_model_is_column(&mut query, "model", filter.model.as_deref());
+    query.push(" GROUP BY 1, 2, 3, 4, 5");
+    (query, from, to, step)
+}
+
+/// The series of [`series_sql`]'s rows.
+pub(crate) fn series(
+    rows: &[SeriesRow],
+    (from, to, step): (i64, i64, i64),
+    stale: StaleCutoff,
+) -> TimeSeries {
+    const NONE: &str = "(none)";
+    let mut points: BTreeMap<i64, SeriesPoint> = (0..(to - from) / step)
+        .map(|i| {
+            let at = from + i * step;
+            (
+                at,
+                SeriesPoint {
+                    at,
+                    ..SeriesPoint::default()
+                },
+            )
+        })
+        .collect();
+    let mut latencies: BTreeMap<(i64, &str), BTreeMap<i64, i64>> = BTreeMap::new();
+    for (at, kind, model, status, latency, n) in rows {
+        let Some(point) = points.get_mut(at) else {
+            continue;
+        };
+        let status = if status == RUNNING && at + step <= stale.0 {
+            STALE
+        } else {
+            status.as_str()
+        };
+        let model_key = if model.is_empty() { NONE } else { model };
+        if *kind == KIND_RUN {
+            *point.runs.entry(status.to_owned()).or_default() += n;
+            continue;
+        }
+        *point.variants.entry(status.to_owned()).or_default() += n;
+        let entry = point.models.entry(model_key.to_owned()).or_default();
+        match status {
+            "success" => {
+                entry.finished += n;
+                if *latency >= 0 {
+                    *latencies
+                        .entry((*at, model_key))
+                        .or_default()
+                        .entry(*latency)
+                        .or_default() += n;
+                }
+            }
+            "failed" | "timeout" => {
+                entry.finished += n;
+                entry.errors += n;
+            }
+            _ => {}
+        }
+    }
+    for ((at, model), buckets) in latencies {
+        let percentiles = Percentiles(buckets);
+        if let Some(entry) = points.get_mut(&at).and_then(|p| p.models.get_mut(model)) {
+            entry.p50_ms = percentiles.at(50.0);
+            entry.p95_ms = percentiles.at(95.0);
+        }
+    }
+    for point in points.values_mut() {
+        point.runs.retain(|_, n| *n != 0);
+        point.variants.retain(|_, n| *n != 0);
+        point.models.retain(|_, m| m.finished != 0);
+    }
+    TimeSeries {
+        from,
+        to,
+        step,
+        points: points.into_values().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coarse_buckets_are_e12_edges_and_agree_with_the_fine_ones() {
+        assert_eq!(coarse_latency(-3), 0);
+        assert_eq!(coarse_latency(7), 7);
+        assert_eq!(coarse_latency(10), 10);
+        assert_eq!(coarse_latency(11), 10);
+        assert_eq!(coarse_latency(12), 12);
+        assert_eq!(coarse_latency(999), 820);
+        assert_eq!(coarse_latency(1_000), 1_000);
+        assert_eq!(coarse_latency(1_234), 1_200);
+        assert_eq!(coarse_latency(9_100), 8_200);
+        assert_eq!(coarse_latency(45_000), 39_000);
+        for latency in (0..200_000).step_by(7) {
+            let fine = super::super::overview::latency_bucket(latency);
+            assert_eq!(coarse_latency(fine), coarse_latency(latency), "{latency}");
+        }
+    }
+
+    #[test]
+    fn the_sql_bucket_spells_out_the_same_edges() {
+        let sql = coarse_latency_sql("x");
+        assert!(sql.starts_with("CASE WHEN x IS NULL THEN -1 WHEN x < 0 THEN 0"));
+        assert!(sql.contains(" WHEN x < 12 THEN 10 WHEN x < 15 THEN 12"));
+        assert!(sql.contains(" WHEN x < 1000 THEN 820 WHEN x < 1200 THEN 1000"));
+        assert!(sql.ends_with(" ELSE 820000000000 END"));
+        assert_eq!(floor_to(-1, 60_000), -60_000);
+        assert_eq!(floor_to(119_999, 60_000), 60_000);
+    }
+
+    #[test]
+    fn a_plan_covers_the_window_once_split_at_the_stale_cutoff() {
+        let t = 10 * HOUR_MS;
+        let (from, to, stale) = (t + 5_000, t + 3 * HOUR_MS + 2 * MINUTE_MS + 7, t + HOUR_MS);
+        let plan = Plan::of(from, to, stale);
+        assert_eq!(
+            plan.raw,
+            [(from, t + MINUTE_MS), (t + 3 * HOUR_MS + 2 * MINUTE_MS, to)]
+        );
+        assert_eq!(
+            plan.rollups,
+            [
+                (Grain::Minute, t + MINUTE_MS, t + HOUR_MS, true),
+                (Grain::Hour, t + HOUR_MS, t + 3 * HOUR_MS, false),
+                (
+                    Grain::Minute,
+                    t + 3 * HOUR_MS,
+                    t + 3 * HOUR_MS + 2 * MINUTE_MS,
+                    false
+                ),
+            ]
+        );
+        // Every millisecond of the window is in exactly one piece.
+        for at in (from - 1_000..to + 1_000).step_by(997) {
+            let hits = plan.raw.iter().filter(|(a, b)| *a <= at && at < *b).count()
+                + plan
+                    .rollups
+                    .iter()
+                    .filter(|(_, a, b, _)| *a <= at && at < *b)
+                    .count();
+            assert_eq!(hits, usize::from(from <= at && at < to), "{at}");
+        }
+        assert_eq!(
+            Plan::of(t + 1, t + 2, 0).raw,
+            [(t + 1, t + 2)],
+            "under a minute: raw"
+        );
+        assert!(Plan::of(t, t, 0).raw.is_empty());
+    }
+
+    #[test]
+    fn a_delta_is_after_minus_before_without_unchanged_keys() {
+        let row = |run: &str, at, status: &str, variant: Option<(&str, i64)>| Contribution {
+            run_id: run.into(),
+            started_at: at,
+            model: Some("m".into()),
+            prompt_pack_version: None,
+            status: status.into(),
+            variant_status: variant.map(|(s, _)| s.into()),
+            latency_ms: variant.map(|(_, l)| l),
+        };
+        let before = [
+            row("a", 0, "running", Some(("running", 0))),
+            row("b", 0, "complete", None),
+        ];
+        let after = [
+            row("a", 0, "complete", Some(("success", 1_234))),
+            row("b", 0, "complete", None),
+        ];
+        let delta = Delta::between(&before, &after);
+        let got: Vec<(i64, &str, i64, i64)> = delta
+            .minutes
+            .iter()
+            .map(|(k, n)| (k.kind, k.status.as_str(), k.latency, *n))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (KIND_RUN, "complete", -1, 1),
+                (KIND_RUN, "running", -1, -1),
+                (KIND_VARIANT, "running", 0, -1),
+                (KIND_VARIANT, "success", 1_200, 1),
+            ]
+        );
+        assert_eq!(delta.hours.len(), 4);
+        assert!(Delta::between(&after, &after).is_empty());
+        assert_eq!(lock_keys(["b", "a", "b"]).len(), 2);
+    }
+}
