@@ -134,7 +134,78 @@ async fn insert_only(total: usize) {
     let normal = format!("sqlite://{}", dir.path().join("normal.db").display());
     let mut rows = Vec::new();
     bare_inserts(&batches, total, [&sqlite, &normal], &pg.url, &mut rows).await;
+    rollups_cost(&batches, total, &mut rows).await;
     print_table(&rows);
+}
+
+/// Rounds of [`rollups_cost`] unless `BENCH_ROLLUP_ROUNDS` says otherwise.
+const DEFAULT_ROLLUP_ROUNDS: usize = 3;
+
+/// The bare insert into fresh databases with and without the rollups, alternating,
+/// on each backend; the fastest round of each goes into the table, with the cost.
+async fn rollups_cost(batches: &[Batch], total: usize, rows: &mut Vec<Row>) {
+    let rounds: usize = std::env::var("BENCH_ROLLUP_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_ROLLUP_ROUNDS)
+        .max(1);
+    let only = std::env::var("BENCH_BACKEND").unwrap_or_default();
+    for backend in ["SQLite", "Postgres"] {
+        if !only.is_empty() && !backend.to_lowercase().starts_with(&only.to_lowercase()) {
+            continue;
+        }
+        // [with, without]: the fastest round of each.
+        let mut best = [f64::MAX; 2];
+        for round in 0..rounds {
+            for (i, rollups) in [true, false].into_iter().enumerate() {
+                let dir = tempfile::tempdir().unwrap();
+                let pg = (backend == "Postgres").then(PgDatabase::create);
+                let pg = match pg {
+                    Some(create) => Some(create.await),
+                    None => None,
+                };
+                let url = match &pg {
+                    Some(pg) => pg.url.clone(),
+                    None => format!("sqlite://{}", dir.path().join("r.db").display()),
+                };
+                let options = StoreOptions {
+                    rollups,
+                    ..StoreOptions::default()
+                };
+                let store = store::connect(&url, &options).await.unwrap();
+                store.migrate().await.unwrap();
+                let started = Instant::now();
+                for batch in batches {
+                    store.write(batch).await.expect("bare insert");
+                }
+                let secs = started.elapsed().as_secs_f64();
+                assert_eq!(store.event_count().await.unwrap() as usize, total);
+                store.close().await;
+                eprintln!(
+                    "rollups cost, {backend}, round {}, {}: {secs:.2}s",
+                    round + 1,
+                    if rollups { "with" } else { "without" }
+                );
+                best[i] = best[i].min(secs);
+            }
+        }
+        let [with, without] = best;
+        for (what, secs) in [("with", with), ("without", without)] {
+            rows.push(Row {
+                what: format!(
+                    "bare batched insert, {backend}, {what} rollups (fastest of {rounds})"
+                ),
+                events: total,
+                seconds: secs,
+                ratio: None,
+                rss_mb: None,
+            });
+        }
+        println!(
+            "rollups cost, {backend}: {with:.2}s with, {without:.2}s without (fastest of {rounds} each): {:+.1}% of the insert time",
+            (with - without) * 100.0 / without
+        );
+    }
 }
 
 fn parse_batches(subjects: &Subjects, stream: &str, kept: &[(String, u64, Bytes)]) -> Vec<Batch> {
@@ -333,6 +404,7 @@ async fn bench() {
         &mut rows,
     )
     .await;
+    rollups_cost(&batches, total, &mut rows).await;
     drop(batches);
 
     // 3. The collector binary draining into each backend (default settings); on

@@ -8,6 +8,10 @@
 //   refreshed element stays on the same link or control (found again by its id, or
 //   its href and text), and what changed is announced in the polite live region
 //   (#live-status), so a screen reader hears "2 new runs" without losing its place.
+// - Periodic refresh (the overview): an element with data-refresh-url is fetched
+//   again every data-refresh-ms while the tab is visible and its content replaced,
+//   keyboard focus kept as for live updates. Nothing is announced: the figures change
+//   every time, and a screen reader hearing "updated" every minute loses its place.
 // - Relative times ("3 min ago", elements .ago[data-at]) are kept current.
 // - Date-time pickers (input[data-instant]) show the browser's time zone, or UTC when
 //   the reader ticks the form's UTC box (remembered). The server takes and gives
@@ -179,6 +183,35 @@
     });
   }
 
+  function periodic() {
+    var target = document.querySelector("[data-refresh-url]");
+    var every = target ? Number(target.dataset.refreshMs || "0") : 0;
+    if (!target || !(every > 0) || !window.fetch) {
+      return;
+    }
+    var load = function () {
+      if (document.hidden) {
+        return;
+      }
+      fetch(target.dataset.refreshUrl, { credentials: "same-origin" })
+        .then(function (response) {
+          return response.ok ? response.text() : Promise.reject(response.status);
+        })
+        .then(function (html) {
+          var focused = focusKey(target);
+          target.innerHTML = html;
+          refocus(target, focused);
+          target.classList.remove("refresh-failed");
+          target.dataset.refreshes = String(Number(target.dataset.refreshes || "0") + 1);
+        })
+        .catch(function () {
+          // The last figures stay, marked as old.
+          target.classList.add("refresh-failed");
+        });
+    };
+    window.setInterval(load, every);
+  }
+
   // --- date-time pickers: browser time zone or UTC ---
   function pad(n, width) {
     var text = String(n);
@@ -320,6 +353,7 @@
       refreshAges(document);
     }, 30000);
     live();
+    periodic();
   });
 })();
 

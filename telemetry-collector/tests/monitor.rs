@@ -11,7 +11,8 @@ use std::time::Duration;
 use common::{Backend, TestDb};
 use monitor_support::*;
 use telemetry_collector::config::MonitorSettings;
-use telemetry_collector::store::{latency_bucket, RunFilter};
+use telemetry_collector::store::rollups::coarse_latency;
+use telemetry_collector::store::RunFilter;
 use tokio_util::sync::CancellationToken;
 
 const PAGES: [&str; 7] = [
@@ -541,9 +542,12 @@ on_both_backends!(filtered_pages_are_disjoint_and_complete);
 async fn the_overview_counts_outcomes_and_reads_percentiles(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
+    // Runs 317 s apart over 3.5 hours, so a window has sub-minute edges read from the
+    // runs, whole minutes and whole hours read from the rollups.
     let base = 1_700_000_000_000;
+    let spacing = 317_000;
     let specs: Vec<RunSpec> = (0..40)
-        .map(|n| RunSpec::new(n, base + n as i64 * 1000))
+        .map(|n| RunSpec::new(n, base + n as i64 * spacing))
         .collect();
     let envelopes: Vec<_> = specs.iter().flat_map(|s| s.envelopes()).collect();
     seed(&store, &envelopes, &[]).await;
@@ -552,8 +556,8 @@ async fn the_overview_counts_outcomes_and_reads_percentiles(backend: Backend) {
         MonitorSettings::default(),
         CancellationToken::new(),
     );
-    // Runs 10..30 only.
-    let (from, to) = (base + 10_000, base + 30_000);
+    // Runs 10..30 only, from and to inside minutes.
+    let (from, to) = (base + 10 * spacing - 12_345, base + 29 * spacing + 777);
     let stats = get(&app, &format!("/api/v1/stats?from={from}&to={to}"), &[])
         .await
         .json();
@@ -588,7 +592,7 @@ async fn the_overview_counts_outcomes_and_reads_percentiles(backend: Backend) {
                 let mut buckets: Vec<i64> = variants
                     .iter()
                     .filter(|v| v.status == status)
-                    .map(|v| latency_bucket(v.latency_ms as i64))
+                    .map(|v| coarse_latency(v.latency_ms as i64))
                     .collect();
                 buckets.sort();
                 // None (null) when the group has no such outcome.
@@ -621,11 +625,98 @@ async fn the_overview_counts_outcomes_and_reads_percentiles(backend: Backend) {
             );
         }
     }
+    // The same window over time: whole steps covering it, each with the runs and
+    // variants started in it, by status, and each model's failure rate.
+    let series = &stats["series"];
+    let (step, first, last) = (
+        series["step_ms"].as_i64().unwrap(),
+        series["from"].as_i64().unwrap(),
+        series["to"].as_i64().unwrap(),
+    );
+    assert_eq!(step, 5 * 60_000, "a window under 6 h has 5-minute steps");
+    assert!(first <= from && from < first + step && last >= to && last - step < to);
+    let points = series["points"].as_array().unwrap();
+    assert_eq!(points.len() as i64, (last - first) / step);
+    for point in points {
+        let at = point["at"].as_i64().unwrap();
+        let started: Vec<&RunSpec> = specs
+            .iter()
+            .filter(|s| s.started_at >= at && s.started_at < at + step)
+            .collect();
+        let runs: i64 = point["runs"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|n| n.as_i64().unwrap())
+            .sum();
+        assert_eq!(runs, started.len() as i64, "runs of the step at {at}");
+        for status in ["success", "failed", "timeout"] {
+            let want = started
+                .iter()
+                .flat_map(|s| &s.variants)
+                .filter(|v| v.status == status)
+                .count() as i64;
+            assert_eq!(
+                point["variants"][status].as_i64().unwrap_or(0),
+                want,
+                "{status} variants of the step at {at}"
+            );
+        }
+        for (model, figures) in point["models"].as_object().unwrap() {
+            let variants: Vec<_> = started
+                .iter()
+                .filter(|s| &s.model == model)
+                .flat_map(|s| &s.variants)
+                .collect();
+            let errors = variants.iter().filter(|v| v.status != "success").count() as i64;
+            assert_eq!(figures["finished"], variants.len() as i64);
+            assert_eq!(figures["errors"], errors, "{model} at {at}");
+        }
+    }
     let page = get(&app, &format!("/monitor/overview?from={from}&to={to}"), &[]).await;
     assert_eq!(page.status, 200);
-    assert_eq!(page.body.matches("<svg").count(), 4);
+    // Four charts over time, then outcomes and latency per model and per prompt pack.
+    assert_eq!(page.body.matches("<svg").count(), 8);
+    for title in [
+        "Runs by status over time",
+        "Variants by status over time",
+        "Success latency p50 and p95 per model over time",
+        "Failure rate per model over time",
+    ] {
+        assert!(
+            page.body.contains(&format!(r#"aria-label="{title}""#)),
+            "{title}"
+        );
+    }
+    // A fixed window does not refresh itself; a named one does, every minute.
+    assert!(!page.body.contains("data-refresh-url"));
+    let named = get(&app, "/monitor/overview?window=15m", &[]).await;
+    assert!(
+        named.body.contains(
+            r#"data-refresh-url="/monitor/overview/live?window=15m" data-refresh-ms="60000""#
+        ),
+        "{}",
+        named.body
+    );
+    let live = get(
+        &app,
+        &format!("/monitor/overview/live?from={from}&to={to}"),
+        &[],
+    )
+    .await;
+    assert_eq!(live.status, 200);
+    assert_eq!(
+        live.body.matches("<svg").count(),
+        8,
+        "the live fragment has the figures"
+    );
+    assert!(!live.body.contains("<form"), "and not the form");
     assert_eq!(
         get(&app, "/monitor/overview?window=2y", &[]).await.status,
+        400
+    );
+    assert_eq!(
+        get(&app, "/monitor/overview?refresh=10s", &[]).await.status,
         400
     );
 }

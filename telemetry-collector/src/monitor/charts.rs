@@ -1,7 +1,9 @@
 //! The monitor's charts, drawn on the server as SVG (no chart library, no script):
 //! one horizontal bar per group, split into success / failed / timeout / stale / other;
-//! p50 / p95 / p99 latency bars per group on a shared scale (the overview); and a
-//! sparkline of counts over a window (an error group). Labels are escaped.
+//! p50 / p95 / p99 latency bars per group on a shared scale (the overview); a sparkline
+//! of counts over a window (an error group); and over time (the overview's time
+//! series, [`stacked_over_time`] and [`lines_over_time`]), one column or one point per
+//! step, each with its figures as a tooltip. Labels are escaped.
 
 use std::fmt::Write as _;
 
@@ -159,6 +161,166 @@ pub fn sparkline(counts: &[i64], what: &str) -> String {
     out
 }
 
+/// Size of a chart over time: its plot area starts after the y-axis labels.
+const TIME_WIDTH: f64 = 640.0;
+const TIME_HEIGHT: f64 = 160.0;
+const TIME_LEFT: f64 = 56.0;
+const TIME_BOTTOM: f64 = 18.0;
+/// Most series a line chart draws (models beyond are in the tables).
+pub const MAX_LINES: usize = 6;
+
+/// The x of step `i` of `n` (its left edge) and a step's width.
+fn time_x(i: usize, n: usize) -> (f64, f64) {
+    let width = (TIME_WIDTH - TIME_LEFT - 4.0) / n.max(1) as f64;
+    (TIME_LEFT + i as f64 * width, width)
+}
+
+fn time_open(out: &mut String, title: &str) {
+    let _ = write!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart chart-time" viewBox="0 0 {TIME_WIDTH} {}" role="img" aria-label="{}">"#,
+        TIME_HEIGHT + TIME_BOTTOM,
+        escape(title)
+    );
+}
+
+/// The axes' labels: the top value, and the first, middle and last step's time.
+fn time_close(out: &mut String, top: &str, times: &[String]) {
+    let plot = TIME_HEIGHT - 4.0;
+    let _ = write!(
+        out,
+        r#"<line x1="{TIME_LEFT}" y1="{plot}" x2="{}" y2="{plot}" class="axis-line"/><text x="{}" y="10" class="axis" text-anchor="end">{}</text><text x="{}" y="{plot}" class="axis" text-anchor="end">0</text>"#,
+        TIME_WIDTH - 4.0,
+        TIME_LEFT - 4.0,
+        escape(top),
+        TIME_LEFT - 4.0,
+    );
+    let n = times.len();
+    if n > 0 {
+        let y = TIME_HEIGHT + TIME_BOTTOM - 4.0;
+        for (i, anchor) in [(0, "start"), (n / 2, "middle"), (n - 1, "end")] {
+            let (x, w) = time_x(i, n);
+            let x = match anchor {
+                "start" => x,
+                "middle" => x + w / 2.0,
+                _ => x + w,
+            };
+            let _ = write!(
+                out,
+                r#"<text x="{x:.1}" y="{y}" class="axis" text-anchor="{anchor}">{}</text>"#,
+                escape(&times[i])
+            );
+        }
+    }
+    out.push_str("</svg>");
+}
+
+/// One column per step, its counts stacked (`(count, name, class)`, bottom first) on
+/// one scale (the largest column).
+pub fn stacked_over_time(
+    steps: &[Vec<(i64, &str, &str)>],
+    times: &[String],
+    title: &str,
+) -> String {
+    let mut out = String::new();
+    time_open(&mut out, title);
+    let max = steps
+        .iter()
+        .map(|parts| parts.iter().map(|(n, _, _)| *n).sum::<i64>())
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let plot = TIME_HEIGHT - 4.0;
+    for (i, parts) in steps.iter().enumerate() {
+        let (x, w) = time_x(i, steps.len());
+        let mut y = plot;
+        let tip: Vec<String> = parts
+            .iter()
+            .filter(|(n, _, _)| *n > 0)
+            .map(|(n, name, _)| format!("{name} {n}"))
+            .collect();
+        for (count, _, class) in parts.iter().filter(|(n, _, _)| *n > 0) {
+            let h = (plot - 8.0) * *count as f64 / max;
+            y -= h;
+            let _ = write!(
+                out,
+                r#"<rect x="{:.1}" y="{y:.1}" width="{:.1}" height="{h:.1}" class="bar-{class}"><title>{}: {}</title></rect>"#,
+                x + 0.5,
+                (w - 1.0).max(0.5),
+                escape(&times[i]),
+                escape(&tip.join(", "))
+            );
+        }
+    }
+    time_close(&mut out, &(max as i64).to_string(), times);
+    out
+}
+
+/// One line per series (`(name, values per step)`; a step without a value breaks
+/// the line), on one scale from 0 to the largest value, each point with its value as
+/// a tooltip. `dashed` series are drawn dashed (p95 beside p50); series `k` and its
+/// dashed twin share colour `line-{k / 2}` when `paired`.
+pub fn lines_over_time(
+    series: &[(String, Vec<Option<f64>>, bool)],
+    times: &[String],
+    title: &str,
+    fmt: fn(f64) -> String,
+    paired: bool,
+) -> String {
+    let mut out = String::new();
+    time_open(&mut out, title);
+    let max = series
+        .iter()
+        .flat_map(|(_, values, _)| values.iter().flatten())
+        .fold(0.0_f64, |a, b| a.max(*b))
+        .max(f64::MIN_POSITIVE);
+    let plot = TIME_HEIGHT - 4.0;
+    for (k, (name, values, dashed)) in series.iter().enumerate() {
+        let colour = if paired { k / 2 } else { k };
+        let point = |i: usize, v: f64| {
+            let (x, w) = time_x(i, values.len());
+            (x + w / 2.0, plot - (plot - 8.0) * v / max)
+        };
+        let mut path = String::new();
+        let mut pen_down = false;
+        for (i, value) in values.iter().enumerate() {
+            match value {
+                Some(v) => {
+                    let (x, y) = point(i, *v);
+                    let _ = write!(path, "{}{x:.1},{y:.1} ", if pen_down { "L" } else { "M" });
+                    pen_down = true;
+                }
+                None => pen_down = false,
+            }
+        }
+        let dash = if *dashed {
+            r#" stroke-dasharray="4 3""#
+        } else {
+            ""
+        };
+        let _ = write!(
+            out,
+            r#"<path d="{}" class="line line-{colour}"{dash}><title>{}</title></path>"#,
+            path.trim_end(),
+            escape(name)
+        );
+        for (i, value) in values.iter().enumerate() {
+            if let Some(v) = value {
+                let (x, y) = point(i, *v);
+                let _ = write!(
+                    out,
+                    r#"<circle cx="{x:.1}" cy="{y:.1}" r="2" class="dot line-{colour}"><title>{}: {} {}</title></circle>"#,
+                    escape(&times[i]),
+                    escape(name),
+                    escape(&fmt(*v))
+                );
+            }
+        }
+    }
+    time_close(&mut out, &fmt(max), times);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +343,46 @@ mod tests {
             "{svg}"
         );
         assert!(sparkline(&[], "<x>").contains("at most 0 &lt;x&gt;"));
+    }
+
+    #[test]
+    fn charts_over_time_have_a_column_or_point_per_step_and_escape_names() {
+        let times: Vec<String> = ["10:00", "10:05", "10:10"].map(String::from).to_vec();
+        let steps = vec![
+            vec![(3, "success", "ok"), (1, "failed", "failed")],
+            vec![],
+            vec![(4, "success", "ok")],
+        ];
+        let svg = stacked_over_time(&steps, &times, "Variants");
+        assert_eq!(svg.matches("<rect").count(), 3);
+        assert!(
+            svg.contains("<title>10:00: success 3, failed 1</title>"),
+            "{svg}"
+        );
+        assert!(svg.contains(r#">4</text>"#), "the scale's top: {svg}");
+        let series = vec![
+            (
+                "<m> p50".to_owned(),
+                vec![Some(100.0), None, Some(300.0)],
+                false,
+            ),
+            (
+                "<m> p95".to_owned(),
+                vec![Some(200.0), None, Some(400.0)],
+                true,
+            ),
+        ];
+        let svg = lines_over_time(&series, &times, "Latency", |v| format!("{v} ms"), true);
+        // A missing step breaks the line: two moves, no line-to across the gap.
+        assert_eq!(svg.matches(r#"d="M"#).count(), 2);
+        assert!(!svg.contains(" L"), "{svg}");
+        assert_eq!(svg.matches("<circle").count(), 4);
+        assert!(svg.contains("&lt;m&gt; p95") && !svg.contains("<m>"));
+        assert_eq!(
+            svg.matches("line-0").count(),
+            6,
+            "p50 and p95 share a colour"
+        );
+        assert!(svg.contains(r#"stroke-dasharray="4 3""#));
     }
 }

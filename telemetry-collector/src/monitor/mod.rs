@@ -261,6 +261,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/monitor/dead-letters", get(dead_letters::page))
         .route("/monitor/producers", get(producers::page))
         .route("/monitor/overview", get(overview::page))
+        .route("/monitor/overview/live", get(overview::live))
         .route("/monitor/health", get(health::fragment))
         .route("/monitor/errors", get(errors::page))
         .route("/monitor/live/runs", get(runs::live))

@@ -9,6 +9,13 @@
 //! Latency percentiles are over successes only; failures and timeouts have their own
 //! p50 / p95 columns (a model answering 503 in 100 ms is not fast). Each model, prompt
 //! pack and cell of the matrix links to its runs in the runs list, for the same window.
+//!
+//! Above the tables, charts over time ([`series_step`] per window): runs and variants
+//! by status, success-only latency p50 / p95 per model, failure rate per model, read
+//! from the rollups ([`crate::store::rollups`]). The figures below the form
+//! (`#overview-live`) refresh on their own every `refresh` (1 min by default for a
+//! named window, which ends now; off for a fixed `from`/`to`) from
+//! `/monitor/overview/live`, which renders just them.
 
 use std::future::Future;
 
@@ -19,15 +26,17 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use crate::http::{AppError, AppState};
+use crate::store::rollups::{SeriesFilter, TimeSeries, HOUR_MS, MINUTE_MS};
 use crate::store::{CellStats, GroupStats, Overview, OverviewFilter, StoreError};
 use service_kit::now_ms;
 
 use super::params::{self, bad, parse_time, present, Params};
-use super::views::{fmt_ms, fmt_time, render};
+use super::views::{fmt_ms, fmt_short_time, fmt_time, render};
 use super::{charts, Monitor};
 
-/// The named windows the overview offers.
-pub const WINDOWS: [(&str, i64); 5] = [
+/// The named windows the overview offers (the quick ranges).
+pub const WINDOWS: [(&str, i64); 6] = [
+    ("15m", 15 * 60_000),
     ("1h", 3_600_000),
     ("6h", 6 * 3_600_000),
     ("24h", 24 * 3_600_000),
@@ -38,15 +47,75 @@ pub const WINDOWS: [(&str, i64); 5] = [
 /// Shown for a model or prompt pack of runs whose start was never received.
 const NONE: &str = "(none)";
 
-/// Query string of the overview: a named window (`1h`, `6h`, `24h`, `7d`, `30d`) or
-/// `from`/`to`, and a model.
+/// Query string of the overview's figures: a named window (`15m`, `1h`, `6h`, `24h`,
+/// `7d`, `30d`) or `from`/`to`, and a model.
 #[derive(Debug, Default, Clone, Deserialize)]
 pub struct StatsParams {
     pub window: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
-    /// Only this model's runs (exact).
+    /// Only this model's runs (any case).
     pub model: Option<String>,
+}
+
+/// Query string of the overview page: [`StatsParams`], and how often the figures
+/// refresh themselves.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct OverviewParams {
+    pub window: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub model: Option<String>,
+    /// `off`, `30s`, `1m` or `5m` ([`REFRESHES`]).
+    pub refresh: Option<String>,
+}
+
+impl OverviewParams {
+    /// The figures' part.
+    fn stats(&self) -> StatsParams {
+        StatsParams {
+            window: self.window.clone(),
+            from: self.from.clone(),
+            to: self.to.clone(),
+            model: self.model.clone(),
+        }
+    }
+
+    /// The refresh's name and period (ms): as asked, else `1m` for a named window
+    /// (it ends now) and `off` for a fixed one.
+    pub fn refresh(&self, named: bool) -> Result<(&'static str, u64), AppError> {
+        match present(&self.refresh) {
+            Some(asked) => REFRESHES
+                .iter()
+                .find(|(name, _)| *name == asked)
+                .copied()
+                .ok_or_else(|| bad("refresh must be one of off, 30s, 1m, 5m")),
+            None if named => Ok(REFRESHES[2]),
+            None => Ok(REFRESHES[0]),
+        }
+    }
+}
+
+/// How often the overview's figures may refresh themselves (ms; 0: never).
+pub const REFRESHES: [(&str, u64); 4] =
+    [("off", 0), ("30s", 30_000), ("1m", 60_000), ("5m", 300_000)];
+
+/// The step of the charts over time for a window of `span` ms: 15 to ~100 points,
+/// from the minute rollups up to 6 hours, from the hourly ones beyond (a day of
+/// minute rows is ~50 times the rows of its hours).
+pub fn series_step(span: i64) -> i64 {
+    const DAY: i64 = 24 * HOUR_MS;
+    if span <= HOUR_MS {
+        MINUTE_MS
+    } else if span <= 6 * HOUR_MS {
+        5 * MINUTE_MS
+    } else if span <= DAY {
+        HOUR_MS
+    } else if span <= 7 * DAY {
+        3 * HOUR_MS
+    } else {
+        12 * HOUR_MS
+    }
 }
 
 /// The window `[from, to)` at `now` of a named `window` or `from` / `to`, and the
@@ -66,7 +135,10 @@ pub fn window(
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, span)| *span)
-        .ok_or_else(|| bad("window must be one of 1h, 6h, 24h, 7d, 30d"))?;
+        .ok_or_else(|| {
+            let names: Vec<&str> = WINDOWS.iter().map(|(n, _)| *n).collect();
+            bad(format!("window must be one of {}", names.join(", ")))
+        })?;
     Ok((to - span, to, name))
 }
 
@@ -131,15 +203,30 @@ pub fn runs_href(model: Option<&str>, pack: Option<&str>, from: i64, to: i64) ->
     Some(format!("/monitor?{query}"))
 }
 
-/// The statistics of the window `query` asks for, and the window's name when named.
-async fn read(state: &AppState, query: &StatsParams) -> Result<(Overview, String), AppError> {
+/// The statistics and time series of the window `query` asks for (one overview slot
+/// for both), and the window's name when named.
+async fn read(
+    state: &AppState,
+    query: &StatsParams,
+) -> Result<(Overview, TimeSeries, String), AppError> {
     let (filter, window) = query.filter(now_ms())?;
     let monitor = &state.monitor;
     let stale = monitor.stale_cutoff();
-    let stats = monitor
-        .aggregate(state.store.monitor_stats(&filter, stale))
+    let series = SeriesFilter {
+        from: filter.from,
+        to: filter.to,
+        model: filter.model.clone(),
+        step: series_step(filter.to - filter.from),
+    };
+    let store = &state.store;
+    let (stats, series) = monitor
+        .aggregate(async {
+            let stats = store.monitor_stats(&filter, stale).await?;
+            let series = store.monitor_series(&series, stale).await?;
+            Ok((stats, series))
+        })
         .await?;
-    Ok((stats, window))
+    Ok((stats, series, window))
 }
 
 /// One table row of the overview.
@@ -262,14 +349,10 @@ impl MatrixCell {
     }
 }
 
+/// The figures below the overview's form: what `/monitor/overview/live` renders alone.
 #[derive(Template)]
-#[template(path = "overview.html")]
-pub struct OverviewPage {
-    pub nav: &'static str,
-    pub auth: bool,
-    pub window: String,
-    /// Each window and whether it is the one shown.
-    pub windows: Vec<(&'static str, bool)>,
+#[template(path = "overview_body.html")]
+pub struct OverviewBody {
     pub from: String,
     pub to: String,
     /// The model filter as given (empty: every model).
@@ -286,14 +369,168 @@ pub struct OverviewPage {
     pub model_latency: String,
     pub pack_rates: String,
     pub pack_latency: String,
+    pub over_time: OverTime,
+    /// When these figures were read (UTC).
+    pub read_at: String,
 }
 
-/// `/monitor/overview`.
-pub async fn page(
-    State(state): State<AppState>,
-    Params(query): Params<StatsParams>,
-) -> Result<Response, AppError> {
-    let (stats, window) = read(&state, &query).await?;
+/// The charts over time, and the models they draw (in their colours' order).
+pub struct OverTime {
+    /// `5 min`, `1 h`: one column or point per step.
+    pub step: String,
+    pub runs: String,
+    pub variants: String,
+    pub latency: String,
+    pub failure_rate: String,
+    /// `(model, colour class)` of the line charts.
+    pub models: Vec<(String, String)>,
+    /// Nothing in the window.
+    pub empty: bool,
+}
+
+impl OverTime {
+    fn new(series: &TimeSeries) -> Self {
+        let times: Vec<String> = series.points.iter().map(|p| fmt_short_time(p.at)).collect();
+        let count = |map: &std::collections::BTreeMap<String, i64>, key: &str| {
+            map.get(key).copied().unwrap_or(0)
+        };
+        let runs: Vec<Vec<(i64, &str, &str)>> = series
+            .points
+            .iter()
+            .map(|p| {
+                let known = ["complete", "partial", "failed", "stale", "running"];
+                let other: i64 = p
+                    .runs
+                    .iter()
+                    .filter(|(k, _)| !known.contains(&k.as_str()))
+                    .map(|(_, n)| n)
+                    .sum();
+                vec![
+                    (count(&p.runs, "complete"), "complete", "ok"),
+                    (count(&p.runs, "partial"), "partial", "timeout"),
+                    (count(&p.runs, "failed"), "failed", "failed"),
+                    (count(&p.runs, "stale"), "stale", "stale"),
+                    (count(&p.runs, "running") + other, "running/other", "other"),
+                ]
+            })
+            .collect();
+        let variants: Vec<Vec<(i64, &str, &str)>> = series
+            .points
+            .iter()
+            .map(|p| {
+                let known = ["success", "failed", "timeout", "stale", "running"];
+                let other: i64 = p
+                    .variants
+                    .iter()
+                    .filter(|(k, _)| !known.contains(&k.as_str()))
+                    .map(|(_, n)| n)
+                    .sum();
+                vec![
+                    (count(&p.variants, "success"), "success", "ok"),
+                    (count(&p.variants, "failed"), "failed", "failed"),
+                    (count(&p.variants, "timeout"), "timeout", "timeout"),
+                    (count(&p.variants, "stale"), "stale", "stale"),
+                    (
+                        count(&p.variants, "running") + other,
+                        "running/other",
+                        "other",
+                    ),
+                ]
+            })
+            .collect();
+        // The models with the most finished variants in the window, as many as the
+        // line charts draw.
+        let mut finished: std::collections::BTreeMap<&str, i64> = Default::default();
+        for point in &series.points {
+            for (model, figures) in &point.models {
+                *finished.entry(model).or_default() += figures.finished;
+            }
+        }
+        let mut models: Vec<(&str, i64)> = finished.into_iter().collect();
+        models.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        models.truncate(charts::MAX_LINES / 2);
+        let mut latency = Vec::new();
+        let mut failure_rate = Vec::new();
+        for (model, _) in &models {
+            let of = |f: fn(&crate::store::rollups::ModelPoint) -> Option<f64>| {
+                series
+                    .points
+                    .iter()
+                    .map(|p| p.models.get(*model).and_then(f))
+                    .collect::<Vec<_>>()
+            };
+            latency.push((
+                format!("{model} p50"),
+                of(|m| m.p50_ms.map(|v| v as f64)),
+                false,
+            ));
+            latency.push((
+                format!("{model} p95"),
+                of(|m| m.p95_ms.map(|v| v as f64)),
+                true,
+            ));
+            failure_rate.push((model.to_string(), of(|m| m.failure_rate()), false));
+        }
+        let ms = |v: f64| fmt_ms(Some(v as i64));
+        let percent = |v: f64| format!("{v:.1}%");
+        Self {
+            step: if series.step % HOUR_MS == 0 {
+                format!("{} h", series.step / HOUR_MS)
+            } else {
+                format!("{} min", series.step / MINUTE_MS)
+            },
+            runs: charts::stacked_over_time(&runs, &times, "Runs by status over time"),
+            variants: charts::stacked_over_time(&variants, &times, "Variants by status over time"),
+            latency: charts::lines_over_time(
+                &latency,
+                &times,
+                "Success latency p50 and p95 per model over time",
+                ms,
+                true,
+            ),
+            failure_rate: charts::lines_over_time(
+                &failure_rate,
+                &times,
+                "Failure rate per model over time",
+                percent,
+                false,
+            ),
+            models: models
+                .iter()
+                .enumerate()
+                .map(|(k, (m, _))| (m.to_string(), format!("line-{k}")))
+                .collect(),
+            empty: series.points.iter().all(|p| p.runs.is_empty()),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+pub struct OverviewPage {
+    pub nav: &'static str,
+    pub auth: bool,
+    pub window: String,
+    /// Each window and whether it is the one shown.
+    pub windows: Vec<(&'static str, bool)>,
+    /// The quick ranges: each window's link (with the model), and whether it is shown.
+    pub ranges: Vec<(&'static str, String, bool)>,
+    /// The model filter as given (empty: every model).
+    pub model: String,
+    /// Models of the window, for the filter's suggestions.
+    pub models: Vec<String>,
+    /// Each refresh period and whether it is the one chosen.
+    pub refreshes: Vec<(&'static str, bool)>,
+    /// `/monitor/overview/live?..` and its period (ms), when refreshing.
+    pub live_url: Option<String>,
+    pub refresh_ms: u64,
+    /// Rendered by its own template, which escapes it.
+    pub body: OverviewBody,
+}
+
+/// The figures below the form, for `query`.
+async fn body(state: &AppState, query: &StatsParams) -> Result<(OverviewBody, String), AppError> {
+    let (stats, series, window) = read(state, query).await?;
     let (from, to) = (stats.from, stats.to);
     let model = stats.model.as_deref();
     let errors_query = params::encode(&[
@@ -301,11 +538,7 @@ pub async fn page(
         ("to", &Some(to.to_string())),
         ("model", &stats.model),
     ]);
-    Ok(render(&OverviewPage {
-        nav: "overview",
-        auth: state.monitor.auth_required(),
-        windows: window_choices(&window),
-        window,
+    let body = OverviewBody {
         from: fmt_time(from),
         to: fmt_time(to),
         model: stats.model.clone().unwrap_or_default(),
@@ -326,7 +559,63 @@ pub async fn page(
         model_latency: charts::latency(&stats.by_model, "Success latency per model"),
         pack_rates: charts::rates(&stats.by_prompt_pack, "Outcomes per prompt pack"),
         pack_latency: charts::latency(&stats.by_prompt_pack, "Success latency per prompt pack"),
+        over_time: OverTime::new(&series),
+        read_at: fmt_time(now_ms()),
+    };
+    Ok((body, window))
+}
+
+/// `/monitor/overview`.
+pub async fn page(
+    State(state): State<AppState>,
+    Params(page): Params<OverviewParams>,
+) -> Result<Response, AppError> {
+    let query = page.stats();
+    let (body, window) = body(&state, &query).await?;
+    let (refresh, refresh_ms) = page.refresh(!window.is_empty())?;
+    let live_url = (refresh_ms > 0).then(|| {
+        let live_query = params::encode(&[
+            ("window", &query.window),
+            ("from", &query.from),
+            ("to", &query.to),
+            ("model", &query.model),
+        ]);
+        format!("/monitor/overview/live?{live_query}")
+    });
+    Ok(render(&OverviewPage {
+        nav: "overview",
+        auth: state.monitor.auth_required(),
+        windows: window_choices(&window),
+        ranges: WINDOWS
+            .iter()
+            .map(|(name, _)| {
+                let query = params::encode(&[
+                    ("window", &Some((*name).to_owned())),
+                    ("model", &query.model),
+                ]);
+                (*name, format!("/monitor/overview?{query}"), *name == window)
+            })
+            .collect(),
+        window,
+        model: body.model.clone(),
+        models: body.by_model.iter().map(|l| l.key.clone()).collect(),
+        refreshes: REFRESHES
+            .iter()
+            .map(|(name, _)| (*name, *name == refresh))
+            .collect(),
+        live_url,
+        refresh_ms,
+        body,
     }))
+}
+
+/// `/monitor/overview/live`: the figures below the form alone, for the page's refresh.
+pub async fn live(
+    State(state): State<AppState>,
+    Params(query): Params<StatsParams>,
+) -> Result<Response, AppError> {
+    let (body, _) = body(&state, &query).await?;
+    Ok(render(&body))
 }
 
 /// The figures of a model, a prompt pack or a pair, as `/api/v1/stats` shows them.
@@ -410,6 +699,77 @@ pub struct StatsJson {
     pub by_model: Vec<GroupJson>,
     pub by_prompt_pack: Vec<GroupJson>,
     pub by_prompt_pack_and_model: Vec<CellJson>,
+    /// The same window over time ([`series_step`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub series: Option<SeriesJson>,
+}
+
+/// One model in one step of [`SeriesJson`].
+#[derive(Debug, Serialize)]
+pub struct ModelPointJson {
+    /// Variants with a result.
+    pub finished: i64,
+    /// Of those, failed or timed out.
+    pub errors: i64,
+    /// `errors` as a percentage of `finished`.
+    pub failure_rate: Option<f64>,
+    /// Success-only latency percentiles (ms, lower edge of the bucket).
+    pub p50_ms: Option<i64>,
+    pub p95_ms: Option<i64>,
+}
+
+/// One step: runs started in `[at, at + step_ms)`.
+#[derive(Debug, Serialize)]
+pub struct PointJson {
+    pub at: i64,
+    pub runs: std::collections::BTreeMap<String, i64>,
+    pub variants: std::collections::BTreeMap<String, i64>,
+    pub models: std::collections::BTreeMap<String, ModelPointJson>,
+}
+
+/// The overview's window over time, whole steps from `from` to `to`.
+#[derive(Debug, Serialize)]
+pub struct SeriesJson {
+    pub from: i64,
+    pub to: i64,
+    pub step_ms: i64,
+    pub points: Vec<PointJson>,
+}
+
+impl From<TimeSeries> for SeriesJson {
+    fn from(series: TimeSeries) -> Self {
+        Self {
+            from: series.from,
+            to: series.to,
+            step_ms: series.step,
+            points: series
+                .points
+                .into_iter()
+                .map(|p| PointJson {
+                    at: p.at,
+                    runs: p.runs,
+                    variants: p.variants,
+                    models: p
+                        .models
+                        .into_iter()
+                        .map(|(model, m)| {
+                            let failure_rate = m.failure_rate();
+                            (
+                                model,
+                                ModelPointJson {
+                                    finished: m.finished,
+                                    errors: m.errors,
+                                    failure_rate,
+                                    p50_ms: m.p50_ms,
+                                    p95_ms: m.p95_ms,
+                                },
+                            )
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
 }
 
 impl From<Overview> for StatsJson {
@@ -430,6 +790,7 @@ impl From<Overview> for StatsJson {
                     figures: cell.stats.into(),
                 })
                 .collect(),
+            series: None,
         }
     }
 }
@@ -439,6 +800,8 @@ pub async fn api(
     State(state): State<AppState>,
     Params(query): Params<StatsParams>,
 ) -> Result<Json<StatsJson>, AppError> {
-    let (stats, _) = read(&state, &query).await?;
-    Ok(Json(stats.into()))
+    let (stats, series, _) = read(&state, &query).await?;
+    let mut json: StatsJson = stats.into();
+    json.series = Some(series.into());
+    Ok(Json(json))
 }

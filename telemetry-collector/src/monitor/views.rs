@@ -17,6 +17,9 @@ use super::params::path_segment;
 const SHOWN: &[BorrowedFormatItem<'_>] =
     format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]");
 
+/// How [`fmt_short_time`] shows a time: `11-29 13:45`.
+const SHORT: &[BorrowedFormatItem<'_>] = format_description!("[month]-[day] [hour]:[minute]");
+
 /// RFC 3339 in UTC with milliseconds, for `<time datetime>` and the date-time picker.
 const ISO: &[BorrowedFormatItem<'_>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
@@ -27,6 +30,14 @@ pub fn fmt_time(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|at| at.format(SHOWN).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// `11-29 13:45` (UTC), for the axes and tooltips of charts over time.
+pub fn fmt_short_time(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|at| at.format(SHORT).ok())
         .unwrap_or_else(|| ms.to_string())
 }
 

@@ -134,7 +134,7 @@ mod tests {
     use crate::monitor::dead_letters::DeadLettersParams;
     use crate::monitor::errors::{ErrorGroupsParams, ErrorsPageParams};
     use crate::monitor::events::EventsParams;
-    use crate::monitor::overview::StatsParams;
+    use crate::monitor::overview::{OverviewParams, StatsParams};
     use crate::monitor::runs::RunsParams;
 
     fn uri(query: &str) -> Uri {
@@ -177,6 +177,10 @@ mod tests {
         );
         assert_eq!(accepted::<DeadLettersParams>(), ["limit", "cursor"]);
         assert_eq!(accepted::<StatsParams>(), ["window", "from", "to", "model"]);
+        assert_eq!(
+            accepted::<OverviewParams>(),
+            ["window", "from", "to", "model", "refresh"]
+        );
         assert_eq!(
             accepted::<ErrorGroupsParams>(),
             ["window", "from", "to", "model"]
