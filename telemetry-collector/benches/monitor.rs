@@ -12,8 +12,8 @@
 //!   shops), sort by duration (all runs, the last 24 h), an error code, a duration
 //!   filter,
 //! - a run page (`/monitor/runs/{id}`, a different run each time),
-//! - the overview over the last 24 hours (`/monitor/overview?window=24h`), 7 and 30
-//!   days, and of one model,
+//! - the overview with its charts over time over the last 15 minutes, 24 hours
+//!   (`/monitor/overview?window=24h`), 7 and 30 days, and of one model,
 //! - the error groups of the last 24 hours (`/monitor/errors?window=24h`), and one
 //!   group's runs,
 //! - the health strip (`/monitor/health`; the newest run starts at the bench's start).
@@ -29,8 +29,9 @@
 //! on SQLite, `generate_series` on Postgres, 50,000 runs per statement) after the
 //! collector's migrations, so every index the collector has is maintained; then
 //! `ANALYZE` (and `VACUUM` on Postgres, for index-only scans), as an operator's
-//! database would have. The seed leaves `error_group` empty, as on a database from
-//! before error groups: the store's start-up backfill fills it (timed and printed).
+//! database would have. The seed leaves `error_group` empty and the rollups uncounted,
+//! as on a database from before them: the store's start-up backfill fills both (timed
+//! and printed).
 //! Needs Postgres on 127.0.0.1:5432 (see `test-support`).
 
 use std::sync::Arc;
@@ -187,6 +188,17 @@ fn seed_statements(dialect: Dialect, lo: i64, hi: i64) -> [String; 3] {
     [runs, variants, events]
 }
 
+/// Marks the rollups as not counted yet (the seed wrote rows behind ingest's back), so
+/// the store counts them at start-up as it would on a database from before them.
+async fn uncount_rollups<'c, E>(conn: E)
+where
+    E: sqlx::Executor<'c>,
+{
+    conn.execute("DELETE FROM rollup_state")
+        .await
+        .expect("uncount the rollups");
+}
+
 async fn seed_sqlite(url: &str, runs: i64) {
     use sqlx::Connection as _;
     let mut conn = sqlx::SqliteConnection::connect(url)
@@ -209,6 +221,7 @@ async fn seed_sqlite(url: &str, runs: i64) {
         }
         progress(hi, runs, started);
     }
+    uncount_rollups(&mut conn).await;
     sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
         .execute(&mut conn)
@@ -235,6 +248,7 @@ async fn seed_postgres(url: &str, runs: i64) {
         }
         progress(hi, runs, started);
     }
+    uncount_rollups(&mut conn).await;
     sqlx::query("VACUUM ANALYZE")
         .execute(&mut conn)
         .await
@@ -417,6 +431,11 @@ async fn measure(
             }),
         ),
         (
+            "overview, last 15 min".into(),
+            Some(ms(200)),
+            Box::new(move |_| format!("/monitor/overview?window=15m&to={end}")),
+        ),
+        (
             "overview, last 24 h".into(),
             Some(ms(200)),
             Box::new(move |_| format!("/monitor/overview?window=24h&to={end}")),
@@ -438,17 +457,24 @@ async fn measure(
             Some(ms(200)),
             Box::new(move |_| group_runs_path(end)),
         ),
-        // The longer windows an operator can pick: their cost grows with the runs
-        // inside (7 d ≈ 230,000 runs here, 30 d ≈ all of them).
+        // The longer windows an operator can pick (7 d ≈ 230,000 runs here, 30 d ≈
+        // all of them): whole hours come from the hourly rollups.
         (
             "overview, last 7 d".into(),
-            None,
+            Some(ms(200)),
             Box::new(move |_| format!("/monitor/overview?window=7d&to={end}")),
         ),
         (
             "overview, last 30 d".into(),
-            None,
+            Some(ms(200)),
             Box::new(move |_| format!("/monitor/overview?window=30d&to={end}")),
+        ),
+        (
+            "overview, last 30 d, one model".into(),
+            Some(ms(200)),
+            Box::new(move |_| {
+                format!("/monitor/overview?window=30d&to={end}&model=gemini-3-pro-image")
+            }),
         ),
         (
             "error groups, last 7 d".into(),
@@ -571,7 +597,7 @@ async fn bench() {
     seed_sqlite(&url, runs).await;
     let sqlite_seed = started.elapsed();
     let (store, sqlite_backfill) = open_and_backfill(&url, &options).await;
-    eprintln!("SQLite: error groups backfilled in {sqlite_backfill:?}");
+    eprintln!("SQLite: error groups backfilled and rollups counted in {sqlite_backfill:?}");
     results.extend(measure("SQLite", store.clone(), runs, repeat).await);
     store.close().await;
 
@@ -592,7 +618,7 @@ async fn bench() {
     seed_postgres(&pg.url, runs).await;
     let pg_seed = started.elapsed();
     let (store, pg_backfill) = open_and_backfill(&pg.url, &options).await;
-    eprintln!("Postgres: error groups backfilled in {pg_backfill:?}");
+    eprintln!("Postgres: error groups backfilled and rollups counted in {pg_backfill:?}");
     results.extend(measure("Postgres", store.clone(), runs, repeat).await);
     store.close().await;
 
@@ -606,8 +632,8 @@ async fn bench() {
     );
     let errors = runs / 20 * 4 + runs / 10;
     println!(
-        "Start-up backfill of the error groups of ~{errors} failed and timed-out variants: \
-         {:.1} s (SQLite), {:.1} s (Postgres)",
+        "Start-up backfill of the error groups of ~{errors} failed and timed-out variants \
+         and count of the rollups of every run: {:.1} s (SQLite), {:.1} s (Postgres)",
         sqlite_backfill.as_secs_f64(),
         pg_backfill.as_secs_f64()
     );

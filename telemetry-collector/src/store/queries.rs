@@ -379,6 +379,12 @@ where
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        // Filled at once: the planner's statistics of the tables are stale.
+        for grain in rollups::Grain::ALL {
+            sqlx::query(&format!("ANALYZE {}", grain.table()))
+                .execute(self.operator())
+                .await?;
+        }
         Ok(written)
     }
 
