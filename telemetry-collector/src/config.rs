@@ -357,6 +357,8 @@ pub enum Command {
     /// Show the telemetry stream, create it, or update it to the configured spec
     /// (replicas, limits, subjects).
     Stream(crate::stream_admin::StreamArgs),
+    /// Check the overview's time-series rollups against a recount, or recount them.
+    Rollups(crate::rollups_admin::RollupsArgs),
 }
 
 /// Database flags.

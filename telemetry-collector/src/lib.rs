@@ -38,7 +38,8 @@
 //! - [`app`]: [`Application`]: build, run, shut down.
 //! - operations: [`retention`] (`prune`, `COLLECTOR_RETENTION`), [`replay`] (rebuild
 //!   from the stream), [`dead_letters`] (list, show, requeue, purge),
-//!   [`stream_admin`] (the stream's info, create, update to the configured spec).
+//!   [`stream_admin`] (the stream's info, create, update to the configured spec),
+//!   [`rollups_admin`] (check the overview's rollups against a recount, recount).
 
 pub mod app;
 pub mod backlog;
@@ -51,6 +52,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod replay;
 pub mod retention;
+pub mod rollups_admin;
 pub mod store;
 pub mod stream_admin;
 

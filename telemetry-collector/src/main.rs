@@ -1,12 +1,14 @@
 //! `telemetry-collector serve | ingest | migrate | prune | replay | dead-letters |
-//! stream`:
+//! stream | rollups`:
 //! parse, init tracing, build, run.
 
 use anyhow::Context as _;
 use service_kit::cli::{init_logs, LogTo};
 use service_kit::ExposeSecret as _;
 use telemetry_collector::config::{Cli, Command};
-use telemetry_collector::{dead_letters, replay, retention, store, stream_admin, Application};
+use telemetry_collector::{
+    dead_letters, replay, retention, rollups_admin, store, stream_admin, Application,
+};
 
 #[tokio::main]
 async fn main() {
@@ -52,6 +54,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let result = stream_admin::run(&args, &mut report).await;
             print!("{report}");
             result?;
+            return Ok(());
+        }
+        Command::Rollups(args) => {
+            let mut report = String::new();
+            let agree = rollups_admin::run(&args, &mut report)
+                .await
+                .context("DATABASE_URL");
+            print!("{report}");
+            if !agree? {
+                std::process::exit(1);
+            }
             return Ok(());
         }
     };

@@ -319,3 +319,42 @@ async fn rows_stored_before_the_rollups_are_counted_at_start_up() {
         assert!(again.rollup_drift().await.unwrap().is_empty());
     }
 }
+
+/// `telemetry-collector rollups check` says whether the rollups agree with a recount
+/// (exit 1 and the first keys when not); `rollups recount` replaces them: what an
+/// operator runs after an older collector wrote beside a new one.
+#[tokio::test]
+async fn the_rollups_command_checks_and_recounts() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = db.store().await;
+    let mut rng = Rng(11);
+    let envelopes = adversarial_envelopes(&mut rng, 10);
+    write_all(&store, &batches(&mut rng, &envelopes), false).await;
+    store.close().await;
+    let env = [("DATABASE_URL", db.url.as_str())];
+
+    let (_, out) = common::run_binary(&["rollups", "check"], &env);
+    assert!(out.contains("rollups agree with a recount"), "{out}");
+
+    // As an older collector would leave them: a run it wrote is not counted.
+    let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+    sqlx::query("UPDATE rollup_hours SET n = n - 1 WHERE kind = 0")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_telemetry-collector"))
+        .args(["rollups", "check"])
+        .envs(env)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the telemetry-collector binary");
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(out.contains("rollup rows differ from a recount"), "{out}");
+    assert!(out.contains(" run "), "the keys are shown: {out}");
+
+    let (_, out) = common::run_binary(&["rollups", "recount"], &env);
+    assert!(out.contains("rollups recounted: "), "{out}");
+    let (_, out) = common::run_binary(&["rollups", "check"], &env);
+    assert!(out.contains("rollups agree with a recount"), "{out}");
+}
