@@ -1,5 +1,5 @@
 -- Time-series rollups (issue 15). Keep in step with migrations/postgres/.
--- Counts of runs and variants per minute and per hour of their run's start, by model,
+-- Counts of runs and variants per minute, hour and day (UTC) of their run's start, by model,
 -- prompt pack, status and latency bucket: what the overview and its charts read instead
 -- of every run of a long window. Kept by ingest in the batch's own transaction as the
 -- difference between the touched runs' contributions before and after the batch
@@ -22,6 +22,16 @@ CREATE TABLE rollup_minutes (
     PRIMARY KEY (bucket, kind, model, prompt_pack, status, latency)
 ) WITHOUT ROWID;
 CREATE TABLE rollup_hours (
+    bucket      INTEGER NOT NULL,
+    kind        INTEGER NOT NULL,
+    model       TEXT NOT NULL,
+    prompt_pack TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    latency     INTEGER NOT NULL,
+    n           INTEGER NOT NULL,
+    PRIMARY KEY (bucket, kind, model, prompt_pack, status, latency)
+) WITHOUT ROWID;
+CREATE TABLE rollup_days (
     bucket      INTEGER NOT NULL,
     kind        INTEGER NOT NULL,
     model       TEXT NOT NULL,

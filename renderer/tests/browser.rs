@@ -420,7 +420,47 @@ async fn a_render_shows_up_live_in_the_monitor_and_opens_with_its_variants_and_e
         .expect("the overview's charts");
     let overview = browser.source().await.unwrap();
     assert!(overview.contains("local-composite") && overview.contains("pack-browser"));
+    // And over time: the run's variants in a column, its model's latency as a point.
+    browser
+        .find(Locator::Css("svg.chart-time rect.bar-ok"))
+        .await
+        .expect("variants by status over time");
+    browser
+        .find(Locator::Css("svg.chart-time circle.dot"))
+        .await
+        .expect("latency per model over time");
     save_screenshot(&browser, "monitor-overview-screenshot.png").await;
+
+    // The figures refresh themselves; keyboard focus stays on the link it was on.
+    browser
+        .goto(&format!(
+            "{}/monitor/overview?window=15m&refresh=10s",
+            collector.base_url()
+        ))
+        .await
+        .unwrap();
+    let focused = browser
+        .execute(
+            "var link = document.querySelector('#overview-live a[href^=\"/monitor?\"]'); \
+             link.focus(); return link.getAttribute('href');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let refreshed = eventually("the overview refreshed itself", || async {
+        let state = browser
+            .execute(
+                "var live = document.getElementById('overview-live'); \
+                 return [live.dataset.refreshes || '0', \
+                 document.activeElement.getAttribute('href')];",
+                vec![],
+            )
+            .await
+            .ok()?;
+        (state[0] != "0").then_some(state)
+    })
+    .await;
+    assert_eq!(refreshed[1], focused, "focus kept across the refresh");
 
     browser.close().await.unwrap();
     drop(driver);
@@ -737,8 +777,11 @@ async fn every_page_fits_a_phone_announces_live_runs_and_reads_time_zones() {
         ("dead-letters", "/monitor/dead-letters".to_owned()),
         ("producers", "/monitor/producers".to_owned()),
         ("overview", "/monitor/overview?window=1h".to_owned()),
+        ("overview-30d", "/monitor/overview?window=30d".to_owned()),
+        ("errors", "/monitor/errors?window=1h".to_owned()),
         ("login", "/monitor/login".to_owned()),
         ("404", "/monitor/runs/no-such-run".to_owned()),
+        ("400", "/monitor?status=no-such-status".to_owned()),
     ];
     let mut too_wide = Vec::new();
     for (width, height) in [(1400, 1000), (390, 844)] {

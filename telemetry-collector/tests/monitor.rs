@@ -716,7 +716,7 @@ async fn the_overview_counts_outcomes_and_reads_percentiles(backend: Backend) {
         400
     );
     assert_eq!(
-        get(&app, "/monitor/overview?refresh=10s", &[]).await.status,
+        get(&app, "/monitor/overview?refresh=2s", &[]).await.status,
         400
     );
 }

@@ -227,8 +227,29 @@ async fn every_api_resource_keeps_its_field_names(backend: Backend) {
             "by_model",
             "by_prompt_pack",
             "by_prompt_pack_and_model",
+            "series",
         ],
         "stats",
+    );
+    let series = &stats["series"];
+    assert_keys(series, &["from", "to", "step_ms", "points"], "series");
+    let point = series["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| !p["models"].as_object().unwrap().is_empty())
+        .expect("a step with the seeded run");
+    assert_keys(point, &["at", "runs", "variants", "models"], "series point");
+    let model = point["models"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    assert_keys(
+        model,
+        &["finished", "errors", "failure_rate", "p50_ms", "p95_ms"],
+        "model in a series point",
     );
     let group_keys = [&["key"], FIGURE_KEYS].concat();
     assert_keys(first(&stats, "by_model"), &group_keys, "group by model");

@@ -498,6 +498,33 @@ async fn quick_ranges_are_the_time_before_to_or_now(backend: Backend) {
     assert!(page
         .body
         .contains(r#"<input type="hidden" name="range" value="6h">"#));
+
+    // The events list has the same quick ranges, by when the events occurred.
+    for (range, runs) in [("15m", 1), ("6h", 2), ("30d", 3)] {
+        let want: usize = specs[..runs].iter().map(|s| s.envelopes().len()).sum();
+        let answer = get(
+            &app,
+            &format!("/api/v1/events?range={range}&limit=500"),
+            &[],
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let events = answer.json()["events"].as_array().unwrap().len();
+        assert_eq!(events, want, "events of the last {range}");
+    }
+    assert_eq!(get(&app, "/api/v1/events?range=2h", &[]).await.status, 400);
+    let page = get(&app, "/monitor/events?shop=shop-1&range=6h", &[]).await;
+    assert_eq!(page.status, 200);
+    for range in ["15m", "1h", "6h", "24h", "7d", "30d"] {
+        let link = format!("href=\"/monitor/events?shop=shop-1&#38;range={range}\"");
+        assert!(page.body.contains(&link), "{range}: {}", page.body);
+    }
+    assert!(page
+        .body
+        .contains(r#"range=6h" class="current" aria-current="true">6h</a>"#));
+    assert!(page
+        .body
+        .contains(r#"href="/monitor/events?shop=shop-1">any time</a>"#));
 }
 on_both_backends!(quick_ranges_are_the_time_before_to_or_now);
 

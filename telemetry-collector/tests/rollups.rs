@@ -263,6 +263,7 @@ async fn any_order_gives_the_same_rollups(backend: Backend) {
         rows.push((
             rollup_rows(&db, Grain::Minute).await,
             rollup_rows(&db, Grain::Hour).await,
+            rollup_rows(&db, Grain::Day).await,
         ));
         store.close().await;
     }
@@ -270,6 +271,7 @@ async fn any_order_gives_the_same_rollups(backend: Backend) {
     for (grain, a, b) in [
         ("minute", &rows[0].0, &rows[1].0),
         ("hour", &rows[0].1, &rows[1].1),
+        ("day", &rows[0].2, &rows[1].2),
     ] {
         let only_a: Vec<_> = a.iter().filter(|r| !b.contains(r)).take(5).collect();
         let only_b: Vec<_> = b.iter().filter(|r| !a.contains(r)).take(5).collect();
@@ -302,7 +304,8 @@ async fn rows_stored_before_the_rollups_are_counted_at_start_up() {
         write_all(&store, &batches(&mut rng, &envelopes), false).await;
         let before = rollup_rows(&db, Grain::Minute).await;
         // As on a database of the previous version: no rollups, not counted yet.
-        let wipe = "DELETE FROM rollup_minutes; DELETE FROM rollup_hours; DELETE FROM rollup_state";
+        let wipe = "DELETE FROM rollup_minutes; DELETE FROM rollup_hours; \
+                    DELETE FROM rollup_days; DELETE FROM rollup_state";
         match backend {
             Backend::Sqlite => {
                 let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();

@@ -14,7 +14,7 @@ use crate::store::{EventCursor, EventFilter, EventRecord};
 
 use super::json_blob::JsonBlob;
 use super::live::{self, Fragment};
-use super::params::{self, encode, parse_time, Listed, Params};
+use super::params::{self, encode, parse_time, present, Listed, Params, QuickRange};
 use super::runs::Linked;
 use super::views::{field, fmt_ms, fmt_time, opt, picker_value, render, run_href, When};
 use service_kit::now_ms;
@@ -31,6 +31,9 @@ pub struct EventsParams {
     pub source: Option<String>,
     pub shop: Option<String>,
     pub request_id: Option<String>,
+    /// A quick range: `15m`, `1h`, `6h`, `24h`, `7d`, `30d` before `to` (or now); with
+    /// `from` too, both bounds apply.
+    pub range: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
     pub limit: Option<String>,
@@ -40,13 +43,14 @@ pub struct EventsParams {
 
 impl EventsParams {
     pub fn filter(&self) -> Result<EventFilter, AppError> {
+        let (from, to) = params::quick_window(&self.range, &self.from, &self.to, now_ms())?;
         Ok(EventFilter {
             event_type: params::text("type", &self.event_type)?,
             source: params::text("source", &self.source)?,
             shop_id: params::text("shop", &self.shop)?,
             request_id: params::text("request_id", &self.request_id)?,
-            from: parse_time("from", &self.from)?,
-            to: parse_time("to", &self.to)?,
+            from,
+            to,
             before: parse_cursor(&self.cursor)?,
             limit: params::limit(&self.limit)?,
         })
@@ -59,10 +63,29 @@ impl EventsParams {
             ("source", &self.source),
             ("shop", &self.shop),
             ("request_id", &self.request_id),
+            ("range", &self.range),
             ("from", &self.from),
             ("to", &self.to),
             ("limit", &self.limit),
         ])
+    }
+
+    /// The quick ranges as links keeping the other filters.
+    pub fn range_links(&self) -> Vec<QuickRange> {
+        let others = encode(&[
+            ("type", &self.event_type),
+            ("source", &self.source),
+            ("shop", &self.shop),
+            ("request_id", &self.request_id),
+            ("limit", &self.limit),
+        ]);
+        params::range_links(
+            "/monitor/events",
+            &others,
+            &self.range,
+            &self.from,
+            &self.to,
+        )
     }
 }
 
@@ -200,6 +223,9 @@ pub struct EventsPage {
     pub request_id: String,
     pub from: String,
     pub to: String,
+    /// The quick range shown (`1h`), empty when none.
+    pub range: String,
+    pub ranges: Vec<QuickRange>,
     pub rows: Vec<EventRow>,
     pub next_href: Option<String>,
     /// The first page follows new events (none on older pages).
@@ -221,8 +247,13 @@ pub async fn page(
         source: field(&query.source),
         shop: field(&query.shop),
         request_id: field(&query.request_id),
-        from: picker_value(filter.from),
+        // A quick range's start moves with the clock: the picker shows only a chosen one.
+        from: picker_value(parse_time("from", &query.from)?),
         to: picker_value(filter.to),
+        range: present(&query.range)
+            .map(|r| r.to_ascii_lowercase())
+            .unwrap_or_default(),
+        ranges: query.range_links(),
         rows: EventsRows::new(&listed.rows).rows,
         next_href: listed.next_href("/monitor/events", &filters),
         live_url: listed.live_url("/monitor/live/events", &filters),

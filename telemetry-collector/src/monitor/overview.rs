@@ -26,7 +26,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use crate::http::{AppError, AppState};
-use crate::store::rollups::{SeriesFilter, TimeSeries, HOUR_MS, MINUTE_MS};
+use crate::store::rollups::{SeriesFilter, TimeSeries, DAY_MS, HOUR_MS, MINUTE_MS};
 use crate::store::{CellStats, GroupStats, Overview, OverviewFilter, StoreError};
 use service_kit::now_ms;
 
@@ -66,7 +66,7 @@ pub struct OverviewParams {
     pub from: Option<String>,
     pub to: Option<String>,
     pub model: Option<String>,
-    /// `off`, `30s`, `1m` or `5m` ([`REFRESHES`]).
+    /// `off`, `10s`, `30s`, `1m` or `5m` ([`REFRESHES`]).
     pub refresh: Option<String>,
 }
 
@@ -89,32 +89,39 @@ impl OverviewParams {
                 .iter()
                 .find(|(name, _)| *name == asked)
                 .copied()
-                .ok_or_else(|| bad("refresh must be one of off, 30s, 1m, 5m")),
-            None if named => Ok(REFRESHES[2]),
+                .ok_or_else(|| bad("refresh must be one of off, 10s, 30s, 1m, 5m")),
+            None if named => Ok(REFRESHES[DEFAULT_REFRESH]),
             None => Ok(REFRESHES[0]),
         }
     }
 }
 
 /// How often the overview's figures may refresh themselves (ms; 0: never).
-pub const REFRESHES: [(&str, u64); 4] =
-    [("off", 0), ("30s", 30_000), ("1m", 60_000), ("5m", 300_000)];
+pub const REFRESHES: [(&str, u64); 5] = [
+    ("off", 0),
+    ("10s", 10_000),
+    ("30s", 30_000),
+    ("1m", 60_000),
+    ("5m", 300_000),
+];
+/// [`REFRESHES`]' default on a named window.
+const DEFAULT_REFRESH: usize = 3;
 
 /// The step of the charts over time for a window of `span` ms: 15 to ~100 points,
-/// from the minute rollups up to 6 hours, from the hourly ones beyond (a day of
-/// minute rows is ~50 times the rows of its hours).
+/// from the minute rollups up to 6 hours, the hourly ones up to 7 days, the daily ones
+/// beyond (reading a rollup costs per row, and a day of minute rows is ~50 times the
+/// rows of its hours).
 pub fn series_step(span: i64) -> i64 {
-    const DAY: i64 = 24 * HOUR_MS;
     if span <= HOUR_MS {
         MINUTE_MS
     } else if span <= 6 * HOUR_MS {
         5 * MINUTE_MS
-    } else if span <= DAY {
+    } else if span <= DAY_MS {
         HOUR_MS
-    } else if span <= 7 * DAY {
+    } else if span <= 7 * DAY_MS {
         3 * HOUR_MS
     } else {
-        12 * HOUR_MS
+        DAY_MS
     }
 }
 
@@ -474,7 +481,9 @@ impl OverTime {
         let ms = |v: f64| fmt_ms(Some(v as i64));
         let percent = |v: f64| format!("{v:.1}%");
         Self {
-            step: if series.step % HOUR_MS == 0 {
+            step: if series.step % DAY_MS == 0 {
+                format!("{} d", series.step / DAY_MS)
+            } else if series.step % HOUR_MS == 0 {
                 format!("{} h", series.step / HOUR_MS)
             } else {
                 format!("{} min", series.step / MINUTE_MS)

@@ -85,6 +85,80 @@ pub fn parse_time(name: &str, value: &Option<String>) -> Result<Option<i64>, App
 }
 
 /// What [`parse_cursor`] refuses.
+/// The quick ranges of the runs and events lists (`range=1h`: in the last hour before
+/// `to`, or before now), with their length in ms.
+pub const RANGES: [(&str, i64); 6] = [
+    ("15m", 15 * 60_000),
+    ("1h", 3_600_000),
+    ("6h", 6 * 3_600_000),
+    ("24h", 24 * 3_600_000),
+    ("7d", 7 * 24 * 3_600_000),
+    ("30d", 30 * 24 * 3_600_000),
+];
+
+/// `[from, to)` of a list: `from`/`to` as given, a quick `range` before `to` (or before
+/// `now`) narrowing `from`.
+pub fn quick_window(
+    range: &Option<String>,
+    from: &Option<String>,
+    to: &Option<String>,
+    now: i64,
+) -> Result<(Option<i64>, Option<i64>), AppError> {
+    let from = parse_time("from", from)?;
+    let to = parse_time("to", to)?;
+    let Some(range) = text("range", range)? else {
+        return Ok((from, to));
+    };
+    let span = RANGES
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(&range))
+        .map(|(_, span)| *span)
+        .ok_or_else(|| bad("range must be one of 15m, 1h, 6h, 24h, 7d, 30d"))?;
+    let start = to.unwrap_or(now).saturating_sub(span);
+    Ok((Some(from.map_or(start, |from| from.max(start))), to))
+}
+
+/// A quick range link above a list.
+#[derive(Debug, Clone)]
+pub struct QuickRange {
+    pub label: &'static str,
+    pub href: String,
+    pub current: bool,
+}
+
+/// The quick ranges of a list at `path` as links keeping its other filters (`others`,
+/// a query string without the time ones; `any time`: no time filter), each with whether
+/// it is the one shown.
+pub fn range_links(
+    path: &str,
+    others: &str,
+    range: &Option<String>,
+    from: &Option<String>,
+    to: &Option<String>,
+) -> Vec<QuickRange> {
+    let chosen = present(range).map(|r| r.to_ascii_lowercase());
+    let unbounded = chosen.is_none() && present(from).is_none() && present(to).is_none();
+    let link = |range: Option<&str>| {
+        let range = range.map(|r| encode(&[("range", &Some(r.to_owned()))]));
+        match (others, range.as_deref().unwrap_or("")) {
+            ("", "") => path.to_owned(),
+            (q, "") | ("", q) => format!("{path}?{q}"),
+            (others, range) => format!("{path}?{others}&{range}"),
+        }
+    };
+    let mut links = vec![QuickRange {
+        label: "any time",
+        href: link(None),
+        current: unbounded,
+    }];
+    links.extend(RANGES.iter().map(|(name, _)| QuickRange {
+        label: name,
+        href: link(Some(name)),
+        current: chosen.as_deref() == Some(*name),
+    }));
+    links
+}
+
 pub const BAD_CURSOR: &str = "cursor must be the next_cursor of a previous page";
 
 /// `at:id` keyset cursor.

@@ -113,7 +113,7 @@ struct Statements {
     /// The rollup contributions of an array of runs ([`rollups::touched_sql`]).
     touched: String,
     /// Per [`Grain`]: adds arrays of rows to the table.
-    add_rollups: [String; 2],
+    add_rollups: [String; 3],
     /// Whether ingest keeps the rollups ([`super::StoreOptions::rollups`]).
     rollups: bool,
 }
@@ -132,7 +132,7 @@ impl Statements {
         };
         Self {
             touched: rollups::touched_sql("= ANY($1)"),
-            add_rollups: [add(Grain::Minute), add(Grain::Hour)],
+            add_rollups: Grain::ALL.map(add),
             rollups,
             events: format!(
                 "WITH ins AS ({} RETURNING producer, kind) \

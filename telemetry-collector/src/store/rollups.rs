@@ -1,7 +1,10 @@
-//! Time-series rollups: counts of runs and variants per minute and per hour of their
-//! run's start, by model, prompt pack, status and latency bucket (`rollup_minutes`,
-//! `rollup_hours`). The overview and its charts read them instead of every run of a
-//! long window: 30 days are 720 hours of a few dozen rows each, not a million runs.
+//! Time-series rollups: counts of runs and variants per minute, hour and day (UTC) of
+//! their run's start, by model, prompt pack, status and latency bucket
+//! (`rollup_minutes`, `rollup_hours`, `rollup_days`). The overview and its charts read
+//! them instead of every run of a long window: 30 days are 30 days of a few hundred
+//! rows each, not a million runs. Days exist because hours were not enough: 30 days of
+//! hours are ~120,000 rows at the monitor bench's spread of latencies, and SQLite took
+//! ~250 ms to group them (it aggregates by sorting).
 //!
 //! **Kept exact, in the write transaction.** The projection is order-free: a batch may
 //! change a run's start time (its start arrives after its completion), its model, its
@@ -47,6 +50,8 @@ use super::stale::{StaleCutoff, RUNNING, STALE};
 pub const MINUTE_MS: i64 = 60_000;
 /// An hour, ms.
 pub const HOUR_MS: i64 = 3_600_000;
+/// A day, ms (UTC days: unix time has no leap seconds).
+pub const DAY_MS: i64 = 86_400_000;
 
 /// `kind` of a run's row.
 pub const KIND_RUN: i64 = 0;
@@ -64,17 +69,19 @@ const SQL_DECADES: u32 = 11;
 pub enum Grain {
     Minute,
     Hour,
+    Day,
 }
 
 impl Grain {
-    /// Both grains.
-    pub const ALL: [Grain; 2] = [Grain::Minute, Grain::Hour];
+    /// Every grain, finest first.
+    pub const ALL: [Grain; 3] = [Grain::Minute, Grain::Hour, Grain::Day];
 
     /// The table.
     pub fn table(self) -> &'static str {
         match self {
             Grain::Minute => "rollup_minutes",
             Grain::Hour => "rollup_hours",
+            Grain::Day => "rollup_days",
         }
     }
 
@@ -83,6 +90,27 @@ impl Grain {
         match self {
             Grain::Minute => MINUTE_MS,
             Grain::Hour => HOUR_MS,
+            Grain::Day => DAY_MS,
+        }
+    }
+
+    /// The next finer grain.
+    fn finer(self) -> Option<Grain> {
+        match self {
+            Grain::Minute => None,
+            Grain::Hour => Some(Grain::Minute),
+            Grain::Day => Some(Grain::Hour),
+        }
+    }
+
+    /// The coarsest grain `step` is a whole number of.
+    fn of_step(step: i64) -> Grain {
+        if step % DAY_MS == 0 {
+            Grain::Day
+        } else if step % HOUR_MS == 0 {
+            Grain::Hour
+        } else {
+            Grain::Minute
         }
     }
 
@@ -233,6 +261,7 @@ fn add(counts: &mut Counts, rows: &[Contribution], grain: Grain, sign: i64) {
 pub struct Delta {
     pub minutes: Counts,
     pub hours: Counts,
+    pub days: Counts,
 }
 
 impl Delta {
@@ -248,12 +277,13 @@ impl Delta {
         Self {
             minutes: of(Grain::Minute),
             hours: of(Grain::Hour),
+            days: of(Grain::Day),
         }
     }
 
     /// Whether nothing changes.
     pub fn is_empty(&self) -> bool {
-        self.minutes.is_empty() && self.hours.is_empty()
+        self.minutes.is_empty() && self.hours.is_empty() && self.days.is_empty()
     }
 
     /// The counts of `grain`.
@@ -261,6 +291,7 @@ impl Delta {
         match grain {
             Grain::Minute => &self.minutes,
             Grain::Hour => &self.hours,
+            Grain::Day => &self.days,
         }
     }
 }
@@ -352,9 +383,9 @@ pub fn drift(stored: &Counts, recounted: &Counts) -> Drift {
     out
 }
 
-/// Where a window's figures come from: whole hours and minutes from the rollups, the
-/// sub-minute edges from the rows themselves, each piece before or after the stale
-/// cutoff (a `running` variant counts as stale before it).
+/// Where a window's figures come from: whole days, hours and minutes from the rollups
+/// (the coarsest that fit), the sub-minute edges from the rows themselves, each piece
+/// before or after the stale cutoff (a `running` variant counts as stale before it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     /// `(grain, from, to, before the stale cutoff)`, aligned to the grain.
@@ -388,20 +419,30 @@ impl Plan {
         if from < m_from {
             self.raw.push((from, m_from));
         }
-        let (h_from, h_to) = (Grain::Hour.ceil(m_from), Grain::Hour.floor(m_to));
-        if h_from < h_to {
-            if m_from < h_from {
-                self.rollups.push((Grain::Minute, m_from, h_from, before));
-            }
-            self.rollups.push((Grain::Hour, h_from, h_to, before));
-            if h_to < m_to {
-                self.rollups.push((Grain::Minute, h_to, m_to, before));
-            }
-        } else {
-            self.rollups.push((Grain::Minute, m_from, m_to, before));
-        }
+        self.aligned(Grain::Day, m_from, m_to, before);
         if m_to < to {
             self.raw.push((m_to, to));
+        }
+    }
+
+    /// Covers `[from, to)`, whole minutes, with whole buckets of `grain` where they
+    /// fit and finer ones at the ends.
+    fn aligned(&mut self, grain: Grain, from: i64, to: i64, before: bool) {
+        let Some(finer) = grain.finer() else {
+            self.rollups.push((grain, from, to, before));
+            return;
+        };
+        let (g_from, g_to) = (grain.ceil(from), grain.floor(to));
+        if g_from >= g_to {
+            self.aligned(finer, from, to, before);
+            return;
+        }
+        if from < g_from {
+            self.aligned(finer, from, g_from, before);
+        }
+        self.rollups.push((grain, g_from, g_to, before));
+        if g_to < to {
+            self.aligned(finer, g_to, to, before);
         }
     }
 }
@@ -462,7 +503,8 @@ pub struct SeriesFilter {
     pub to: i64,
     /// Only this model's runs (any ASCII case).
     pub model: Option<String>,
-    /// Width of a point, a whole number of minutes (of hours from an hour on).
+    /// Width of a point, a whole number of minutes (of hours from an hour on, of days
+    /// from a day on).
     pub step: i64,
 }
 
@@ -470,16 +512,8 @@ pub struct SeriesFilter {
 pub const MAX_POINTS: i64 = 400;
 
 impl SeriesFilter {
-    /// The table read: hours for steps of whole hours, else minutes.
-    pub fn grain(&self) -> Grain {
-        if self.step % HOUR_MS == 0 {
-            Grain::Hour
-        } else {
-            Grain::Minute
-        }
-    }
-
-    /// The step, at least a minute, whole minutes or hours, and few enough points.
+    /// The step, at least a minute, whole minutes, hours or days, and few enough
+    /// points ([`MAX_POINTS`]). Read from the coarsest rollups it is a whole number of.
     fn step(&self) -> i64 {
         let span = (self.to - self.from).max(1);
         let mut step = self.step.max(MINUTE_MS);
@@ -487,7 +521,9 @@ impl SeriesFilter {
         while span / step > MAX_POINTS {
             step *= 2;
         }
-        if step > HOUR_MS {
+        if step > DAY_MS {
+            step = floor_to(step, DAY_MS);
+        } else if step > HOUR_MS {
             step = floor_to(step, HOUR_MS);
         }
         step
@@ -547,11 +583,7 @@ where
     String: for<'q> Encode<'q, DB> + Type<DB>,
 {
     let step = filter.step();
-    let grain = if step % HOUR_MS == 0 {
-        Grain::Hour
-    } else {
-        Grain::Minute
-    };
+    let grain = Grain::of_step(step);
     let (from, to) = (floor_to(filter.from, step), {
         let end = floor_to(filter.to, step);
         if end < filter.to {
@@ -723,6 +755,51 @@ mod tests {
             "under a minute: raw"
         );
         assert!(Plan::of(t, t, 0).raw.is_empty());
+
+        // Thirty days: whole days in the middle, hours and minutes at the ends.
+        let (from, to) = (
+            5 * DAY_MS + 7 * HOUR_MS + 90_500,
+            35 * DAY_MS + 2 * HOUR_MS + 61_000,
+        );
+        let plan = Plan::of(from, to, to - 600_000);
+        let grains: Vec<(Grain, i64, i64)> = plan
+            .rollups
+            .iter()
+            .map(|(g, a, b, _)| (*g, *a, *b))
+            .collect();
+        assert_eq!(
+            grains,
+            [
+                (
+                    Grain::Minute,
+                    5 * DAY_MS + 7 * HOUR_MS + 2 * MINUTE_MS,
+                    5 * DAY_MS + 8 * HOUR_MS
+                ),
+                (Grain::Hour, 5 * DAY_MS + 8 * HOUR_MS, 6 * DAY_MS),
+                (Grain::Day, 6 * DAY_MS, 35 * DAY_MS),
+                (Grain::Hour, 35 * DAY_MS, 35 * DAY_MS + HOUR_MS),
+                // The stale cutoff (35 d 1 h 51 min 1 s) splits the last hour.
+                (
+                    Grain::Minute,
+                    35 * DAY_MS + HOUR_MS,
+                    35 * DAY_MS + HOUR_MS + 51 * MINUTE_MS
+                ),
+                (
+                    Grain::Minute,
+                    35 * DAY_MS + HOUR_MS + 52 * MINUTE_MS,
+                    35 * DAY_MS + 2 * HOUR_MS + MINUTE_MS
+                ),
+            ]
+        );
+        for at in (from - DAY_MS..to + DAY_MS).step_by(59_999) {
+            let hits = plan.raw.iter().filter(|(a, b)| *a <= at && at < *b).count()
+                + plan
+                    .rollups
+                    .iter()
+                    .filter(|(_, a, b, _)| *a <= at && at < *b)
+                    .count();
+            assert_eq!(hits, usize::from(from <= at && at < to), "{at}");
+        }
     }
 
     #[test]

@@ -169,6 +169,7 @@ mod tests {
                 "source",
                 "shop",
                 "request_id",
+                "range",
                 "from",
                 "to",
                 "limit",

@@ -47,16 +47,7 @@ pub const RUN_STATUSES: [&str; 6] = [
     "interrupted",
 ];
 
-/// The quick ranges of the runs list (`range=1h`: started in the last hour before
-/// `to`, or before now), with their length in ms.
-pub const RANGES: [(&str, i64); 6] = [
-    ("15m", 15 * 60_000),
-    ("1h", 3_600_000),
-    ("6h", 6 * 3_600_000),
-    ("24h", 24 * 3_600_000),
-    ("7d", 7 * 24 * 3_600_000),
-    ("30d", 30 * 24 * 3_600_000),
-];
+pub use super::params::{QuickRange, RANGES};
 
 /// The orders of the runs list: `sort=started` (newest first, the default) or
 /// `sort=duration` (longest first; only runs with a duration).
@@ -117,18 +108,7 @@ impl RunsParams {
     /// `[from, to)` of the page: `from`/`to` as given, the quick range before `to` (or
     /// before `now`) narrowing `from`.
     pub fn window(&self, now: i64) -> Result<(Option<i64>, Option<i64>), AppError> {
-        let from = parse_time("from", &self.from)?;
-        let to = parse_time("to", &self.to)?;
-        let Some(range) = params::text("range", &self.range)? else {
-            return Ok((from, to));
-        };
-        let span = RANGES
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(&range))
-            .map(|(_, span)| *span)
-            .ok_or_else(|| bad("range must be one of 15m, 1h, 6h, 24h, 7d, 30d"))?;
-        let start = to.unwrap_or(now).saturating_sub(span);
-        Ok((Some(from.map_or(start, |from| from.max(start))), to))
+        params::quick_window(&self.range, &self.from, &self.to, now)
     }
 
     /// The store's filter, runs still `running` before `stale` being stale.
@@ -212,41 +192,8 @@ impl RunsParams {
     /// each with whether it is the one shown.
     pub fn range_links(&self) -> Vec<QuickRange> {
         let others = encode(&self.pairs(false));
-        let chosen = present(&self.range).map(|r| r.to_ascii_lowercase());
-        let unbounded =
-            chosen.is_none() && present(&self.from).is_none() && present(&self.to).is_none();
-        let link = |range: Option<&str>| {
-            let mut query = form_urlencoded::Serializer::new(String::new());
-            if let Some(range) = range {
-                query.append_pair("range", range);
-            }
-            let range = query.finish();
-            match (others.as_str(), range.as_str()) {
-                ("", "") => "/monitor".to_owned(),
-                (q, "") | ("", q) => format!("/monitor?{q}"),
-                (others, range) => format!("/monitor?{others}&{range}"),
-            }
-        };
-        let mut links = vec![QuickRange {
-            label: "any time",
-            href: link(None),
-            current: unbounded,
-        }];
-        links.extend(RANGES.iter().map(|(name, _)| QuickRange {
-            label: name,
-            href: link(Some(name)),
-            current: chosen.as_deref() == Some(*name),
-        }));
-        links
+        params::range_links("/monitor", &others, &self.range, &self.from, &self.to)
     }
-}
-
-/// A quick range link above the runs list.
-#[derive(Debug, Clone)]
-pub struct QuickRange {
-    pub label: &'static str,
-    pub href: String,
-    pub current: bool,
 }
 
 /// A runs page's cursor of a row, in the page's order.

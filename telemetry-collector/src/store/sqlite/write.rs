@@ -75,7 +75,7 @@ pub(crate) struct Statements {
     touched: String,
     /// Per [`Grain`]: adds a JSON list of `[bucket, kind, model, prompt_pack, status,
     /// latency, n]` rows to the table.
-    add_rollups: [String; 2],
+    add_rollups: [String; 3],
     /// Whether ingest keeps the rollups ([`crate::store::StoreOptions::rollups`]).
     rollups: bool,
 }
@@ -96,7 +96,7 @@ impl Statements {
         };
         Self {
             touched: rollups::touched_sql("IN (SELECT value FROM json_each(?))"),
-            add_rollups: [add(Grain::Minute), add(Grain::Hour)],
+            add_rollups: Grain::ALL.map(add),
             rollups,
             events: Shapes::of(&schema::events()),
             runs: Shapes::of(&schema::runs()),
