@@ -169,8 +169,10 @@ pub(crate) async fn contributions(
         return Ok(Vec::new());
     }
     let ids = serde_json::to_string(ids).expect("ids serialize");
+    // Once for the runs, once for their variants.
     Ok(sqlx::query_as(&statements.touched)
-        .bind(ids)
+        .bind(&ids)
+        .bind(&ids)
         .fetch_all(&mut *conn)
         .await?)
 }
