@@ -442,7 +442,7 @@ async fn a_render_shows_up_live_in_the_monitor_and_opens_with_its_variants_and_e
     let focused = browser
         .execute(
             "var link = document.querySelector('#overview-live a[href^=\"/monitor?\"]'); \
-             link.focus(); return link.getAttribute('href');",
+             link.focus(); return [link.getAttribute('href'), link.textContent];",
             vec![],
         )
         .await
@@ -451,8 +451,9 @@ async fn a_render_shows_up_live_in_the_monitor_and_opens_with_its_variants_and_e
         let state = browser
             .execute(
                 "var live = document.getElementById('overview-live'); \
-                 return [live.dataset.refreshes || '0', \
-                 document.activeElement.getAttribute('href')];",
+                 var active = document.activeElement; \
+                 return [live.dataset.refreshes || '0', active.getAttribute('href'), \
+                 active.textContent, live.contains(active) && active.tagName === 'A'];",
                 vec![],
             )
             .await
@@ -460,7 +461,25 @@ async fn a_render_shows_up_live_in_the_monitor_and_opens_with_its_variants_and_e
         (state[0] != "0").then_some(state)
     })
     .await;
-    assert_eq!(refreshed[1], focused, "focus kept across the refresh");
+    // The same link, whose window has moved on with the clock.
+    assert_eq!(
+        refreshed[3], true,
+        "focus on a link of the figures: {refreshed:?}"
+    );
+    assert_eq!(refreshed[2], focused[1], "focus kept across the refresh");
+    let from = |href: &serde_json::Value| {
+        let href = href.as_str().unwrap_or_default().to_owned();
+        href.split(['?', '&'])
+            .find_map(|p| {
+                p.strip_prefix("from=")
+                    .map(|v| v.parse::<i64>().unwrap_or(0))
+            })
+            .unwrap_or(0)
+    };
+    assert!(
+        from(&refreshed[1]) > from(&focused[0]),
+        "the window ends now: {refreshed:?} after {focused:?}"
+    );
 
     browser.close().await.unwrap();
     drop(driver);

@@ -119,7 +119,10 @@
       id: active.id,
       tag: active.tagName,
       href: active.getAttribute("href"),
-      text: active.textContent
+      text: active.textContent,
+      // Where it was among its kind: a link whose target moves with the clock (the
+      // overview's, for a window ending now) is found again by place and text.
+      index: Array.prototype.indexOf.call(target.querySelectorAll(active.tagName), active)
     };
   }
 
@@ -133,6 +136,10 @@
         return el.getAttribute("href") === key.href && el.textContent === key.text;
       });
       found = same[0] || null;
+    }
+    if (!found && key.index >= 0) {
+      var there = target.querySelectorAll(key.tag)[key.index];
+      found = there && there.textContent === key.text ? there : null;
     }
     if (!found) {
       // Gone from the view: the region itself keeps focus, not the page's top.
