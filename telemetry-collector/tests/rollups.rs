@@ -6,7 +6,8 @@
 //! - a second, later run start with another model and a start time in another minute
 //!   (it wins: the run moves bucket), two results for one variant, completions without
 //!   a start, variants whose run never starts, runs that never complete;
-//! - start times on minute and hour edges;
+//! - start times on minute and hour edges, and before the earliest bucket (a wild
+//!   clock: the bucket arithmetic must not overflow);
 //! - retention pruning runs half-way, while later batches re-create some of them;
 //! - on Postgres, two batches written at once (as its two ingest writers do).
 //!
@@ -20,7 +21,7 @@ use std::sync::Arc;
 
 use common::{batch_of, Backend, TestDb};
 use monitor_support::RunSpec;
-use telemetry_collector::store::rollups::{Grain, HOUR_MS, MINUTE_MS};
+use telemetry_collector::store::rollups::{Grain, EARLIEST, HOUR_MS, MINUTE_MS};
 use telemetry_collector::store::{Batch, Store};
 use telemetry_proto::v1::{self, envelope::Body};
 
@@ -60,9 +61,11 @@ fn adversarial_envelopes(rng: &mut Rng, runs: usize) -> Vec<v1::Envelope> {
     let mut out = Vec::new();
     for n in 0..runs {
         // Anywhere in three hours, often right on a minute or hour edge.
-        let started_at = match rng.below(4) {
-            0 => T0 + rng.below(3) as i64 * HOUR_MS + rng.below(2) as i64 * 2 - 1,
-            1 => T0 + rng.below(180) as i64 * MINUTE_MS - rng.below(2) as i64,
+        let started_at = match rng.below(20) {
+            // A producer's clock gone wild: before the earliest bucket.
+            0 => EARLIEST - 1_000_000_000 - rng.below(1_000_000) as i64,
+            1..=5 => T0 + rng.below(3) as i64 * HOUR_MS + rng.below(2) as i64 * 2 - 1,
+            6..=10 => T0 + rng.below(180) as i64 * MINUTE_MS - rng.below(2) as i64,
             _ => T0 + rng.below(3 * HOUR_MS as u64) as i64,
         };
         let mut run = RunSpec::new(n, started_at);

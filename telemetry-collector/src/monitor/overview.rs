@@ -34,15 +34,8 @@ use super::params::{self, bad, parse_time, present, Params};
 use super::views::{fmt_ms, fmt_short_time, fmt_time, render};
 use super::{charts, Monitor};
 
-/// The named windows the overview offers (the quick ranges).
-pub const WINDOWS: [(&str, i64); 6] = [
-    ("15m", 15 * 60_000),
-    ("1h", 3_600_000),
-    ("6h", 6 * 3_600_000),
-    ("24h", 24 * 3_600_000),
-    ("7d", 7 * 24 * 3_600_000),
-    ("30d", 30 * 24 * 3_600_000),
-];
+/// The named windows the overview offers: the lists' quick ranges.
+pub const WINDOWS: [(&str, i64); 6] = params::RANGES;
 
 /// Shown for a model or prompt pack of runs whose start was never received.
 const NONE: &str = "(none)";
@@ -398,53 +391,24 @@ pub struct OverTime {
 impl OverTime {
     fn new(series: &TimeSeries) -> Self {
         let times: Vec<String> = series.points.iter().map(|p| fmt_short_time(p.at)).collect();
-        let count = |map: &std::collections::BTreeMap<String, i64>, key: &str| {
-            map.get(key).copied().unwrap_or(0)
-        };
-        let runs: Vec<Vec<(i64, &str, &str)>> = series
-            .points
-            .iter()
-            .map(|p| {
-                let known = ["complete", "partial", "failed", "stale", "running"];
-                let other: i64 = p
-                    .runs
-                    .iter()
-                    .filter(|(k, _)| !known.contains(&k.as_str()))
-                    .map(|(_, n)| n)
-                    .sum();
-                vec![
-                    (count(&p.runs, "complete"), "complete", "ok"),
-                    (count(&p.runs, "partial"), "partial", "timeout"),
-                    (count(&p.runs, "failed"), "failed", "failed"),
-                    (count(&p.runs, "stale"), "stale", "stale"),
-                    (count(&p.runs, "running") + other, "running/other", "other"),
-                ]
-            })
-            .collect();
-        let variants: Vec<Vec<(i64, &str, &str)>> = series
-            .points
-            .iter()
-            .map(|p| {
-                let known = ["success", "failed", "timeout", "stale", "running"];
-                let other: i64 = p
-                    .variants
-                    .iter()
-                    .filter(|(k, _)| !known.contains(&k.as_str()))
-                    .map(|(_, n)| n)
-                    .sum();
-                vec![
-                    (count(&p.variants, "success"), "success", "ok"),
-                    (count(&p.variants, "failed"), "failed", "failed"),
-                    (count(&p.variants, "timeout"), "timeout", "timeout"),
-                    (count(&p.variants, "stale"), "stale", "stale"),
-                    (
-                        count(&p.variants, "running") + other,
-                        "running/other",
-                        "other",
-                    ),
-                ]
-            })
-            .collect();
+        let runs = columns(
+            series.points.iter().map(|p| &p.runs),
+            &[
+                ("complete", "ok"),
+                ("partial", "timeout"),
+                ("failed", "failed"),
+                ("stale", "stale"),
+            ],
+        );
+        let variants = columns(
+            series.points.iter().map(|p| &p.variants),
+            &[
+                ("success", "ok"),
+                ("failed", "failed"),
+                ("timeout", "timeout"),
+                ("stale", "stale"),
+            ],
+        );
         // The models with the most finished variants in the window, as many as the
         // line charts draw.
         let mut finished: std::collections::BTreeMap<&str, i64> = Default::default();
@@ -512,6 +476,30 @@ impl OverTime {
             empty: series.points.iter().all(|p| p.runs.is_empty()),
         }
     }
+}
+
+/// One stacked column per step: the counts of `shown` (status, colour class) bottom
+/// first, then every other status (running, or one this page does not know) as
+/// `running/other`.
+fn columns<'a>(
+    steps: impl Iterator<Item = &'a std::collections::BTreeMap<String, i64>>,
+    shown: &[(&'static str, &'static str)],
+) -> Vec<Vec<(i64, &'static str, &'static str)>> {
+    steps
+        .map(|counts| {
+            let mut column: Vec<(i64, &str, &str)> = shown
+                .iter()
+                .map(|(status, class)| (counts.get(*status).copied().unwrap_or(0), *status, *class))
+                .collect();
+            let rest: i64 = counts
+                .iter()
+                .filter(|(status, _)| !shown.iter().any(|(s, _)| s == status))
+                .map(|(_, n)| n)
+                .sum();
+            column.push((rest, "running/other", "other"));
+            column
+        })
+        .collect()
 }
 
 #[derive(Template)]

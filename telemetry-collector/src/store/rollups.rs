@@ -130,21 +130,37 @@ impl Grain {
     }
 }
 
-/// `at` rounded down to a multiple of `step` (also below zero).
+/// The earliest bucket: run starts before it (about 146 million years before 1970)
+/// count in it. The wire allows any `i64` time and a producer's clock can be anything;
+/// without a bound the bucket arithmetic overflows (Postgres refuses the batch, SQLite
+/// turns the value into a float). `-(2^62)` rounded down to a whole day, so it is a
+/// bucket of every grain.
+pub const EARLIEST: i64 = -4_611_686_018_457_600_000;
+/// The latest bucket, likewise (`2^62` rounded down to a whole day).
+pub const LATEST: i64 = 4_611_686_018_371_200_000;
+
+/// `at` rounded down to a multiple of `step` (also below zero), within
+/// [`EARLIEST`]..=[`LATEST`].
 pub fn floor_to(at: i64, step: i64) -> i64 {
+    let at = at.clamp(EARLIEST, LATEST);
     at - at.rem_euclid(step)
 }
 
 /// The SQL of [`floor_to`] for a column (both dialects truncate `%` towards zero).
 fn floor_sql(column: &str, step: i64) -> String {
-    format!("({column} - ((({column}) % {step}) + {step}) % {step})")
+    format!(
+        "(CASE WHEN {column} < {EARLIEST} THEN {EARLIEST} WHEN {column} > {LATEST} THEN {LATEST} \
+         ELSE {column} - ((({column}) % {step}) + {step}) % {step} END)"
+    )
 }
 
-/// The lower edge of `latency_ms`'s E12 bucket (see the module doc); below 0 is 0.
+/// The lower edge of `latency_ms`'s E12 bucket (see the module doc); below 0 is 0, and
+/// from the last edge the SQL spells out ([`SQL_DECADES`]) on, that edge.
 pub fn coarse_latency(latency_ms: i64) -> i64 {
     if latency_ms < 10 {
         return latency_ms.max(0);
     }
+    let latency_ms = latency_ms.min(top_latency_edge());
     let (mut value, mut scale) = (latency_ms, 1);
     while value >= 100 {
         value /= 10;
@@ -152,6 +168,11 @@ pub fn coarse_latency(latency_ms: i64) -> i64 {
     }
     let edge = E12.iter().rev().find(|edge| **edge <= value).unwrap_or(&10);
     edge * scale
+}
+
+/// The last E12 edge [`coarse_latency_sql`] spells out.
+fn top_latency_edge() -> i64 {
+    E12[E12.len() - 1] * 10_i64.pow(SQL_DECADES - 1)
 }
 
 /// [`coarse_latency`] in SQL over `column` (-1 when it is NULL), built once.
@@ -492,7 +513,7 @@ impl SeriesFilter {
     /// The step, at least a minute, whole minutes, hours or days, and few enough
     /// points ([`MAX_POINTS`]). Read from the coarsest rollups it is a whole number of.
     fn step(&self) -> i64 {
-        let span = (self.to - self.from).max(1);
+        let span = self.to.saturating_sub(self.from).max(1);
         let mut step = self.step.max(MINUTE_MS);
         step = floor_to(step, MINUTE_MS);
         while span / step > MAX_POINTS {
@@ -564,7 +585,7 @@ where
     let (from, to) = (floor_to(filter.from, step), {
         let end = floor_to(filter.to, step);
         if end < filter.to {
-            end + step
+            end.saturating_add(step)
         } else {
             end
         }
@@ -594,7 +615,7 @@ pub(crate) fn series(
     stale: StaleCutoff,
 ) -> TimeSeries {
     const NONE: &str = "(none)";
-    let mut points: BTreeMap<i64, SeriesPoint> = (0..(to - from) / step)
+    let mut points: BTreeMap<i64, SeriesPoint> = (0..to.saturating_sub(from) / step)
         .map(|i| {
             let at = from + i * step;
             (
@@ -677,6 +698,12 @@ mod tests {
         assert_eq!(coarse_latency(1_234), 1_200);
         assert_eq!(coarse_latency(9_100), 8_200);
         assert_eq!(coarse_latency(45_000), 39_000);
+        assert_eq!(
+            coarse_latency(i64::MAX),
+            820_000_000_000,
+            "the SQL's last edge"
+        );
+        assert_eq!(coarse_latency(820_000_000_000), 820_000_000_000);
         for latency in (0..200_000).step_by(7) {
             let fine = super::super::overview::latency_bucket(latency);
             assert_eq!(coarse_latency(fine), coarse_latency(latency), "{latency}");
@@ -692,6 +719,29 @@ mod tests {
         assert!(sql.ends_with(" ELSE 820000000000 END"));
         assert_eq!(floor_to(-1, 60_000), -60_000);
         assert_eq!(floor_to(119_999, 60_000), 60_000);
+        // A wild clock is bucketed at the bounds, which are buckets of every grain.
+        for grain in Grain::ALL {
+            assert_eq!(grain.floor(i64::MIN), EARLIEST);
+            assert_eq!(grain.floor(i64::MAX), LATEST);
+            assert_eq!(EARLIEST % grain.ms(), 0);
+            assert_eq!(LATEST % grain.ms(), 0);
+        }
+        assert!(floor_sql("x", 60_000).contains("WHEN x < -4611686018457600000 THEN"));
+    }
+
+    /// Every `step` ms around `[from, to)` is in exactly one piece of `plan` inside it,
+    /// and in none outside.
+    fn covers_once(plan: &Plan, from: i64, to: i64, step: usize) {
+        let margin = (to - from).min(DAY_MS);
+        for at in (from - margin..to + margin).step_by(step) {
+            let hits = plan.raw.iter().filter(|(a, b)| *a <= at && at < *b).count()
+                + plan
+                    .rollups
+                    .iter()
+                    .filter(|(_, a, b, _)| *a <= at && at < *b)
+                    .count();
+            assert_eq!(hits, usize::from(from <= at && at < to), "{at}");
+        }
     }
 
     #[test]
@@ -717,15 +767,7 @@ mod tests {
             ]
         );
         // Every millisecond of the window is in exactly one piece.
-        for at in (from - 1_000..to + 1_000).step_by(997) {
-            let hits = plan.raw.iter().filter(|(a, b)| *a <= at && at < *b).count()
-                + plan
-                    .rollups
-                    .iter()
-                    .filter(|(_, a, b, _)| *a <= at && at < *b)
-                    .count();
-            assert_eq!(hits, usize::from(from <= at && at < to), "{at}");
-        }
+        covers_once(&plan, from, to, 997);
         assert_eq!(
             Plan::of(t + 1, t + 2, 0).raw,
             [(t + 1, t + 2)],
@@ -768,15 +810,7 @@ mod tests {
                 ),
             ]
         );
-        for at in (from - DAY_MS..to + DAY_MS).step_by(59_999) {
-            let hits = plan.raw.iter().filter(|(a, b)| *a <= at && at < *b).count()
-                + plan
-                    .rollups
-                    .iter()
-                    .filter(|(_, a, b, _)| *a <= at && at < *b)
-                    .count();
-            assert_eq!(hits, usize::from(from <= at && at < to), "{at}");
-        }
+        covers_once(&plan, from, to, 59_999);
     }
 
     #[test]
