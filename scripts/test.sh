@@ -21,7 +21,8 @@ fi
 # Built before cargo test: telemetry-collector/tests/typescript_sdk.rs runs dist/scripts/e2e-run.js.
 (cd sdk/typescript && npm ci --no-audit --no-fund && npm run build)
 
-cargo test --workspace "$@"
+# Every test binary runs even after one fails, so one run reports every failure.
+cargo test --workspace --no-fail-fast "$@"
 
 (cd sdk/typescript && npm test)
 (cd examples/remix && npm ci --no-audit --no-fund && npm run typecheck)

@@ -99,15 +99,19 @@ impl Isolation {
     }
 }
 
-/// Creates `config`'s stream (or gets it), retrying for up to 5 s while the server says
-/// it cannot create the stream's store.
+/// Creates `config`'s stream (or gets it), retrying for up to 10 s while the server
+/// says it cannot create the stream's store, or (a cluster just formed) that it has no
+/// peers to place it on.
 ///
 /// Why: nats-server 2.9 removes an account's store directory when its last stream is
 /// deleted, and a create racing with that fails with "could not create storage
-/// directory" (10077 in its log, 10049 "error creating store for stream" to the client). Tests run in parallel, each deleting its own
-/// stream on drop, so on an otherwise empty server another test's delete can land
-/// between this one's checks. The services themselves retry stream creation anyway
-/// (the collector's attach loop, the SDK's publisher).
+/// directory" (10077 in its log, 10049 "error creating store for stream" to the
+/// client). Tests run in parallel, each deleting its own stream on drop, so on an
+/// otherwise empty server another test's delete can land between this one's checks.
+/// And a three-node cluster whose JetStream answers may not have heard from every
+/// peer yet: an R3 stream then fails with "no suitable peers for placement" (10005;
+/// seen once in CI on a loaded machine). The services themselves retry stream creation
+/// anyway (the collector's attach loop, the SDK's publisher).
 pub async fn create_stream(
     js: &async_nats::jetstream::Context,
     config: async_nats::jetstream::stream::Config,
@@ -119,10 +123,16 @@ pub async fn create_stream(
         match js.get_or_create_stream(config.clone()).await {
             Ok(stream) => return stream,
             Err(err)
-                if started.elapsed() < Duration::from_secs(5)
+                if started.elapsed() < Duration::from_secs(10)
                     && matches!(err.kind(), CreateStreamErrorKind::JetStream(ref js_err)
-                        if [ErrorCode::STREAM_CREATE, ErrorCode::STREAM_STORE_FAILED]
-                            .contains(&js_err.error_code())) =>
+                        if [
+                            ErrorCode::STREAM_CREATE,
+                            ErrorCode::STREAM_STORE_FAILED,
+                            // A cluster just formed: its meta leader does not know every
+                            // peer yet, so a replicated stream has nowhere to go.
+                            ErrorCode::CLUSTER_NO_PEERS,
+                        ]
+                        .contains(&js_err.error_code())) =>
             {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
