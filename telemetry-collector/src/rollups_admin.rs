@@ -1,5 +1,5 @@
 //! `telemetry-collector rollups check | recount`: compares the time-series rollups with
-//! a recount of the stored runs (`check`, read-only; exit status 1 when they differ),
+//! a recount of the stored runs (`check`, which changes nothing; exit status 1 when they differ),
 //! or replaces them with one (`recount`). Ingest keeps them exact on its own
 //! ([`crate::store::rollups`]); what can make them differ is a writer that does not
 //! keep them: a collector of a version from before them, still writing beside a new one

@@ -415,9 +415,13 @@ impl Dialect for PostgresStore {
 
     async fn lock_rollups(&self, conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
         // Batches' additions wait for the recount; their reads do not.
-        sqlx::query("LOCK TABLE rollup_minutes, rollup_hours IN SHARE ROW EXCLUSIVE MODE")
-            .execute(&mut *conn)
-            .await?;
+        let tables: Vec<&str> = Grain::ALL.iter().map(|g| g.table()).collect();
+        sqlx::query(&format!(
+            "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
+            tables.join(", ")
+        ))
+        .execute(&mut *conn)
+        .await?;
         Ok(())
     }
 

@@ -390,21 +390,24 @@ where
 
     async fn rollup_drift(&self) -> Result<rollups::Drift, StoreError> {
         let mut drift = rollups::Drift::new();
+        // Batches and retention wait to add to the rollups meanwhile: on Postgres two
+        // statements of one transaction see different commits, and a batch committed
+        // between the two reads would show as drift that is not there.
+        let mut tx = self.operator().begin().await?;
+        self.lock_rollups(&mut tx).await?;
         for grain in rollups::Grain::ALL {
-            // One transaction, so both reads see the same rows.
-            let mut tx = self.operator().begin().await?;
             let stored: Vec<rollups::Row> = sqlx::query_as(&rollups::stored_sql(grain))
                 .fetch_all(&mut *tx)
                 .await?;
             let recounted: Vec<rollups::Row> = sqlx::query_as(&rollups::recount_sql(grain))
                 .fetch_all(&mut *tx)
                 .await?;
-            tx.commit().await?;
             drift.extend(rollups::drift(
                 &rollups::counts(stored),
                 &rollups::counts(recounted),
             ));
         }
+        tx.commit().await?;
         Ok(drift)
     }
 
