@@ -12,7 +12,7 @@ use sqlx::{Connection as _, Postgres};
 use telemetry_proto::BodyKind;
 
 use super::projection::Prepared;
-use super::rollups::{self, Contribution, Delta, Grain};
+use super::rollups::{self, Delta, Grain, Row};
 use super::schema::{self, Table, Value};
 use super::writer::WriterConn;
 use super::{
@@ -167,7 +167,7 @@ async fn contributions(
     conn: &mut sqlx::PgConnection,
     statements: &Statements,
     ids: &[&str],
-) -> Result<Vec<Contribution>, StoreError> {
+) -> Result<Vec<Row>, StoreError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -289,12 +289,8 @@ impl Dialect for PostgresStore {
             }
         }
         report.refused = prepared.refused_report();
-        // The refold of a conflict only drops envelopes: its runs are among those locked.
-        let touched = if statements.rollups {
-            prepared.touched_runs()
-        } else {
-            Vec::new()
-        };
+        // The refold of a conflict only drops envelopes, so the runs locked above are
+        // still every run it touches (one it no longer touches adds nothing).
         let before = contributions(&mut tx, statements, &touched).await?;
         if !prepared.runs.is_empty() {
             bind_columns(&statements.runs, &schema::runs(), &prepared.runs)
@@ -312,7 +308,7 @@ impl Dialect for PostgresStore {
         }
         if !touched.is_empty() {
             let after = contributions(&mut tx, statements, &touched).await?;
-            add_rollups(&mut tx, statements, &Delta::between(&before, &after)).await?;
+            add_rollups(&mut tx, statements, &Delta::between(before, after)).await?;
         }
         let producers = prepared.take_producers();
         if !producers.is_empty() {
@@ -398,7 +394,7 @@ impl Dialect for PostgresStore {
             .await?;
             ids = still_old.iter().map(String::as_str).collect();
             let before = contributions(conn, statements, &ids).await?;
-            add_rollups(conn, statements, &Delta::between(&before, &[])).await?;
+            add_rollups(conn, statements, &Delta::between(before, Vec::new())).await?;
         }
         let variants = sqlx::query("DELETE FROM variant_results WHERE run_id = ANY($1)")
             .bind(&ids)

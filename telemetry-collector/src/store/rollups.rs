@@ -224,9 +224,6 @@ pub(crate) fn touched_sql(ids: &str) -> String {
     counts_sql(Grain::Minute, &format!("WHERE r.run_id {ids}"))
 }
 
-/// Rows of [`touched_sql`] (minute keys) into [`Counts`].
-pub(crate) type Contribution = Row;
-
 /// What one transaction adds to the rollups: the touched runs' contributions after
 /// minus before, per grain, without the keys that did not change.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -239,20 +236,10 @@ pub struct Delta {
 impl Delta {
     /// `after - before`, both the minute rows of [`touched_sql`]; hours and days are
     /// their minutes regrouped.
-    pub(crate) fn between(before: &[Contribution], after: &[Contribution]) -> Self {
-        let mut minutes = Counts::new();
-        for (rows, sign) in [(after, 1), (before, -1)] {
-            for (bucket, kind, model, prompt_pack, status, latency, n) in rows {
-                let key = Key {
-                    bucket: *bucket,
-                    kind: *kind,
-                    model: model.clone(),
-                    prompt_pack: prompt_pack.clone(),
-                    status: status.clone(),
-                    latency: *latency,
-                };
-                *minutes.entry(key).or_default() += sign * n;
-            }
+    pub(crate) fn between(before: Vec<Row>, after: Vec<Row>) -> Self {
+        let mut minutes = counts(after);
+        for (key, n) in counts(before) {
+            *minutes.entry(key).or_default() -= n;
         }
         minutes.retain(|_, n| *n != 0);
         let regroup = |grain: Grain| {
@@ -815,7 +802,7 @@ mod tests {
 
     #[test]
     fn a_delta_is_after_minus_before_without_unchanged_keys() {
-        let row = |kind, status: &str, latency, n| -> Contribution {
+        let row = |kind, status: &str, latency, n| -> Row {
             (
                 59 * MINUTE_MS,
                 kind,
@@ -835,7 +822,7 @@ mod tests {
             row(KIND_RUN, "complete", -1, 4),
             row(KIND_VARIANT, "success", 1_200, 1),
         ];
-        let delta = Delta::between(&before, &after);
+        let delta = Delta::between(before.to_vec(), after.to_vec());
         let got: Vec<(i64, &str, i64, i64)> = delta
             .minutes
             .iter()
@@ -854,7 +841,7 @@ mod tests {
         assert_eq!(delta.hours.len(), 4);
         assert!(delta.hours.keys().all(|k| k.bucket == 0));
         assert_eq!(delta.days.values().sum::<i64>(), 0);
-        assert!(Delta::between(&after, &after).is_empty());
+        assert!(Delta::between(after.to_vec(), after.to_vec()).is_empty());
         assert_eq!(lock_keys(["b", "a", "b"]).len(), 2);
     }
 }

@@ -18,7 +18,7 @@ use sqlx::Sqlite;
 use telemetry_proto::BodyKind;
 
 use crate::store::projection::{EventInsert, Prepared};
-use crate::store::rollups::{self, Contribution, Delta, Grain};
+use crate::store::rollups::{self, Delta, Grain, Row};
 use crate::store::schema::{self, Syntax, Table, Value};
 use crate::store::writer::WriterConn;
 use crate::store::{Batch, StoreError, WriteReport};
@@ -164,7 +164,7 @@ pub(crate) async fn contributions(
     conn: &mut sqlx::SqliteConnection,
     statements: &Statements,
     ids: &[&str],
-) -> Result<Vec<Contribution>, StoreError> {
+) -> Result<Vec<Row>, StoreError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -227,7 +227,7 @@ pub(crate) async fn prune_runs(
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     if statements.rollups {
         let before = contributions(conn, statements, &ids).await?;
-        add_rollups(conn, statements, &Delta::between(&before, &[])).await?;
+        add_rollups(conn, statements, &Delta::between(before, Vec::new())).await?;
     }
     let json = serde_json::to_string(&ids).expect("ids serialize");
     let variants =
@@ -305,7 +305,7 @@ pub(crate) async fn write(
     insert_rows(&mut tx, &statements.variants, &variants, &prepared.variants).await?;
     if !touched.is_empty() {
         let after = contributions(&mut tx, statements, &touched).await?;
-        add_rollups(&mut tx, statements, &Delta::between(&before, &after)).await?;
+        add_rollups(&mut tx, statements, &Delta::between(before, after)).await?;
     }
     let producers = prepared.take_producers();
     let table = schema::producers();
